@@ -1,0 +1,41 @@
+"""The one place ids are made.
+
+Short ids are nanoid-style: 21 characters from a URL-safe alphabet of 64 symbols (126 bits),
+drawn from the operating system's random source. UUIDs are used where a protocol asks for them
+(the node protocol's message ids; a device id is the node's own ``browser_id`` UUID).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+
+ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+SHORT_ID_LENGTH = 21
+_SHORT_ID = re.compile(rf"^[{re.escape(ALPHABET)}]{{{SHORT_ID_LENGTH}}}$")
+
+
+def short_id(size: int = SHORT_ID_LENGTH) -> str:
+    """A random nanoid-style id; 64 symbols is a power of two, so masking keeps it unbiased."""
+    return "".join(ALPHABET[b & 63] for b in secrets.token_bytes(size))
+
+
+def is_short_id(value: str) -> bool:
+    return bool(_SHORT_ID.match(value))
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+def token(nbytes: int = 32) -> str:
+    """An opaque secret token (sessions, resets, API keys): store only its hash."""
+    return secrets.token_urlsafe(nbytes)
