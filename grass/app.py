@@ -1,0 +1,193 @@
+"""Composition root: the only module that knows the concrete backends and servers.
+
+``open_backends(config)`` owns every backend and its background tasks. ``run(config)`` starts the
+node WebSocket server and the HTTP server in one nursery, each with ``nursery.start``, reports a
+:class:`Server` handle once both listen, and shuts down gracefully when asked to.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from trio_websocket import WebSocketConnection
+
+from grass import ids, logs
+from grass.config import Config, reload_changes
+from grass.http.app import create_app
+from grass.metrics import Metrics
+from grass.ws.server import NodeServer, StartupError, reason
+
+log = logs.get("grass.app")
+
+Check = Callable[[], Awaitable[None]]
+
+
+@attrs.define
+class Backends:
+    """Every backend the services use, plus a readiness check per backend."""
+
+    config: Config
+    checks: dict[str, Check] = attrs.field(factory=dict)
+
+    async def readiness(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        for name, check in self.checks.items():
+            try:
+                with trio.fail_after(2):
+                    await check()
+            except trio.TooSlowError:
+                problems[name] = "no answer within 2 s"
+            except Exception as exc:
+                problems[name] = str(exc) or type(exc).__name__
+        return problems
+
+
+@asynccontextmanager
+async def open_backends(config: Config) -> AsyncIterator[Backends]:
+    """Open the configured backends; everything they own is closed on exit."""
+    backends = Backends(config)
+    log.info(
+        "backends",
+        storage=config.storage.backend.value,
+        ledger=config.ledger.backend.value,
+        redis=bool(config.redis.url),
+    )
+    yield backends
+
+
+class LiveConfig:
+    """The running config. SIGHUP swaps in the reloadable sections; the rest needs a restart."""
+
+    def __init__(self, config: Config) -> None:
+        self.current = config
+        self._listeners: list[Callable[[Config], None]] = []
+
+    def on_reload(self, listener: Callable[[Config], None]) -> None:
+        self._listeners.append(listener)
+
+    def apply(self, new: Config) -> list[str]:
+        """Apply a validated config; returns the restart-only sections that were not applied."""
+        self.current, ignored = reload_changes(self.current, new)
+        for listener in self._listeners:
+            listener(self.current)
+        return ignored
+
+
+@attrs.define
+class Server:
+    """A running grass server, as handed to the caller of ``nursery.start(run, ...)``."""
+
+    http_port: int
+    node_port: int
+    live: LiveConfig
+    metrics: Metrics
+    node: NodeServer
+    _shutdown: trio.Event = attrs.field(factory=trio.Event)
+
+    def addresses(self) -> dict[str, str]:
+        server = self.live.current.server
+        scheme = "wss" if server.tls_cert else "ws"
+        return {
+            "http": f"http://{server.http_host}:{self.http_port}",
+            "nodes": f"{scheme}://{server.node_host}:{self.node_port}",
+        }
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown: ``run`` returns once it is done."""
+        self._shutdown.set()
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    if not config.server.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the node TLS certificate: {reason(exc)}") from exc
+    return context
+
+
+async def _node_handler(conn: WebSocketConnection) -> None:
+    """Holds a node socket open until it closes; the node protocol session lands with issue 4."""
+    async for _ in _messages(conn):
+        pass
+
+
+async def _messages(conn: WebSocketConnection) -> AsyncIterator[str | bytes]:
+    while True:
+        yield await conn.get_message()
+
+
+async def run(
+    config: Config, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The whole server. Returns after a graceful shutdown (``Server.shutdown``)."""
+    live = LiveConfig(config)
+    metrics = Metrics()
+    instance = config.server.instance_id or ids.short_id(8)
+    with logs.bound(instance=instance):
+        async with open_backends(config) as backends, trio.open_nursery() as nursery:
+            app = create_app(metrics=metrics, readiness=backends.readiness)
+            node = NodeServer(
+                _node_handler,
+                host=config.server.node_host,
+                port=config.server.node_port,
+                metrics=metrics,
+                ssl_context=_tls_context(config),
+                max_message_size=config.node.max_message_size,
+                connect_timeout=config.node.connect_timeout,
+            )
+            node_port = await nursery.start(node.serve)
+            http_stop = trio.Event()
+            http_done = trio.Event()
+            http_port = await nursery.start(_run_http, app, config, http_stop, http_done)
+            server = Server(http_port, node_port, live, metrics, node)
+            task_status.started(server)
+            log.info("serving", **server.addresses())
+            await server._shutdown.wait()
+            log.info("shutting down", grace_period=live.current.server.grace_period)
+            app.extensions["grass.shutting_down"] = True
+            node.stop_accepting()
+            await node.close_all(1001, "server shutting down")
+            http_stop.set()
+            with trio.move_on_after(live.current.server.grace_period + 1):
+                await http_done.wait()
+            nursery.cancel_scope.cancel()
+        log.info("stopped")
+
+
+async def _run_http(
+    app: Any,
+    config: Config,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.server.http_host}:{config.server.http_port}"]
+    hc.graceful_timeout = config.server.grace_period
+    hc.accesslog = None  # the app logs each request itself, with its id and without secrets
+    hc.errorlog = logging.getLogger("hypercorn.error")  # through grass.logs, one format
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                binds: list[str] = await nursery.start(
+                    partial(hypercorn_serve, app, hc, shutdown_trigger=stop.wait)
+                )
+            except (OSError, ExceptionGroup) as exc:
+                where = f"{config.server.http_host}:{config.server.http_port}"
+                raise StartupError(f"cannot listen for HTTP on {where}: {reason(exc)}") from exc
+            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+    finally:
+        done.set()

@@ -1,0 +1,132 @@
+"""The ``grass`` command.
+
+Exit codes: 0 done, 1 a start-up or run-time failure (one line on stderr), 2 bad usage or an
+invalid configuration (every problem listed, nothing opened).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from grass import logs
+from grass.app import Server, run
+from grass.config import Config, Port, load_config, show
+from grass.errors import ConfigError, GrassError
+from grass.ws.server import StartupError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grass", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="TOML config file (default: $GRASS_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the node gateway and the HTTP server")
+    serve.add_argument("--host", help="HTTP listen address (overrides server.http_host)")
+    serve.add_argument("--port", type=int, help="HTTP port (overrides server.http_port)")
+    serve.add_argument("--node-host", help="node listen address (overrides server.node_host)")
+    serve.add_argument("--node-port", type=int, help="node port (overrides server.node_port)")
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_commands.add_parser("show", help="print the effective config, secrets masked")
+    return parser
+
+
+def _overrides(config: Config, args: argparse.Namespace) -> Config:
+    server = config.server
+    if args.host is not None:
+        server = attrs.evolve(server, http_host=args.host)
+    if args.port is not None:
+        server = attrs.evolve(server, http_port=Port(args.port))
+    if args.node_host is not None:
+        server = attrs.evolve(server, node_host=args.node_host)
+    if args.node_port is not None:
+        server = attrs.evolve(server, node_port=Port(args.node_port))
+    return attrs.evolve(config, server=server)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config, path = load_config(args.config)
+    except ConfigError as exc:
+        print(f"grass: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "config":
+        print(json.dumps(show(config), indent=2))
+        return EXIT_OK
+    config = _overrides(config, args)
+    logs.configure(config.logging)
+    try:
+        trio.run(_serve, config, path)
+    except (StartupError, GrassError, BaseExceptionGroup) as exc:
+        failures = _startup_failures(exc)
+        if not failures:
+            raise
+        for failure in failures:
+            print(f"grass: {failure}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _startup_failures(exc: BaseException) -> list[BaseException]:
+    """The operator-facing errors inside a (nested) group; empty if anything else is in it."""
+    if isinstance(exc, StartupError | GrassError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_startup_failures(e) for e in exc.exceptions]
+        return [] if any(not f for f in found) else [e for f in found for e in f]
+    return []
+
+
+async def _serve(config: Config, path: str | None) -> None:
+    """Run until SIGINT/SIGTERM (graceful; a second one stops at once); SIGHUP reloads."""
+    log = logs.get("grass.cli")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def serve_then_stop(*, task_status: trio.TaskStatus[Server]) -> None:
+                await run(config, task_status=task_status)
+                nursery.cancel_scope.cancel()  # what is left is the signal loop below
+
+            server: Server = await nursery.start(serve_then_stop)
+            addresses = server.addresses()
+            print(f"grass serving HTTP on {addresses['http']}", flush=True)
+            print(f"grass serving nodes on {addresses['nodes']}", flush=True)
+            stopping = False
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    _reload(server, path, log)
+                elif not stopping:
+                    stopping = True
+                    log.info("signal received, shutting down", signal=signal.Signals(signum).name)
+                    server.shutdown()
+                else:
+                    log.warning("second signal, stopping now")
+                    nursery.cancel_scope.cancel()
+
+
+def _reload(server: Server, path: str | None, log: Any) -> None:
+    try:
+        new, _ = load_config(path, os.environ)
+    except ConfigError as exc:
+        server.metrics.config_reloads.labels("refused").inc()
+        log.error("config reload refused; keeping the running config", problems=exc.problems)
+        return
+    ignored = server.live.apply(new)
+    logs.configure(server.live.current.logging)
+    server.metrics.config_reloads.labels("applied").inc()
+    log.info("config reloaded", restart_needed_for=ignored)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

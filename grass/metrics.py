@@ -1,0 +1,44 @@
+"""Prometheus metrics, one registry per running server (tests run several in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.node_connections = Gauge(
+            "grass_node_connections_open", "Open node WebSocket connections", registry=r
+        )
+        self.node_connections_total = Counter(
+            "grass_node_connections_accepted", "Node connections accepted", registry=r
+        )
+        self.node_messages = Counter(
+            "grass_node_messages_total", "Node messages received", ["kind"], registry=r
+        )
+        self.node_closes = Counter(
+            "grass_node_closes_total",
+            "Node connections closed, by close code",
+            ["code"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "grass_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "grass_http_request_seconds", "HTTP request latency", ["route"], registry=r
+        )
+        self.config_reloads = Counter(
+            "grass_config_reloads_total", "SIGHUP reloads, by result", ["result"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
