@@ -21,7 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketConnection
 
 from grass import ids, logs
-from grass.config import Config, reload_changes
+from grass.config import Config, StorageBackend, reload_changes
 from grass.http.app import create_app
 from grass.metrics import Metrics
 from grass.ws.server import NodeServer, StartupError, reason
@@ -55,6 +55,8 @@ class Backends:
 async def open_backends(config: Config) -> AsyncIterator[Backends]:
     """Open the configured backends; everything they own is closed on exit."""
     backends = Backends(config)
+    if config.storage.backend is StorageBackend.MEMORY:
+        log.warning("storage is in memory: nothing is persisted, everything is lost at exit")
     log.info(
         "backends",
         storage=config.storage.backend.value,

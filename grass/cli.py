@@ -1,7 +1,8 @@
 """The ``grass`` command.
 
 Exit codes: 0 done, 1 a start-up or run-time failure (one line on stderr), 2 bad usage or an
-invalid configuration (every problem listed, nothing opened).
+invalid configuration (every problem listed, nothing opened), 130 stopped by a second signal
+before the graceful shutdown had finished.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from grass.config import Config, Port, load_config, show
 from grass.errors import ConfigError, GrassError
 from grass.ws.server import StartupError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,8 +112,11 @@ async def _serve(config: Config, path: str | None) -> None:
                     log.info("signal received, shutting down", signal=signal.Signals(signum).name)
                     server.shutdown()
                 else:
+                    # Shielded clean-up (closing sockets, the last flush) could still take
+                    # seconds; an operator who asks twice wants the process gone now.
                     log.warning("second signal, stopping now")
-                    nursery.cancel_scope.cancel()
+                    sys.stderr.flush()
+                    os._exit(EXIT_FORCED)
 
 
 def _reload(server: Server, path: str | None, log: Any) -> None:

@@ -307,8 +307,13 @@ SECTIONS: dict[str, type[Any]] = {
 _converter = _make_converter()
 
 
-def _env_settings(environ: Mapping[str, str], problems: list[str]) -> dict[str, dict[str, Any]]:
-    """Turn ``GRASS_*`` variables into a nested dict; unknown ones are problems, not ignored."""
+def _env_settings(
+    environ: Mapping[str, str], problems: list[str], origin: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Turn ``GRASS_*`` variables into a nested dict; unknown ones are problems, not ignored.
+
+    ``origin`` learns which variable set each key, so a message can name it.
+    """
     out: dict[str, dict[str, Any]] = {}
     for name, value in environ.items():
         if not name.startswith("GRASS_") or name in _NOT_SETTINGS:
@@ -319,6 +324,7 @@ def _env_settings(environ: Mapping[str, str], problems: list[str]) -> dict[str, 
             section, key = ALIASES[name]
         elif name.startswith("GRASS_FEATURES_"):
             out.setdefault("features", {})[name.removeprefix("GRASS_FEATURES_").lower()] = value
+            origin["features"] = name
             continue
         else:
             rest = name.removeprefix("GRASS_").lower()
@@ -328,6 +334,7 @@ def _env_settings(environ: Mapping[str, str], problems: list[str]) -> dict[str, 
                 problems.append(f"{name}: unknown setting")
                 continue
         out.setdefault(section, {})[key] = value
+        origin[f"{section}.{key}"] = name
     return out
 
 
@@ -366,20 +373,13 @@ def _format(exc: BaseException, type_: Any) -> str:
     return cattrs.v.format_exception(exc, type_)
 
 
-def _sources(
-    file_data: Mapping[str, Any], path: str | None, env: Mapping[str, Any]
-) -> dict[str, str]:
-    """Where each key came from, so a message can say which variable or file to fix."""
-    found: dict[str, str] = {}
-    for section, values in file_data.items():
-        if isinstance(values, Mapping):
-            for key in values:
-                found[f"{section}.{key}"] = str(path)
-    for section, values in env.items():
-        for key in values:
-            alias = next((a for a, sk in ALIASES.items() if sk == (section, key)), None)
-            found[f"{section}.{key}"] = alias or f"GRASS_{section.upper()}_{key.upper()}"
-    return found
+def _file_sources(file_data: Mapping[str, Any], path: str | None) -> dict[str, str]:
+    return {
+        f"{section}.{key}": str(path)
+        for section, values in file_data.items()
+        if isinstance(values, Mapping)
+        for key in values
+    }
 
 
 def load_config(
@@ -397,13 +397,14 @@ def load_config(
             problems.append(f"{path}: cannot read the config file: {exc.strerror}")
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"{path}: not valid TOML: {exc}")
-    env_data = _env_settings(environ, problems)
+    origin = _file_sources(file_data, path)
+    env_data = _env_settings(environ, problems, origin)
     raw = _merge(file_data, env_data)
     config = None
     try:
         config = _converter.structure(raw, Config)
     except cattrs.BaseValidationError as exc:
-        problems.extend(_describe(exc, _sources(file_data, path, env_data)))
+        problems.extend(_describe(exc, origin))
     if config is not None:
         problems.extend(_cross_checks(config))
     if problems or config is None:

@@ -1,0 +1,5 @@
+import sys
+
+from grass.cli import main
+
+sys.exit(main())
