@@ -31,7 +31,7 @@ def new_uuid() -> str:
 
 def is_uuid(value: str) -> bool:
     try:
-        return str(uuid.UUID(value)) == value.lower()
+        return str(uuid.UUID(value)) == value  # the canonical form only: one spelling per id
     except (ValueError, AttributeError, TypeError):
         return False
 

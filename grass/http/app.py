@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -41,6 +42,8 @@ def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
     async def _begin() -> None:
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or ids.short_id()
         g.started = time.perf_counter()
+        # Every line logged while this request runs carries its id.
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
 
     @app.after_request
     async def _finish(response: Response) -> Response:
@@ -51,13 +54,16 @@ def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         log.info(
             "request",
-            request_id=g.get("request_id"),
             method=request.method,
             path=request.path,  # never the query string: it may carry tokens
             status=response.status_code,
             ms=round(elapsed * 1000, 2),
         )
         return response
+
+    @app.teardown_request
+    async def _unbind(_: BaseException | None) -> None:
+        structlog.contextvars.unbind_contextvars("request_id")
 
     @app.errorhandler(HTTPException)
     async def _http_exception(exc: HTTPException) -> Any:
@@ -68,7 +74,7 @@ def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
     async def _exception(exc: Exception) -> Any:
         reply = http_error(exc)
         if reply.status >= 500:
-            log.error("unhandled error", request_id=g.get("request_id"), exc_info=exc)
+            log.error("unhandled error", exc_info=exc)
         return reply.body, reply.status, reply.headers
 
     @app.get("/healthz")
