@@ -119,7 +119,7 @@ class ProtocolError(GrassError):
     """Base of the node protocol's errors (see grass.ws.protocol)."""
 
     code = "protocol_error"
-    ws_close_code = 1002
+    ws_close_code: int | None = 1002
 
 
 @attrs.frozen
