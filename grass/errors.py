@@ -59,7 +59,7 @@ class ConfigError(GrassError):
 class InvalidInput(GrassError):
     code = "invalid_input"
     http_status = 400
-    ws_close_code = 1008
+    ws_close_code: int | None = 1008
 
 
 class ValidationFailed(InvalidInput):
@@ -70,31 +70,31 @@ class ValidationFailed(InvalidInput):
 class Unauthenticated(GrassError):
     code = "unauthenticated"
     http_status = 401
-    ws_close_code = 1008
+    ws_close_code: int | None = 1008
 
 
 class Forbidden(GrassError):
     code = "forbidden"
     http_status = 403
-    ws_close_code = 1008
+    ws_close_code: int | None = 1008
 
 
 class NotFound(GrassError):
     code = "not_found"
     http_status = 404
-    ws_close_code = 1008
+    ws_close_code: int | None = 1008
 
 
 class Conflict(GrassError):
     code = "conflict"
     http_status = 409
-    ws_close_code = 1008
+    ws_close_code: int | None = 1008
 
 
 class RateLimited(GrassError):
     code = "rate_limited"
     http_status = 429
-    ws_close_code = 1008
+    ws_close_code: int | None = 1008
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, details={"retry_after": round(retry_after, 3)})
@@ -104,7 +104,7 @@ class RateLimited(GrassError):
 class Unavailable(GrassError):
     code = "unavailable"
     http_status = 503
-    ws_close_code = 1011
+    ws_close_code: int | None = 1011
 
 
 class StorageError(GrassError):
