@@ -1,0 +1,210 @@
+"""The state instances share beside the database: cache, sessions, presence, rate limits, pub/sub.
+
+Two implementations of every Protocol here: :mod:`grass.storage.inprocess` (one instance, no
+service; the default) and :mod:`grass.storage.redis` (many instances sharing one Redis). Both
+are opened as a :class:`SharedState` bundle by an async context manager that owns their
+background tasks, and both pass the same conformance suite (``tests/storage/shared/``).
+
+Names given to these interfaces are logical (``"dash:u1"``, ``"user:u1"``); the implementation
+puts them under its namespace (``grass:`` unless told otherwise), so Redis sees
+``grass:cache:dash:u1`` or the channel ``grass:user:u1``.
+
+Errors: a backend that cannot be reached raises
+:class:`~grass.storage.abc.StorageUnavailable`; a local subscriber that falls too far behind
+gets :class:`SubscriptionOverflow` from its iterator (see :class:`PubSub`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import attrs
+
+from grass.errors import StorageError, Unavailable
+
+#: What the cache and the session store accept: anything ``json.dumps`` takes. Values come back
+#: as ``json.loads`` gives them (tuples become lists), from the loader and from the cache alike.
+JSON = Any
+
+#: Below this, two GCRA instants are the same (float and microsecond rounding).
+GCRA_EPSILON = 1e-6
+
+
+def user_channel(user_id: str) -> str:
+    """The pub/sub channel of one user's live events (``grass:user:<id>`` on Redis)."""
+    return f"user:{user_id}"
+
+
+def user_tag(user_id: str) -> str:
+    """The cache tag of everything derived from one user's data."""
+    return f"user:{user_id}"
+
+
+class SubscriptionOverflow(StorageError, Unavailable):
+    """A local subscriber fell more than its buffer behind and was dropped.
+
+    It has lost messages: a live socket should close and let its client reconnect and replay
+    from the last event id it saw.
+    """
+
+    code = "subscription_overflow"
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """The answer of a rate limiter to one hit."""
+
+    allowed: bool
+    #: Seconds until the same hit would be allowed (0 when allowed).
+    retry_after: float
+    #: Hits of cost 1 that would still be allowed right now, after this one.
+    remaining: int
+
+
+@attrs.frozen(kw_only=True)
+class SessionRecord:
+    user_id: str
+    data: JSON
+
+
+def gcra(
+    tat: float | None, now: float, *, rate: float, burst: int, cost: int
+) -> tuple[float | None, Decision]:
+    """One hit of the generic cell rate algorithm (sans I/O).
+
+    ``tat`` is the stored theoretical arrival time (None when the key is new), ``rate`` tokens
+    per second, ``burst`` the bucket size. Returns the TAT to store (None: leave it unchanged)
+    and the decision. The Redis Lua script is the same computation in microseconds.
+    """
+    interval = 1.0 / rate
+    tolerance = burst * interval
+    tat = now if tat is None or tat < now else tat
+    new_tat = tat + cost * interval
+    allow_at = new_tat - tolerance
+    if allow_at - now > GCRA_EPSILON:
+        remaining = math.floor((now + tolerance - tat) / interval + GCRA_EPSILON)
+        return None, Decision(
+            allowed=False, retry_after=allow_at - now, remaining=max(0, remaining)
+        )
+    remaining = math.floor((now + tolerance - new_tat) / interval + GCRA_EPSILON)
+    return new_tat, Decision(allowed=True, retry_after=0.0, remaining=max(0, remaining))
+
+
+def check_limit(rate: float, burst: int, cost: int) -> None:
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"rate must be a positive number of hits per second, not {rate!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, not {burst!r}")
+    if not 1 <= cost <= burst:
+        raise ValueError(f"cost must be between 1 and burst ({burst}), not {cost!r}")
+
+
+class Cache(Protocol):
+    """Read-through cache of JSON-able values, invalidated by key or by tag.
+
+    Tags are how a write drops every read derived from some data: a dashboard read of user U
+    is cached with ``tags=[user_tag(U)]`` and any write to U's data calls
+    ``invalidate_tags(user_tag(U))``. Invalidation is safe against the read/write race: a read
+    that loaded before the invalidation never lands in the cache afterwards (each entry records
+    the generations of its tags as they were when its load started).
+    """
+
+    async def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[JSON]],
+        *,
+        ttl: float,
+        tags: Iterable[str] = (),
+    ) -> JSON:
+        """The cached value of ``key``, or ``await loader()`` stored for ``ttl`` seconds.
+
+        Within one process, concurrent misses of the same key call the loader once.
+        """
+        ...
+
+    async def invalidate(self, *keys: str) -> None: ...
+
+    async def invalidate_tags(self, *tags: str) -> None: ...
+
+
+class SessionStore(Protocol):
+    """Revocable login sessions, keyed by the hash of their token, indexed by user."""
+
+    async def put(self, token_hash: str, *, user_id: str, data: JSON, ttl: float) -> None: ...
+
+    async def get(self, token_hash: str) -> SessionRecord | None: ...
+
+    async def touch(self, token_hash: str, *, ttl: float) -> bool:
+        """Let the session live ``ttl`` seconds from now; False if it is gone."""
+        ...
+
+    async def revoke(self, token_hash: str) -> bool:
+        """Drop one session; False if it was already gone."""
+        ...
+
+    async def revoke_user(self, user_id: str) -> list[str]:
+        """Drop every session of a user; returns the token hashes that were live."""
+        ...
+
+    async def sessions_of(self, user_id: str) -> list[str]:
+        """Token hashes of a user's live sessions (sorted)."""
+        ...
+
+
+class Presence(Protocol):
+    """Which instance holds each online device. Entries expire unless refreshed."""
+
+    async def update_many(self, entries: Mapping[str, str], *, ttl: float) -> None:
+        """Set ``device_id -> instance_id`` for all entries, in one round trip."""
+        ...
+
+    async def remove_many(self, device_ids: Iterable[str], *, instance_id: str) -> int:
+        """Drop the entries that still point at ``instance_id`` (a device that reconnected
+        elsewhere keeps its new entry); returns how many were dropped."""
+        ...
+
+    async def lookup(self, device_ids: Iterable[str]) -> dict[str, str]:
+        """``device_id -> instance_id`` for the online ones among ``device_ids``."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """GCRA limits shared by every instance: ``burst`` hits at once, refilled at ``rate``/s."""
+
+    async def hit(self, key: str, *, rate: float, burst: int, cost: int = 1) -> Decision: ...
+
+
+class PubSub(Protocol):
+    """Fire-and-forget messages between instances, fanned out to local subscribers.
+
+    Each local subscriber has a bounded buffer. A subscriber that falls behind by more than its
+    buffer is dropped, never waited for: its iterator yields what it had buffered, then raises
+    :class:`SubscriptionOverflow`. A slow subscriber therefore never delays the others, and it
+    always knows when it has lost messages.
+    """
+
+    async def publish(self, channel: str, message: bytes) -> None: ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Messages published to ``channel`` once the context is entered, in order."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class SharedState:
+    """Everything instances share beside the database, opened and closed together."""
+
+    instance_id: str
+    cache: Cache
+    sessions: SessionStore
+    presence: Presence
+    limiter: RateLimiter
+    pubsub: PubSub
+
+
+def sorted_unique(items: Iterable[str]) -> Sequence[str]:
+    return sorted(set(items))
