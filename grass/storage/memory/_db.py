@@ -1,0 +1,169 @@
+"""The memory backend's state: every table, the lock that serialises units of work, and how a
+store runs one operation (alone, or as part of a unit of work)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import attrs
+import trio
+
+from grass.domain.devices import Device
+from grass.domain.earnings import EarningEntry
+from grass.domain.epochs import Epoch
+from grass.domain.notifications import Notification
+from grass.domain.pages import (
+    CursorPart,
+    InvalidPage,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
+from grass.domain.referrals import Referral
+from grass.domain.uptime import UptimeBucket
+from grass.domain.users import ApiKey, Session, User, WalletLink
+from grass.storage.abc import IntegrityViolation, StorageNotFound, TransactionAborted
+from grass.storage.memory._tables import Journal, Table
+
+R = TypeVar("R")
+
+
+class Db:
+    def __init__(self) -> None:
+        self.lock = trio.Lock()
+        self.journal = j = Journal()
+        self.users: Table[str, User] = Table(
+            "users",
+            j,
+            lambda u: u.id,
+            unique={"email": lambda u: u.email, "referral_code": lambda u: u.referral_code},
+        )
+        self.sessions: Table[str, Session] = Table(
+            "sessions", j, lambda s: s.token_hash, groups={"user": lambda s: s.user_id}
+        )
+        self.api_keys: Table[str, ApiKey] = Table(
+            "api_keys",
+            j,
+            lambda k: k.id,
+            unique={"hash": lambda k: k.key_hash},
+            groups={"user": lambda k: k.user_id},
+        )
+        self.wallets: Table[str, WalletLink] = Table(
+            "wallets", j, lambda w: w.user_id, unique={"address": lambda w: w.address}
+        )
+        self.devices: Table[str, Device] = Table(
+            "devices",
+            j,
+            lambda d: d.device_id,
+            groups={"user": lambda d: d.user_id, "ip": lambda d: d.ip},
+        )
+        self.uptime: Table[tuple[str, dt.datetime, str], UptimeBucket] = Table(
+            "uptime",
+            j,
+            lambda b: b.key,
+            groups={
+                "start": lambda b: b.bucket_start,
+                "user": lambda b: b.user_id,
+                "device": lambda b: b.device_id,
+            },
+        )
+        self.earnings: Table[str, EarningEntry] = Table(
+            "earnings",
+            j,
+            lambda e: e.id,
+            unique={"key": lambda e: e.idempotency_key},
+            groups={"user": lambda e: e.user_id, "bucket": lambda e: e.bucket_start},
+        )
+        self.referrals: Table[tuple[str, str], Referral] = Table(
+            "referrals",
+            j,
+            lambda r: (r.referrer_id, r.referee_id),
+            unique={"referee_level": lambda r: (r.referee_id, r.level)},
+            groups={"referrer": lambda r: r.referrer_id, "referee": lambda r: r.referee_id},
+        )
+        self.notifications: Table[str, Notification] = Table(
+            "notifications", j, lambda n: n.id, groups={"user": lambda n: n.user_id}
+        )
+        self.epochs: Table[int, Epoch] = Table("epochs", j, lambda e: e.number)
+
+    def require_user(self, user_id: str) -> None:
+        if user_id not in self.users:
+            raise IntegrityViolation(f"unknown user {user_id}", details={"user_id": user_id})
+
+
+def found(row: R | None, what: str, key: object) -> R:
+    if row is None:
+        raise StorageNotFound(f"{what} {key} not found", details={"key": str(key)})
+    return row
+
+
+@attrs.define
+class TxState:
+    failed: bool = False
+    finished: bool = False
+
+
+class Scope:
+    """Runs a store's operations: alone (taking the lock, undone if it fails) or in a unit of work
+    (already holding the lock; a failure dooms it, as in PostgreSQL)."""
+
+    def __init__(self, db: Db, tx: TxState | None) -> None:
+        self.db = db
+        self.tx = tx
+
+    @asynccontextmanager
+    async def op(self) -> AsyncIterator[Db]:
+        db, tx = self.db, self.tx
+        if tx is None:
+            async with db.lock:
+                db.journal.begin()
+                try:
+                    yield db
+                except BaseException:
+                    db.journal.rollback()
+                    raise
+                db.journal.commit()
+            return
+        if tx.finished:
+            raise RuntimeError("this unit of work has already finished")
+        if tx.failed:
+            raise TransactionAborted("an earlier operation of this unit of work failed")
+        await trio.lowlevel.checkpoint()
+        try:
+            yield db
+        except BaseException:
+            tx.failed = True
+            raise
+
+
+def paginate(
+    rows: Iterable[R],
+    key: Callable[[R], Sequence[CursorPart]],
+    kinds: Sequence[type],
+    *,
+    descending: bool,
+    cursor: str | None,
+    limit: int,
+) -> Page[R]:
+    """Keyset pagination over ``key`` (a tuple of str/int without None)."""
+    check_limit(limit)
+    ordered = sorted(rows, key=lambda r: tuple(key(r)), reverse=descending)
+    if cursor is not None:
+        after = decode_cursor(cursor, kinds)
+        if None in after:
+            raise InvalidPage("malformed cursor")
+        if descending:
+            ordered = [r for r in ordered if tuple(key(r)) < after]
+        else:
+            ordered = [r for r in ordered if tuple(key(r)) > after]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return Page(tuple(page), encode_cursor(key(page[-1])) if more else None)
+
+
+def in_range(at: dt.datetime, since: dt.datetime | None, until: dt.datetime | None) -> bool:
+    return (since is None or since <= at) and (until is None or at < until)
