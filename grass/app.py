@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,11 @@ from grass import ids, logs
 from grass.config import Config, StorageBackend, reload_changes
 from grass.http.app import create_app
 from grass.metrics import Metrics
+from grass.storage.abc import Storage
+from grass.storage.inprocess import open_inprocess_state
+from grass.storage.memory import open_memory_storage
+from grass.storage.redis import open_redis_state
+from grass.storage.shared import SharedState
 from grass.ws.server import NodeServer, StartupError, reason
 
 log = logs.get("grass.app")
@@ -36,6 +41,8 @@ class Backends:
     """Every backend the services use, plus a readiness check per backend."""
 
     config: Config
+    storage: Storage
+    shared: SharedState
     checks: dict[str, Check] = attrs.field(factory=dict)
 
     async def readiness(self) -> dict[str, str]:
@@ -52,18 +59,35 @@ class Backends:
 
 
 @asynccontextmanager
-async def open_backends(config: Config) -> AsyncIterator[Backends]:
+async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncIterator[Backends]:
     """Open the configured backends; everything they own is closed on exit."""
-    backends = Backends(config)
-    if config.storage.backend is StorageBackend.MEMORY:
-        log.warning("storage is in memory: nothing is persisted, everything is lost at exit")
-    log.info(
-        "backends",
-        storage=config.storage.backend.value,
-        ledger=config.ledger.backend.value,
-        redis=bool(config.redis.url),
-    )
-    yield backends
+    async with AsyncExitStack() as stack:
+        checks: dict[str, Check] = {}
+        if config.storage.backend is StorageBackend.MEMORY:
+            log.warning("storage is in memory: nothing is persisted, everything is lost at exit")
+            storage: Storage = await stack.enter_async_context(open_memory_storage())
+        else:
+            raise StartupError(
+                "storage.backend = postgres: the PostgreSQL stores are not built yet"
+            )
+        if config.redis.url:
+            shared = await stack.enter_async_context(
+                open_redis_state(config.redis.url.reveal(), instance_id=instance_id)
+            )
+
+            async def redis_answers() -> None:
+                await shared.presence.lookup(["readyz"])
+
+            checks["redis"] = redis_answers
+        else:
+            shared = await stack.enter_async_context(open_inprocess_state(instance_id=instance_id))
+        log.info(
+            "backends",
+            storage=config.storage.backend.value,
+            ledger=config.ledger.backend.value,
+            redis=bool(config.redis.url),
+        )
+        yield Backends(config, storage, shared, checks)
 
 
 class LiveConfig:
@@ -138,7 +162,10 @@ async def run(
     metrics = Metrics()
     instance = config.server.instance_id or ids.short_id(8)
     with logs.bound(instance=instance):
-        async with open_backends(config) as backends, trio.open_nursery() as nursery:
+        async with (
+            open_backends(config, instance_id=instance) as backends,
+            trio.open_nursery() as nursery,
+        ):
             app = create_app(metrics=metrics, readiness=backends.readiness)
             node = NodeServer(
                 _node_handler,

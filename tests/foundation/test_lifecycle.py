@@ -133,3 +133,40 @@ async def test_port_in_use_is_a_clear_start_up_error(nursery: trio.Nursery) -> N
         isinstance(e, StartupError) and f"127.0.0.1:{port}" in str(e) and "in use" in str(e)
         for e in flat
     ), flat
+
+
+async def test_ready_with_redis(nursery: trio.Nursery, redis_url: str) -> None:
+    from grass.config import RedisConfig, Secret
+
+    config = attrs.evolve(local_config(), redis=RedisConfig(url=Secret(redis_url)))
+    server: Server = await nursery.start(run, config)
+    reply = await get(server, "/readyz")
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ready", "problems": {}}
+    server.shutdown()
+
+
+async def test_unreachable_redis_at_start_is_a_clear_error(nursery: trio.Nursery) -> None:
+    from grass.config import RedisConfig, Secret
+    from grass.storage.abc import StorageUnavailable
+
+    with trio.socket.socket() as probe:  # a port nobody listens on
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = attrs.evolve(
+        local_config(), redis=RedisConfig(url=Secret(f"redis://:hunter2@127.0.0.1:{port}/0"))
+    )
+    with pytest.raises(BaseException) as caught:
+        await nursery.start(run, config)
+    flat: list[BaseException] = []
+    pending: list[BaseException] = [caught.value]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            flat.append(error)
+    (error,) = flat
+    assert isinstance(error, StorageUnavailable)
+    assert f"127.0.0.1:{port}" in str(error)
+    assert "hunter2" not in str(error)
