@@ -1,0 +1,412 @@
+"""The PostgreSQL connection pool: triopg (asyncpg) under Trio through trio-asyncio.
+
+:func:`open_postgres` owns everything: the trio-asyncio loop (when none is running), the
+primary pool and an optional replica pool. Work is handed to :class:`Database` as a callable
+taking a :class:`Connection`, so a transaction that loses a serialization race or a deadlock
+can be run again from the start::
+
+    async def credit(conn: Connection) -> None:
+        await conn.execute("UPDATE ...", ...)
+
+    await db.run(credit, isolation="serializable")   # retried on 40001 / 40P01
+    rows = await db.read(lambda conn: conn.fetch("SELECT ..."))   # replica when configured
+
+Every driver error crossing this module is translated by :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Literal, Protocol, TypeVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import attrs
+import trio
+import trio_asyncio
+import triopg
+
+from grass.storage.abc import StorageUnavailable
+from grass.storage.postgres.errors import SerializationConflict, translate_errors
+
+__all__ = [
+    "Connection",
+    "Database",
+    "Isolation",
+    "Record",
+    "RetryPolicy",
+    "describe_dsn",
+    "open_postgres",
+]
+
+T = TypeVar("T")
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+
+
+class Record(Protocol):
+    """A result row (asyncpg.Record): indexable by column name or position."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+    def keys(self) -> Iterator[str]: ...
+    def values(self) -> Iterator[Any]: ...
+    def items(self) -> Iterator[tuple[str, Any]]: ...
+    def __len__(self) -> int: ...
+
+
+def describe_dsn(dsn: str) -> str:
+    """``host:port/database`` for messages and logs: the DSN without user or password."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host") or ["localhost"])[0]
+    try:
+        port = parts.port or int((query.get("port") or ["5432"])[0])
+    except ValueError:
+        port = 5432
+    database = unquote(parts.path.lstrip("/")) or (query.get("dbname") or [""])[0]
+    database = database or parts.username or "postgres"
+    return f"{host}:{port}/{database}"
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How often a unit of work is re-run after a serialization failure or a deadlock.
+
+    Full jitter (a uniform delay up to the exponential bound) spreads the retries of the
+    transactions that collided, so they do not collide again in lockstep.
+    """
+
+    attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    base_delay: float = attrs.field(default=0.005, validator=attrs.validators.ge(0))
+    max_delay: float = attrs.field(default=0.25, validator=attrs.validators.ge(0))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class Connection:
+    """A pooled connection; every call maps driver errors to storage errors.
+
+    ``raw`` is the triopg connection, for what this face does not cover (LISTEN, prepare).
+    Deadlines are Trio's (``trio.fail_after``): a cancelled query is cancelled on the server too.
+    """
+
+    __slots__ = ("_target", "raw")
+
+    def __init__(self, raw: Any, target: str) -> None:
+        self.raw = raw
+        self._target = target
+
+    async def execute(self, query: str, *args: object) -> str:
+        with translate_errors(target=self._target):
+            return cast(str, await self.raw.execute(query, *args))
+
+    async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None:
+        with translate_errors(target=self._target):
+            await self.raw.executemany(query, args)
+
+    async def fetch(self, query: str, *args: object) -> list[Record]:
+        with translate_errors(target=self._target):
+            return cast("list[Record]", await self.raw.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: object) -> Record | None:
+        with translate_errors(target=self._target):
+            return cast("Record | None", await self.raw.fetchrow(query, *args))
+
+    async def fetchval(self, query: str, *args: object) -> Any:
+        with translate_errors(target=self._target):
+            return await self.raw.fetchval(query, *args)
+
+    async def copy_records_to_table(
+        self,
+        table: str,
+        *,
+        records: Iterable[Sequence[object]],
+        columns: Sequence[str] | None = None,
+    ) -> str:
+        """COPY rows into ``table`` (resolved through search_path; temp tables work too)."""
+        with translate_errors(target=self._target):
+            return cast(
+                str,
+                await self.raw.copy_records_to_table(table, records=records, columns=columns),
+            )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A transaction, or inside one a savepoint: an error in the block rolls back only
+        the block (a store can catch StorageConflict and go on)."""
+        with translate_errors(target=self._target):
+            async with self.raw.transaction():
+                yield
+
+
+class _NotStarted(Exception):
+    """The connection failed before the unit of work ran: safe to run it elsewhere."""
+
+
+@attrs.define(kw_only=True)
+class _Pool:
+    raw: Any
+    target: str
+
+
+class Database:
+    """The PostgreSQL backend's handle on its pools; built by :func:`open_postgres`."""
+
+    def __init__(
+        self,
+        *,
+        primary: _Pool,
+        replica: _Pool | None,
+        retry: RetryPolicy,
+        acquire_timeout: float,
+        ping_timeout: float,
+        rng: random.Random,
+    ) -> None:
+        self._ping_timeout = ping_timeout
+        self._primary = primary
+        self._replica = replica
+        self._retry = retry
+        self._acquire_timeout = acquire_timeout
+        self._rng = rng
+
+    @property
+    def target(self) -> str:
+        """``host:port/database`` of the primary (no credentials)."""
+        return self._primary.target
+
+    @property
+    def has_replica(self) -> bool:
+        return self._replica is not None
+
+    async def run(
+        self,
+        fn: Callable[[Connection], Awaitable[T]],
+        *,
+        readonly: bool = False,
+        isolation: Isolation = "read_committed",
+    ) -> T:
+        """Run ``fn`` in one transaction on the primary, re-running it from the start after a
+        serialization failure or a deadlock (bounded, jittered back-off) and once after a
+        connection found dead before ``fn`` began. ``fn`` must not have effects outside the
+        database: it may run more than once."""
+        return await self._run(self._primary, fn, readonly=readonly, isolation=isolation)
+
+    async def read(
+        self, fn: Callable[[Connection], Awaitable[T]], *, isolation: Isolation = "read_committed"
+    ) -> T:
+        """Run a read-only ``fn``, on the replica when one is configured (it may lag behind
+        the primary: read-your-writes needs ``run(fn, readonly=True)``). A replica that cannot
+        be reached falls back to the primary."""
+        if self._replica is not None:
+            try:
+                return await self._run(self._replica, fn, readonly=True, isolation=isolation)
+            except StorageUnavailable:
+                pass
+        return await self._run(self._primary, fn, readonly=True, isolation=isolation)
+
+    @asynccontextmanager
+    async def transaction(
+        self, *, readonly: bool = False, isolation: Isolation = "read_committed"
+    ) -> AsyncIterator[Connection]:
+        """One transaction on the primary, committed when the block exits normally. Not
+        retried (a block cannot be re-entered): prefer :meth:`run` for SERIALIZABLE work."""
+        async with self._acquire(self._primary) as conn:
+            with translate_errors(target=self._primary.target):
+                async with conn.raw.transaction(isolation=isolation, readonly=readonly):
+                    yield conn
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A primary connection outside any transaction: for session-level advisory locks
+        (held until released or the connection ends), LISTEN, or several transactions in
+        a row. Session state is reset when it goes back to the pool."""
+        async with self._acquire(self._primary) as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """Readiness: every pool answers ``SELECT 1`` within the ping timeout, else
+        StorageUnavailable."""
+        timeout = self._ping_timeout
+        for pool in (self._primary, self._replica):
+            if pool is None:
+                continue
+            with trio.move_on_after(timeout) as scope:
+                async with self._acquire(pool) as conn:
+                    await conn.fetchval("SELECT 1")
+            if scope.cancelled_caught:
+                raise StorageUnavailable(
+                    f"PostgreSQL at {pool.target} did not answer within {timeout:g} s",
+                    details={"target": pool.target},
+                )
+
+    async def _run(
+        self,
+        pool: _Pool,
+        fn: Callable[[Connection], Awaitable[T]],
+        *,
+        readonly: bool,
+        isolation: Isolation,
+    ) -> T:
+        attempt = 0
+        retried_dead_connection = False
+        while True:
+            attempt += 1
+            try:
+                return await self._run_once(pool, fn, readonly=readonly, isolation=isolation)
+            except SerializationConflict:
+                if attempt >= self._retry.attempts:
+                    raise
+                await trio.sleep(self._retry.delay(attempt, self._rng))
+            except _NotStarted as exc:
+                # A pooled connection the server closed while idle: the work never began, so
+                # it can run on a fresh connection. Twice in a row means the server is gone.
+                if retried_dead_connection:
+                    raise cast(StorageUnavailable, exc.__cause__) from None
+                retried_dead_connection = True
+
+    async def _run_once(
+        self,
+        pool: _Pool,
+        fn: Callable[[Connection], Awaitable[T]],
+        *,
+        readonly: bool,
+        isolation: Isolation,
+    ) -> T:
+        started = False
+        async with self._acquire(pool) as conn:
+            try:
+                with translate_errors(target=pool.target):
+                    async with conn.raw.transaction(isolation=isolation, readonly=readonly):
+                        started = True
+                        return await fn(conn)
+            except StorageUnavailable as exc:
+                if started:
+                    raise
+                raise _NotStarted() from exc
+
+    @asynccontextmanager
+    async def _acquire(self, pool: _Pool) -> AsyncIterator[Connection]:
+        acquiring = pool.raw.acquire()
+        with translate_errors(target=pool.target, connecting=True):
+            with trio.move_on_after(self._acquire_timeout) as scope:
+                raw = await acquiring.__aenter__()
+        if scope.cancelled_caught:
+            raise StorageUnavailable(
+                f"no connection to PostgreSQL at {pool.target} within "
+                f"{self._acquire_timeout:g} s (pool exhausted or server unreachable)",
+                details={"target": pool.target},
+            )
+        try:
+            yield Connection(raw, pool.target)
+        except StorageUnavailable as exc:
+            # A connection whose protocol state broke must not serve anyone else; a closed
+            # one is dropped by the pool, and a live one (a statement timeout) stays usable.
+            if isinstance(exc.__cause__, triopg.InternalClientError):
+                raw.terminate()
+            raise
+        finally:
+            with translate_errors(target=pool.target):
+                await acquiring.__aexit__(None, None, None)
+
+
+@asynccontextmanager
+async def _asyncio_loop() -> AsyncIterator[None]:
+    """trio_asyncio.open_loop, minus the exception groups its nurseries wrap around whatever
+    the caller's block raises: callers catch StorageConflict, not a group holding one."""
+    try:
+        async with trio_asyncio.open_loop():
+            yield
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group:
+            raise
+        raise inner from inner.__cause__
+
+
+async def _init_connection(conn: Any) -> None:
+    # Runs on asyncio (asyncpg calls it for every new connection): JSON columns in and out
+    # as Python values, so stores never serialize by hand.
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def _open_pool(
+    stack: AsyncExitStack, dsn: str, options: dict[str, Any], *, connect_timeout: float
+) -> _Pool:
+    timeout = connect_timeout
+    target = describe_dsn(dsn)
+    raw = triopg.create_pool(dsn, init=_init_connection, **options)
+    with translate_errors(target=target, connecting=True):
+        with trio.move_on_after(timeout) as scope:
+            await stack.enter_async_context(raw)
+    if scope.cancelled_caught:
+        raise StorageUnavailable(
+            f"cannot connect to PostgreSQL at {target}: no answer within {timeout:g} s",
+            details={"target": target},
+        )
+    return _Pool(raw=raw, target=target)
+
+
+@asynccontextmanager
+async def open_postgres(
+    dsn: str,
+    *,
+    replica_dsn: str | None = None,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = 10.0,
+    acquire_timeout: float = 30.0,
+    command_timeout: float | None = None,
+    statement_cache_size: int = 100,
+    server_settings: dict[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Database]:
+    """Open the pool(s) and yield a :class:`Database`; close them on exit.
+
+    Opens a trio-asyncio loop when the caller has none. Fails fast with StorageUnavailable
+    ("cannot connect to PostgreSQL at host:port/db: <reason>") when the server does not
+    answer. ``server_settings`` go to every connection (``search_path`` for a schema per test;
+    ``statement_cache_size=0`` behind a transaction-pooling pgbouncer).
+    """
+    settings = {"application_name": "grass", **(server_settings or {})}
+    options: dict[str, Any] = {
+        "min_size": min_size,
+        "max_size": max_size,
+        "timeout": connect_timeout,
+        "command_timeout": command_timeout,
+        "statement_cache_size": statement_cache_size,
+        "server_settings": settings,
+    }
+    async with AsyncExitStack() as stack:
+        if trio_asyncio.current_loop.get() is None:
+            await stack.enter_async_context(_asyncio_loop())
+        primary = await _open_pool(stack, dsn, options, connect_timeout=connect_timeout)
+        replica = None
+        if replica_dsn is not None:
+            # Its own application_name tells the two pools apart in pg_stat_activity.
+            replica_settings = {"application_name": "grass-replica", **(server_settings or {})}
+            replica = await _open_pool(
+                stack,
+                replica_dsn,
+                {**options, "server_settings": replica_settings},
+                connect_timeout=connect_timeout,
+            )
+        database = Database(
+            primary=primary,
+            replica=replica,
+            retry=retry or RetryPolicy(),
+            acquire_timeout=acquire_timeout,
+            ping_timeout=connect_timeout,
+            rng=rng or random.Random(),
+        )
+        # min_size=0 opens no connection: make sure the server is really there.
+        await database.ping()
+        yield database

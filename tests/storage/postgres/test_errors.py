@@ -1,0 +1,143 @@
+"""Driver errors become storage errors, with safe messages, in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import triopg.exceptions as pg
+
+from grass.ids import short_id
+from grass.storage.abc import IntegrityViolation, StorageConflict, StorageUnavailable
+from grass.storage.postgres import SerializationConflict
+from grass.storage.postgres.errors import storage_error, translate_errors
+
+AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+SECRET_EMAIL = "private.person@example.org"
+
+
+async def _add_user(conn, user_id=None, email=None):
+    user_id = user_id or short_id()
+    await conn.execute(
+        "INSERT INTO users (id, email, referral_code, password_hash, password_changed_at,"
+        " created_at) VALUES ($1, $2, $3, 'x', $4, $4)",
+        user_id,
+        email or f"{user_id}@example.org",
+        "c" + user_id[:10].replace("-", "a"),
+        AT,
+    )
+    return user_id
+
+
+async def test_unique_violation_is_a_conflict_without_the_value(pg_migrated):
+    await pg_migrated.run(lambda c: _add_user(c, email=SECRET_EMAIL))
+    with pytest.raises(StorageConflict) as caught:
+        await pg_migrated.run(lambda c: _add_user(c, email=SECRET_EMAIL))
+    error = caught.value
+    assert type(error) is StorageConflict
+    assert error.message == "unique constraint users_email_key violated"
+    assert error.details == {"sqlstate": "23505", "constraint": "users_email_key", "table": "users"}
+    assert SECRET_EMAIL not in repr(error.details)
+    assert isinstance(error.__cause__, pg.UniqueViolationError)
+
+
+@pytest.mark.parametrize(
+    ("sql", "constraint"),
+    [
+        # 23503: a session of a user that does not exist
+        (
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
+            f" VALUES (repeat('a', 64), '{'u' * 21}', now(), now())",
+            "sessions_user_id_fkey",
+        ),
+        # 23514: an unknown device type
+        ("UPDATE users SET role = 'emperor'", "users_role_check"),
+    ],
+)
+async def test_reference_and_check_violations_are_integrity_errors(pg_migrated, sql, constraint):
+    await pg_migrated.run(_add_user)
+    with pytest.raises(IntegrityViolation) as caught:
+        await pg_migrated.run(lambda c: c.execute(sql))
+    assert caught.value.details["constraint"] == constraint
+    assert constraint in caught.value.message
+    assert caught.value.http_status == 409
+
+
+async def test_not_null_violation_is_an_integrity_error(pg_migrated):
+    with pytest.raises(IntegrityViolation) as caught:
+        await pg_migrated.run(
+            lambda c: c.execute("INSERT INTO feature_flags (name, enabled) VALUES ('x', NULL)")
+        )
+    assert caught.value.details["sqlstate"] == "23502"
+    assert caught.value.details["column"] == "enabled"
+    assert caught.value.message == "not-null constraint enabled violated"
+
+
+async def test_exclusion_violation_is_a_conflict(pg_migrated):
+    insert = (
+        "INSERT INTO epochs (number, name, starts_at, ends_at)"
+        " VALUES ($1, 'e', $2::timestamptz, $2::timestamptz + interval '7 days')"
+    )
+    await pg_migrated.run(lambda c: c.execute(insert, 1, AT))
+    with pytest.raises(StorageConflict) as caught:
+        await pg_migrated.run(lambda c: c.execute(insert, 2, AT + dt.timedelta(days=3)))
+    assert caught.value.details["constraint"] == "epochs_no_overlap"
+
+
+async def test_statement_timeout_is_unavailable(pg_open):
+    async with pg_open(server_settings={"statement_timeout": "50ms"}) as db:
+        with pytest.raises(StorageUnavailable, match="canceling statement due to statement"):
+            await db.run(lambda c: c.execute("SELECT pg_sleep(5)"))
+
+
+async def test_a_bug_in_sql_is_not_disguised(pg_db):
+    with pytest.raises(pg.PostgresSyntaxError):
+        await pg_db.run(lambda c: c.execute("SELEKT 1"))
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (pg.TooManyConnectionsError("sorry, too many clients already"), StorageUnavailable),
+        (pg.AdminShutdownError("terminating connection"), StorageUnavailable),
+        (pg.CannotConnectNowError("the database system is starting up"), StorageUnavailable),
+        (pg.ConnectionFailureError("connection failure"), StorageUnavailable),
+        (pg.DiskFullError("could not extend file"), StorageUnavailable),
+        (pg.InterfaceError("connection is closed"), StorageUnavailable),
+        (pg.InternalClientError("cannot switch to state 15"), StorageUnavailable),
+        (ConnectionResetError(104, "Connection reset by peer"), StorageUnavailable),
+        (TimeoutError(), StorageUnavailable),
+        (pg.SerializationError("could not serialize access"), SerializationConflict),
+        (pg.DeadlockDetectedError("deadlock detected"), SerializationConflict),
+        (pg.UniqueViolationError("duplicate key"), StorageConflict),
+        (pg.ForeignKeyViolationError("violates foreign key"), IntegrityViolation),
+        (pg.CheckViolationError("violates check"), IntegrityViolation),
+        (pg.NotNullViolationError("null value"), IntegrityViolation),
+    ],
+)
+def test_each_code_maps_to_its_kind(exc, kind):
+    mapped = storage_error(exc, target="db:5432/grass")
+    assert type(mapped) is kind
+    with pytest.raises(kind) as caught, translate_errors(target="db:5432/grass"):
+        raise exc
+    assert caught.value.__cause__ is exc
+
+
+def test_unavailable_messages_name_the_target_and_the_phase():
+    refused = ConnectionRefusedError(111, "Connect call failed ('10.1.1.1', 5432)")
+    at_start = storage_error(refused, target="10.1.1.1:5432/grass", connecting=True)
+    assert at_start is not None
+    assert at_start.message == (
+        "cannot connect to PostgreSQL at 10.1.1.1:5432/grass: "
+        "[Errno 111] Connect call failed ('10.1.1.1', 5432)"
+    )
+    later = storage_error(pg.AdminShutdownError("terminating"), target="h:1/d")
+    assert later is not None
+    assert later.message == "lost connection to PostgreSQL at h:1/d: terminating"
+
+
+def test_misuse_of_the_driver_and_other_errors_pass_through():
+    assert storage_error(pg.InterfaceError("another operation is in progress"), target="t") is None
+    assert storage_error(pg.DivisionByZeroError("division by zero"), target="t") is None
+    assert storage_error(ValueError("x"), target="t") is None
+    assert storage_error(StorageConflict("already mapped"), target="t") is None

@@ -1,0 +1,127 @@
+"""Migrations: up from empty, idempotent, serialized, and refusing histories they disagree with."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from grass.storage.postgres import ChecksumMismatch, MigrationError, SchemaTooNew, open_postgres
+from grass.storage.postgres.migrate import Migration, load_migrations, migrate, schema_version
+
+EXPECTED_TABLES = {
+    "users",
+    "sessions",
+    "api_keys",
+    "wallet_links",
+    "devices",
+    "uptime_buckets",
+    "uptime_buckets_default",
+    "earnings_keys",
+    "earnings",
+    "earnings_default",
+    "referrals",
+    "notifications",
+    "epochs",
+    "feature_flags",
+    "bans",
+    "admin_audit_log",
+    "schema_migrations",
+}
+
+
+@pytest.fixture
+async def db(postgres_dsn, pg_fresh_schema):
+    async with open_postgres(
+        postgres_dsn, server_settings={"search_path": pg_fresh_schema}, max_size=4
+    ) as database:
+        yield database
+
+
+async def _tables(db):
+    rows = await db.read(
+        lambda c: c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    )
+    return {r["tablename"] for r in rows}
+
+
+def _toy(*sqls: str) -> list[Migration]:
+    return [Migration(version=i, name=f"step{i}", sql=sql) for i, sql in enumerate(sqls, 1)]
+
+
+def test_shipped_migrations_are_numbered_from_one():
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].label == "0001_schema"
+
+
+def test_bad_file_names_and_gaps_are_refused(tmp_path):
+    (tmp_path / "0001_first.sql").write_text("SELECT 1;")
+    (tmp_path / "0003_third.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="without gaps"):
+        load_migrations(tmp_path)
+    (tmp_path / "0002-second.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="NNNN_name"):
+        load_migrations(tmp_path)
+
+
+async def test_up_from_empty_then_a_rerun_does_nothing(db):
+    assert await schema_version(db) == 0
+    shipped = load_migrations()
+    assert await migrate(db) == [m.version for m in shipped]
+    assert await schema_version(db) == shipped[-1].version
+    assert await _tables(db) >= EXPECTED_TABLES
+
+    before = await db.read(lambda c: c.fetch("SELECT * FROM schema_migrations ORDER BY version"))
+    assert [r["checksum"] for r in before] == [m.checksum for m in shipped]
+    assert await migrate(db) == []
+    after = await db.read(lambda c: c.fetch("SELECT * FROM schema_migrations ORDER BY version"))
+    assert [dict(r) for r in after] == [dict(r) for r in before]
+
+
+async def test_instances_starting_together_apply_each_migration_once(db):
+    slow = _toy("SELECT pg_sleep(0.2); CREATE TABLE a (v int);", "CREATE TABLE b (v int);")
+    results: list[list[int]] = []
+
+    async def instance():
+        results.append(await migrate(db, slow))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(instance)
+    assert sorted(results) == [[], [], [1, 2]]
+
+
+async def test_a_schema_newer_than_the_code_is_refused(db):
+    await migrate(db, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+    with pytest.raises(SchemaTooNew) as caught:
+        await migrate(db, _toy("CREATE TABLE a (v int);"))
+    assert "version 2" in caught.value.message
+    assert "the 1 this code knows" in caught.value.message
+    assert caught.value.details == {"database_version": 2, "code_version": 1}
+
+
+async def test_a_changed_applied_migration_is_refused(db):
+    await migrate(db, _toy("CREATE TABLE a (v int);"))
+    with pytest.raises(ChecksumMismatch, match="0001_step1 was changed"):
+        await migrate(db, _toy("CREATE TABLE a (v bigint);", "CREATE TABLE b (v int);"))
+    assert await schema_version(db) == 1
+    assert "b" not in await _tables(db)
+
+
+async def test_a_missing_older_migration_is_refused(db):
+    await migrate(db, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+    await db.run(lambda c: c.execute("DELETE FROM schema_migrations WHERE version = 1"))
+    with pytest.raises(MigrationError, match="0001_step1 is not applied but later version 2"):
+        await migrate(db, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+
+
+async def test_a_failing_migration_leaves_nothing_behind(db):
+    steps = _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int); SELECT 1 / 0;")
+    with pytest.raises(Exception, match="division by zero"):
+        await migrate(db, steps)
+    assert await schema_version(db) == 1
+    assert "a" in await _tables(db)
+    assert "b" not in await _tables(db)
+    # Fixed, it applies.
+    fixed = _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);")
+    assert await migrate(db, fixed) == [2]
