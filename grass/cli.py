@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP port (overrides server.http_port)")
     serve.add_argument("--node-host", help="node listen address (overrides server.node_host)")
     serve.add_argument("--node-port", type=int, help="node port (overrides server.node_port)")
+    migrate = commands.add_parser(
+        "migrate", help="apply the PostgreSQL schema migrations and create time partitions"
+    )
+    migrate.add_argument("--dsn", help="PostgreSQL DSN (default: storage.postgres_dsn)")
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser("show", help="print the effective config, secrets masked")
@@ -65,6 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(show(config), indent=2))
         return EXIT_OK
+    if args.command == "migrate":
+        dsn = args.dsn or config.storage.postgres_dsn.reveal()
+        if not dsn:
+            print("grass: migrate needs --dsn or storage.postgres_dsn", file=sys.stderr)
+            return EXIT_USAGE
+        logs.configure(config.logging)
+        try:
+            trio.run(_migrate, dsn)
+        except GrassError as exc:
+            print(f"grass: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        return EXIT_OK
     config = _overrides(config, args)
     logs.configure(config.logging)
     try:
@@ -87,6 +103,21 @@ def _startup_failures(exc: BaseException) -> list[BaseException]:
         found = [_startup_failures(e) for e in exc.exceptions]
         return [] if any(not f for f in found) else [e for f in found for e in f]
     return []
+
+
+async def _migrate(dsn: str) -> None:
+    # Imported here: only this command needs the driver loaded before serving.
+    from grass.storage.postgres import open_postgres
+    from grass.storage.postgres.migrate import migrate, schema_version
+    from grass.storage.postgres.partitions import ensure_partitions
+
+    async with open_postgres(dsn, max_size=2) as db:
+        applied = await migrate(db)
+        created = await ensure_partitions(db)
+        version = await schema_version(db)
+    done = ", ".join(map(str, applied)) or "none (already up to date)"
+    print(f"schema version {version}; migrations applied: {done}")
+    print(f"partitions created: {', '.join(created) or 'none'}")
 
 
 async def _serve(config: Config, path: str | None) -> None:
