@@ -1,0 +1,449 @@
+"""The ledger: credits in a journal, settlements anchored somewhere that others can check.
+
+A ledger is two components (DESIGN §7):
+
+- a :class:`Journal` holds every credit (idempotent per key), the wallet links and the
+  settlement records; memory now, PostgreSQL later;
+- an :class:`Anchor` publishes one Merkle root per epoch: in memory, on the simulated chain
+  (``grass.ledger.mockchain``) or on the contract (web3).
+
+:class:`AnchoredLedger` composes them and is the one implementation of the :class:`Ledger`
+protocol; backends differ only in the journal and anchor they hand it.
+
+Settlement accounts: a user's leaf is keyed by the wallet linked with :meth:`Ledger.link_account`
+for every epoch after the link, and otherwise by :func:`derived_account` - the first 20 bytes of
+``keccak256("grass:user:" + user_id)``. Nobody holds a key for a derived account, so points
+settled there cannot be claimed on chain; they stay in the user's cumulative total and become
+claimable by the linked wallet from the first epoch settled after the link (cumulative amounts
+never drop, so nothing is lost and nothing is paid twice). A link is final: another address, or
+an address another user linked, is an :class:`AccountConflict`.
+
+Errors::
+
+    LedgerError
+    ├── InvalidCredit        (InvalidInput)  malformed credit or argument
+    ├── CreditConflict       (Conflict)      same idempotency key, other content; batch refused
+    ├── AccountConflict      (Conflict)      relink to another wallet, or a wallet already taken
+    ├── AlreadySettled       (Conflict)      a credit or settlement for an epoch already closed
+    ├── EpochNotFound        (NotFound)      no settlement for that epoch
+    ├── NoBalance            (NotFound)      the user has no leaf in that epoch's tree
+    ├── AnchorFailed         (Unavailable)   the anchor refused or lost the root
+    └── VerificationFailed                   VerifyReport.raise_for_mismatch
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
+
+import attrs
+import trio
+
+from grass.errors import Conflict, InvalidInput, LedgerError, NotFound, Unavailable
+from grass.ledger.merkle import MerkleTree, keccak256, parse_account
+
+
+class InvalidCredit(LedgerError, InvalidInput):
+    code = "invalid_credit"
+
+
+class CreditConflict(LedgerError, Conflict):
+    code = "credit_conflict"
+
+
+class AccountConflict(LedgerError, Conflict):
+    code = "account_conflict"
+
+
+class AlreadySettled(LedgerError, Conflict):
+    code = "already_settled"
+
+
+class EpochNotFound(LedgerError, NotFound):
+    code = "epoch_not_found"
+
+
+class NoBalance(LedgerError, NotFound):
+    code = "no_balance"
+
+
+class AnchorFailed(LedgerError, Unavailable):
+    code = "anchor_failed"
+
+
+class VerificationFailed(LedgerError):
+    code = "verification_failed"
+
+
+def derived_account(user_id: str) -> bytes:
+    """The settlement account of a user without a linked wallet (see the module docstring)."""
+    return keccak256(b"grass:user:" + user_id.encode())[:20]
+
+
+def _positive_int(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    # bool is an int; True micro-points is a bug upstream.
+    if type(value) is not int or value <= 0:
+        raise InvalidCredit(f"{attribute.name} must be a positive int", details={"value": value})
+
+
+def _epoch_int(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if type(value) is not int or value < 0:
+        raise InvalidCredit(f"{attribute.name} must be an int >= 0", details={"value": value})
+
+
+def _text(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise InvalidCredit(f"{attribute.name} must be 1 to 200 characters")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Credit:
+    """Points owed to a user, in micro-points, for an epoch. ``key`` makes a retry harmless.
+
+    Two credits with the same key are the same credit when everything but ``created`` matches:
+    a retry rebuilds the credit at another instant.
+    """
+
+    key: str = attrs.field(validator=_text)
+    user_id: str = attrs.field(validator=_text)
+    amount: int = attrs.field(validator=_positive_int)
+    epoch: int = attrs.field(validator=_epoch_int)
+    source: str = attrs.field(default="uptime", validator=_text)
+    created: dt.datetime = attrs.field(factory=_utcnow, eq=False)
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class RecordResult:
+    new: int
+    duplicates: int
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Balance:
+    """``settled``: credits of epochs up to the last confirmed settlement; ``pending``: the rest."""
+
+    user_id: str
+    settled: int
+    pending: int
+
+    @property
+    def total(self) -> int:
+        return self.settled + self.pending
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class HistoryPage:
+    """Newest credit first; pass ``next_cursor`` back for the next page (None: no more)."""
+
+    items: tuple[Credit, ...]
+    next_cursor: str | None
+
+
+class SettlementStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded, root not yet accepted by the anchor
+    ANCHORED = "anchored"  # the anchor holds the root, not yet final
+    CONFIRMED = "confirmed"  # final: the epoch's credits count as settled
+    FAILED = "failed"  # the anchor refused it; settle() again retries
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Settlement:
+    epoch: int
+    root: bytes
+    total: int
+    user_count: int
+    anchor_ref: str | None
+    status: SettlementStatus
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Proof:
+    """What ``claim(account, cumulative_amount, proof)`` needs, checked against ``root``."""
+
+    epoch: int
+    account: bytes
+    cumulative_amount: int
+    proof: tuple[bytes, ...]
+    root: bytes
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class EpochCheck:
+    epoch: int
+    expected_root: bytes  # recomputed from the journal now
+    recorded_root: bytes  # what the settlement record says
+    anchored_root: bytes | None  # what the anchor holds
+    ok: bool
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class VerifyReport:
+    epochs: tuple[EpochCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for e in self.epochs)
+
+    def raise_for_mismatch(self) -> None:
+        bad = [e.epoch for e in self.epochs if not e.ok]
+        if bad:
+            raise VerificationFailed("roots disagree with the journal", details={"epochs": bad})
+
+
+class Journal(Protocol):
+    """Where credits, links and settlement records live. Each method is atomic."""
+
+    capabilities: frozenset[str]
+
+    async def record(self, credits: Sequence[Credit]) -> RecordResult:
+        """All or nothing. Raises CreditConflict, or AlreadySettled for an epoch <= closed."""
+        ...
+
+    async def balances(self, user_ids: Sequence[str]) -> dict[str, Balance]: ...
+
+    async def history(self, user_id: str, cursor: str | None, limit: int) -> HistoryPage: ...
+
+    async def link_account(self, user_id: str, account: bytes) -> None: ...
+
+    async def account_of(self, user_id: str, epoch: int) -> bytes: ...
+
+    async def close(self, epoch: int) -> None:
+        """Refuse from now on any credit for an epoch <= ``epoch`` (idempotent)."""
+        ...
+
+    async def cumulative(self, epoch: int) -> dict[bytes, int]:
+        """Settlement account -> sum of the user's credits of epochs <= ``epoch``."""
+        ...
+
+    async def put_settlement(self, settlement: Settlement) -> None: ...
+
+    async def settlement(self, epoch: int) -> Settlement | None: ...
+
+    async def settlements(self) -> list[Settlement]: ...
+
+
+class Anchor(Protocol):
+    """Publishes one root per epoch, epochs strictly increasing, as the contract does."""
+
+    capabilities: frozenset[str]
+
+    async def post(self, epoch: int, root: bytes) -> str:
+        """Publish ``root`` and return a reference once the anchor has accepted it.
+
+        Idempotent: if the epoch already holds this root, return its reference without writing
+        again. Raises AnchorFailed if the epoch holds another root or the write is refused.
+        """
+        ...
+
+    async def wait_final(self, epoch: int, root: bytes, ref: str) -> str:
+        """Wait until the root is final (e.g. N confirmations); the reference may change."""
+        ...
+
+    async def anchored(self, epoch: int) -> bytes | None: ...
+
+    async def confirmations(self, ref: str) -> int: ...
+
+
+class Ledger(Protocol):
+    """What services and the CLI call; see :class:`AnchoredLedger` for the semantics."""
+
+    capabilities: frozenset[str]
+
+    async def record(self, credits: Sequence[Credit]) -> RecordResult: ...
+
+    async def balance(self, user_id: str) -> Balance: ...
+
+    async def balances(self, user_ids: Sequence[str]) -> dict[str, Balance]: ...
+
+    async def history(
+        self, user_id: str, cursor: str | None = None, limit: int = 50
+    ) -> HistoryPage: ...
+
+    async def link_account(self, user_id: str, account: bytes | str) -> None: ...
+
+    async def settle(self, epoch: int) -> Settlement: ...
+
+    async def settlement(self, epoch: int) -> Settlement: ...
+
+    async def settlements(self) -> list[Settlement]: ...
+
+    async def proof(self, user_id: str, epoch: int) -> Proof: ...
+
+    async def verify(self) -> VerifyReport: ...
+
+
+#: Called after each step of a settlement with the step's name; tests raise from it to
+#: simulate a crash between two steps.
+StepHook = Callable[[str], Awaitable[None]]
+
+SETTLE_STEPS = ("close", "tree", "pending", "post", "anchored", "final", "confirmed")
+
+
+def check_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidCredit("a user id is a non-empty string")
+    return user_id
+
+
+def check_epoch(epoch: object) -> int:
+    if type(epoch) is not int or epoch < 0:
+        raise InvalidCredit("an epoch is an int >= 0", details={"epoch": epoch})
+    return epoch
+
+
+def latest_confirmed(settlements: Mapping[int, Settlement]) -> int:
+    """The highest confirmed epoch, or -1."""
+    return max(
+        (e for e, s in settlements.items() if s.status is SettlementStatus.CONFIRMED), default=-1
+    )
+
+
+class AnchoredLedger:
+    """The :class:`Ledger`: a journal plus an anchor.
+
+    ``settle`` runs its steps (:data:`SETTLE_STEPS`) in an order that makes a re-run after a
+    crash between any two of them safe: the epoch is closed before its balances are read, the
+    pending record (with the root) is written before the anchor is touched, and the anchor's
+    ``post`` is idempotent, so a re-run finds the record and never writes a second root.
+    """
+
+    def __init__(
+        self, journal: Journal, anchor: Anchor, *, step_hook: StepHook | None = None
+    ) -> None:
+        self.journal = journal
+        self.anchor = anchor
+        self.capabilities = journal.capabilities | anchor.capabilities
+        self.step_hook = step_hook
+        # One settlement at a time per process; across processes the settler is a singleton job.
+        self._settling = trio.Lock()
+        self._tree_cache: tuple[int, MerkleTree] | None = None
+
+    async def record(self, credits: Sequence[Credit]) -> RecordResult:
+        for credit in credits:
+            if not isinstance(credit, Credit):
+                raise InvalidCredit("record() takes Credit values")
+        return await self.journal.record(credits)
+
+    async def balance(self, user_id: str) -> Balance:
+        return (await self.journal.balances([check_user_id(user_id)]))[user_id]
+
+    async def balances(self, user_ids: Sequence[str]) -> dict[str, Balance]:
+        return await self.journal.balances([check_user_id(u) for u in user_ids])
+
+    async def history(
+        self, user_id: str, cursor: str | None = None, limit: int = 50
+    ) -> HistoryPage:
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            raise InvalidCredit("limit must be in [1, 1000]", details={"limit": limit})
+        return await self.journal.history(check_user_id(user_id), cursor, limit)
+
+    async def link_account(self, user_id: str, account: bytes | str) -> None:
+        await self.journal.link_account(check_user_id(user_id), parse_account(account))
+
+    async def _step(self, name: str) -> None:
+        if self.step_hook is not None:
+            await self.step_hook(name)
+
+    async def settle(self, epoch: int) -> Settlement:
+        check_epoch(epoch)
+        async with self._settling:
+            record = await self.journal.settlement(epoch)
+            if record is not None and record.status is SettlementStatus.CONFIRMED:
+                return record
+            if record is None:
+                later = [s.epoch for s in await self.journal.settlements() if s.epoch > epoch]
+                if later:
+                    raise AlreadySettled(
+                        "a later epoch is already settled; epochs settle in order",
+                        details={"epoch": epoch, "later": min(later)},
+                    )
+                await self.journal.close(epoch)
+                await self._step("close")
+                tree = await self._tree(epoch)
+                await self._step("tree")
+                record = Settlement(
+                    epoch=epoch,
+                    root=tree.root,
+                    total=sum(amount for _, amount in tree.items()),
+                    user_count=len(tree),
+                    anchor_ref=None,
+                    status=SettlementStatus.PENDING,
+                )
+                await self.journal.put_settlement(record)
+                await self._step("pending")
+            try:
+                ref = await self.anchor.post(epoch, record.root)
+                await self._step("post")
+                record = attrs.evolve(record, anchor_ref=ref, status=SettlementStatus.ANCHORED)
+                await self.journal.put_settlement(record)
+                await self._step("anchored")
+                ref = await self.anchor.wait_final(epoch, record.root, ref)
+                await self._step("final")
+            except AnchorFailed:
+                await self.journal.put_settlement(
+                    attrs.evolve(record, status=SettlementStatus.FAILED)
+                )
+                raise
+            record = attrs.evolve(record, anchor_ref=ref, status=SettlementStatus.CONFIRMED)
+            await self.journal.put_settlement(record)
+            await self._step("confirmed")
+            return record
+
+    async def _tree(self, epoch: int) -> MerkleTree:
+        # Proofs for the latest epoch come in bursts (every user claims); a closed epoch's tree
+        # never changes, so keeping the last one spares a million-leaf rebuild per request.
+        if self._tree_cache is not None and self._tree_cache[0] == epoch:
+            return self._tree_cache[1]
+        tree = MerkleTree.build(await self.journal.cumulative(epoch))
+        self._tree_cache = (epoch, tree)
+        return tree
+
+    async def settlement(self, epoch: int) -> Settlement:
+        record = await self.journal.settlement(check_epoch(epoch))
+        if record is None:
+            raise EpochNotFound("no settlement for this epoch", details={"epoch": epoch})
+        return record
+
+    async def settlements(self) -> list[Settlement]:
+        return await self.journal.settlements()
+
+    async def proof(self, user_id: str, epoch: int) -> Proof:
+        record = await self.settlement(epoch)
+        account = await self.journal.account_of(check_user_id(user_id), epoch)
+        tree = await self._tree(epoch)
+        if account not in tree:
+            raise NoBalance(
+                "no credit up to this epoch", details={"user_id": user_id, "epoch": epoch}
+            )
+        return Proof(
+            epoch=epoch,
+            account=account,
+            cumulative_amount=tree.amount(account),
+            proof=tuple(tree.proof(account)),
+            root=record.root,
+        )
+
+    async def verify(self) -> VerifyReport:
+        checks = []
+        for record in await self.journal.settlements():
+            expected = MerkleTree.build(await self.journal.cumulative(record.epoch)).root
+            anchored = await self.anchor.anchored(record.epoch)
+            ok = expected == record.root == anchored
+            if record.status is not SettlementStatus.CONFIRMED:
+                ok = False  # an unfinished settlement is a finding until settle() is re-run
+            checks.append(
+                EpochCheck(
+                    epoch=record.epoch,
+                    expected_root=expected,
+                    recorded_root=record.root,
+                    anchored_root=anchored,
+                    ok=ok,
+                )
+            )
+        return VerifyReport(epochs=tuple(checks))
