@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -21,8 +22,11 @@ from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketConnection
 
 from grass import ids, logs
-from grass.config import Config, StorageBackend, reload_changes
+from grass.config import Config, LedgerBackend, StorageBackend, reload_changes
 from grass.http.app import create_app
+from grass.ledger.abc import Ledger
+from grass.ledger.memory import open_memory_ledger
+from grass.ledger.mockchain import open_mockchain_ledger
 from grass.metrics import Metrics
 from grass.storage.abc import Storage
 from grass.storage.inprocess import open_inprocess_state
@@ -43,6 +47,7 @@ class Backends:
     config: Config
     storage: Storage
     shared: SharedState
+    ledger: Ledger
     checks: dict[str, Check] = attrs.field(factory=dict)
 
     async def readiness(self) -> dict[str, str]:
@@ -81,13 +86,27 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
             checks["redis"] = redis_answers
         else:
             shared = await stack.enter_async_context(open_inprocess_state(instance_id=instance_id))
+        ledger = await stack.enter_async_context(_open_ledger(config))
         log.info(
             "backends",
             storage=config.storage.backend.value,
             ledger=config.ledger.backend.value,
             redis=bool(config.redis.url),
         )
-        yield Backends(config, storage, shared, checks)
+        yield Backends(config, storage, shared, ledger, checks)
+
+
+def _open_ledger(config: Config) -> AbstractAsyncContextManager[Ledger]:
+    settings = config.ledger
+    if settings.backend is LedgerBackend.MEMORY:
+        return open_memory_ledger()
+    if settings.backend is LedgerBackend.MOCKCHAIN:
+        return open_mockchain_ledger(
+            Path(settings.mockchain_path) / "chain.json",
+            block_time=settings.mockchain_block_time,
+            confirmations=settings.confirmations,
+        )
+    raise StartupError(f"ledger.backend = {settings.backend.value}: not built yet")
 
 
 class LiveConfig:

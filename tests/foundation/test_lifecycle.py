@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import attrs
 import httpx
@@ -170,3 +171,21 @@ async def test_unreachable_redis_at_start_is_a_clear_error(nursery: trio.Nursery
     assert isinstance(error, StorageUnavailable)
     assert f"127.0.0.1:{port}" in str(error)
     assert "hunter2" not in str(error)
+
+
+async def test_mockchain_ledger_persists_under_its_path(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    from grass.config import LedgerBackend, LedgerConfig
+
+    ledger = LedgerConfig(
+        backend=LedgerBackend.MOCKCHAIN,
+        mockchain_path=str(tmp_path / "chain"),
+        mockchain_block_time=Seconds(0.05),
+    )
+    config = attrs.evolve(local_config(), ledger=ledger)
+    server: Server = await nursery.start(run, config)
+    assert (await get(server, "/readyz")).status_code == 200
+    server.shutdown()
+    await trio.sleep(1.0)  # blocks every 0.05 s: the chain rewrites its file at each one
+    assert (tmp_path / "chain" / "chain.json").exists()

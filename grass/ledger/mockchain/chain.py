@@ -91,6 +91,8 @@ class MockChain:
         self, path: Path | str | None = None, *, block_time: float = 2.0, owner: str = OWNER
     ) -> None:
         self.path = None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.block_time = block_time
         self.owner = owner
         self._blocks: list[list[Receipt]] = []  # block n is self._blocks[n - 1]
