@@ -23,6 +23,7 @@ from trio_websocket import WebSocketConnection
 
 from grass import ids, logs
 from grass.config import Config, LedgerBackend, StorageBackend, reload_changes
+from grass.errors import StartupError
 from grass.http.app import create_app
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
@@ -33,7 +34,7 @@ from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import open_memory_storage
 from grass.storage.redis import open_redis_state
 from grass.storage.shared import SharedState
-from grass.ws.server import NodeServer, StartupError, reason
+from grass.ws.server import NodeServer, reason
 
 log = logs.get("grass.app")
 

@@ -22,7 +22,6 @@ from grass import logs
 from grass.app import Server, run
 from grass.config import Config, Port, load_config, show
 from grass.errors import ConfigError, GrassError
-from grass.ws.server import StartupError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 
@@ -85,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(config.logging)
     try:
         trio.run(_serve, config, path)
-    except (StartupError, GrassError, BaseExceptionGroup) as exc:
+    except (GrassError, BaseExceptionGroup) as exc:
         failures = _startup_failures(exc)
         if not failures:
             raise
@@ -97,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _startup_failures(exc: BaseException) -> list[BaseException]:
     """The operator-facing errors inside a (nested) group; empty if anything else is in it."""
-    if isinstance(exc, StartupError | GrassError):
+    if isinstance(exc, GrassError):
         return [exc]
     if isinstance(exc, BaseExceptionGroup):
         found = [_startup_failures(e) for e in exc.exceptions]

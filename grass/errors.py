@@ -5,6 +5,7 @@ into a reply without knowing which layer raised it::
 
     GrassError                      500  internal         (a bug: never shown in detail)
     ├── ConfigError                 -    invalid_config   (exit 2 before opening anything)
+    ├── StartupError                -    startup_failed   (exit 1: a port in use, a bad certificate)
     ├── InvalidInput                400  invalid_input    (malformed request or message)
     │   └── ValidationFailed        422  validation_failed (details per field)
     ├── Unauthenticated             401  unauthenticated
@@ -54,6 +55,13 @@ class ConfigError(GrassError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"invalid configuration:\n{lines}", details={"problems": problems})
+
+
+class StartupError(GrassError):
+    """A server or backend could not start (port in use, bad certificate): one line for the
+    operator, and the process exits 1."""
+
+    code = "startup_failed"
 
 
 class InvalidInput(GrassError):

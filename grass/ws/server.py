@@ -20,6 +20,7 @@ from trio_websocket import (
 )
 
 from grass import logs
+from grass.errors import StartupError
 from grass.metrics import Metrics
 
 log = logs.get(__name__)
@@ -28,10 +29,6 @@ Handler = Callable[[WebSocketConnection], Awaitable[None]]
 
 #: Cleanup of a closing socket is shielded but bounded by this many seconds.
 CLOSE_TIMEOUT = 5.0
-
-
-class StartupError(Exception):
-    """A server could not start (port in use, bad certificate): one line for the operator."""
 
 
 def reason(exc: BaseException) -> str:

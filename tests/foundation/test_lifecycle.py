@@ -114,7 +114,7 @@ async def test_readiness_reports_shutting_down(server: Server) -> None:
 
 
 async def test_port_in_use_is_a_clear_start_up_error(nursery: trio.Nursery) -> None:
-    from grass.ws.server import StartupError
+    from grass.errors import StartupError
 
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))
