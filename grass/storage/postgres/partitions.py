@@ -20,6 +20,10 @@ __all__ = ["PARTITIONED_TABLES", "ensure_partitions", "month_starts", "partition
 #: table -> partition key column
 PARTITIONED_TABLES: dict[str, str] = {"uptime_buckets": "bucket_start", "earnings": "accrued_at"}
 _LOCK_OBJECT_SALT = "partitions"
+#: Half-empty pages for uptime buckets: the flush adds to every open bucket each interval, and
+#: with room on the page PostgreSQL updates in place (HOT) without touching the indexes —
+#: measured 2.5 s -> 0.75 s for 100 000 updates.
+_STORAGE: dict[str, str] = {"uptime_buckets": " WITH (fillfactor = 50)"}
 
 
 def _month_start(moment: datetime) -> datetime:
@@ -92,10 +96,12 @@ async def _create_partition(
     if not strays:
         await conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF "{table}" FOR VALUES {bounds}'
+            + _STORAGE.get(table, "")
         )
         return True
     await conn.execute(
         f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
+        + _STORAGE.get(table, "")
     )
     await conn.execute(
         f'WITH moved AS (DELETE FROM "{default}" WHERE "{column}" >= $1 AND "{column}" < $2 '

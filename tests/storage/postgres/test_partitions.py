@@ -84,10 +84,12 @@ async def _add_earning(db, user_id, accrued_at):
 
     async def add(conn):
         await conn.execute(
-            "INSERT INTO earnings_keys (idempotency_key, entry_id, accrued_at) VALUES ($1, $2, $3)",
+            "INSERT INTO earnings_keys (idempotency_key, entry_id, accrued_at, user_id)"
+            " VALUES ($1, $2, $3, $4)",
             key,
             entry,
             accrued_at,
+            user_id,
         )
         await conn.execute(
             "INSERT INTO earnings (id, user_id, source, amount, idempotency_key, accrued_at,"
@@ -158,3 +160,17 @@ async def test_partitions_of_the_current_month_exist_after_setup(pg_migrated):
         )
     )
     assert names <= {r["relname"] for r in rows}
+
+
+async def test_uptime_partitions_leave_room_for_in_place_updates(pg_migrated):
+    from datetime import UTC, datetime
+
+    from grass.storage.postgres.partitions import ensure_partitions
+
+    await ensure_partitions(pg_migrated, now=datetime(2031, 5, 3, tzinfo=UTC), months_ahead=0)
+    options = await pg_migrated.run(
+        lambda c: c.fetchval(
+            "SELECT reloptions FROM pg_class WHERE relname = 'uptime_buckets_2031_05'"
+        )
+    )
+    assert options == ["fillfactor=50"]

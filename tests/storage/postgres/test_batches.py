@@ -1,0 +1,182 @@
+"""Batch writes of the PostgreSQL uptime and earnings stores, on the tables themselves."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+
+from grass.domain.periods import Period, PeriodTotal
+from grass.domain.uptime import UptimeStats
+from grass.ids import new_uuid, short_id
+from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.storage.postgres.earnings import PgEarningsStore
+from grass.storage.postgres.partitions import ensure_partitions
+from grass.storage.postgres.scope import Scope, UnitOfWork
+from grass.storage.postgres.uptime import PgUptimeStore
+from tests.storage.conftest import HOUR, T0, delta, make_device, make_entry, make_user
+
+
+@pytest.fixture
+async def stores(pg_migrated):
+    async def clean(conn):
+        await conn.execute(
+            "TRUNCATE uptime_buckets, earnings, earnings_keys, devices, users, epochs CASCADE"
+        )
+
+    await pg_migrated.run(clean)
+    scope = Scope(pg_migrated)
+    return pg_migrated, PgUptimeStore(scope), PgEarningsStore(scope)
+
+
+async def _user_with_devices(db, count=1):
+    user = make_user()
+    devices = [make_device(user) for _ in range(count)]
+
+    async def insert(conn):
+        await conn.execute(
+            "INSERT INTO users (id, email, referral_code, password_hash, password_changed_at,"
+            " created_at) VALUES ($1, $2, $3, 'x', $4, $4)",
+            user.id,
+            user.email,
+            user.referral_code,
+            T0,
+        )
+        for d in devices:
+            await conn.execute(
+                "INSERT INTO devices (id, user_id, type, ip, first_seen, last_seen)"
+                " VALUES ($1, $2, 'extension', $3, $4, $4)",
+                d.device_id,
+                user.id,
+                d.ip,
+                T0,
+            )
+
+    await db.run(insert)
+    return user, devices
+
+
+async def _rows(db, query, *args):
+    return await db.run(lambda conn: conn.fetch(query, *args))
+
+
+async def test_flush_pre_aggregates_repeated_keys_into_one_row(stores):
+    db, uptime, _ = stores
+    _, (device,) = await _user_with_devices(db)
+    result = await uptime.add_uptime(
+        [
+            delta(device, seconds=10, rtt_count=1, rtt_sum_ms=30, rtt_max_ms=30),
+            delta(device, seconds=20, rtt_count=2, rtt_sum_ms=50, rtt_max_ms=45, reconnects=1),
+            delta(device, seconds=5, rtt_count=1, rtt_sum_ms=9, rtt_max_ms=9),
+        ]
+    )
+    assert result.applied == 3
+    rows = await _rows(
+        db, "SELECT seconds, rtt_count, rtt_sum_ms, rtt_max_ms, reconnects FROM uptime_buckets"
+    )
+    assert [tuple(r.values()) for r in rows] == [(35, 4, 89, 45, 1)]
+
+
+async def test_flush_skips_unknown_devices_and_writes_the_rest(stores):
+    db, uptime, _ = stores
+    user, (known,) = await _user_with_devices(db)
+    ghosts = [make_device(user) for _ in range(2)]
+    result = await uptime.add_uptime(
+        [delta(ghosts[0]), delta(known, seconds=7), delta(ghosts[1]), delta(ghosts[0], T0 + HOUR)]
+    )
+    assert result.applied == 1
+    assert result.unknown_devices == {g.device_id for g in ghosts}
+    rows = await _rows(db, "SELECT device_id::text AS d, seconds FROM uptime_buckets")
+    assert [(r["d"], r["seconds"]) for r in rows] == [(known.device_id, 7)]
+
+
+async def test_flush_lands_in_monthly_partitions_and_the_default(stores):
+    db, uptime, _ = stores
+    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    await ensure_partitions(db, now=now, months_ahead=0)
+    _, (device,) = await _user_with_devices(db)
+    far = dt.datetime(1999, 1, 1, tzinfo=dt.UTC)
+    await uptime.add_uptime([delta(device, now, 10), delta(device, far, 20)])
+    rows = await _rows(
+        db, "SELECT tableoid::regclass::text AS part, seconds FROM uptime_buckets ORDER BY 2"
+    )
+    assert [(r["part"].rsplit(".", 1)[-1], r["seconds"]) for r in rows] == [
+        (f"uptime_buckets_{now:%Y_%m}", 10),
+        ("uptime_buckets_default", 20),
+    ]
+
+
+async def test_two_flushes_in_one_unit_of_work_do_not_replay_staged_rows(stores):
+    db, _, _ = stores
+    _, (device,) = await _user_with_devices(db)
+    async with db.transaction() as conn:
+        uptime = PgUptimeStore(Scope(db, UnitOfWork(conn)))
+        await uptime.add_uptime([delta(device, seconds=10)])
+        await uptime.add_uptime([delta(device, seconds=1)])
+    stats = await PgUptimeStore(Scope(db)).uptime_stats()
+    assert stats == UptimeStats(seconds=11)
+
+
+async def test_flush_of_a_large_batch_adds_exactly(stores):
+    db, uptime, _ = stores
+    _, devices = await _user_with_devices(db, count=50)
+    deltas = [delta(d, T0 + HOUR * (i % 3), 1 + i % 7) for i, d in enumerate(devices * 40)]
+    await uptime.add_uptime(deltas)
+    await uptime.add_uptime(deltas)
+    assert (await uptime.uptime_stats()).seconds == 2 * sum(x.stats.seconds for x in deltas)
+    assert len(await _rows(db, "SELECT 1 FROM uptime_buckets")) == 150
+
+
+async def test_series_folds_the_repeated_fall_back_hour(stores):
+    db, uptime, _ = stores
+    user, (device,) = await _user_with_devices(db)
+    # New York, 3 November 2024: 01:00 local happens twice (05:00 and 06:00 UTC).
+    first = dt.datetime(2024, 11, 3, 5, tzinfo=dt.UTC)
+    await uptime.add_uptime([delta(device, first, 10), delta(device, first + HOUR, 20)])
+    hours = await uptime.uptime_series(user.id, period=Period.HOUR, tz="America/New_York")
+    assert hours == [PeriodTotal(start=first, value=10), PeriodTotal(start=first + HOUR, value=20)]
+
+
+async def test_earnings_reinsert_is_idempotent(stores):
+    db, _, earnings = stores
+    user, _ = await _user_with_devices(db)
+    batch = [make_entry(user.id, amount=i, accrued_at=T0 + HOUR * i) for i in range(5)]
+    assert (await earnings.insert_earnings(batch)).inserted == 5
+    retry = [attrs.evolve(e, id=short_id()) for e in batch]
+    result = await earnings.insert_earnings([*retry, make_entry(user.id)])
+    assert result.inserted == 1
+    assert result.duplicates == tuple(e.idempotency_key for e in batch)
+    counts = await _rows(
+        db, "SELECT (SELECT count(*) FROM earnings) AS e, (SELECT count(*) FROM earnings_keys) AS k"
+    )
+    assert tuple(counts[0].values()) == (6, 6)
+
+
+async def test_earnings_conflict_rejects_the_whole_batch(stores):
+    db, _, earnings = stores
+    user, _ = await _user_with_devices(db)
+    stored = make_entry(user.id, device_id=new_uuid())
+    await earnings.insert_earnings([stored])
+    fresh = [make_entry(user.id) for _ in range(3)]
+    with pytest.raises(StorageConflict):
+        await earnings.insert_earnings([*fresh, attrs.evolve(stored, amount=stored.amount + 1)])
+    with pytest.raises(StorageConflict):  # an id taken under another key, another month
+        await earnings.insert_earnings(
+            [*fresh, make_entry(user.id, id=stored.id, accrued_at=T0 + 40 * 24 * HOUR)]
+        )
+    with pytest.raises(IntegrityViolation):
+        await earnings.insert_earnings([*fresh, make_entry(make_user())])
+    for entry in fresh:
+        assert await earnings.find_earning(entry.idempotency_key) is None
+    assert len(await _rows(db, "SELECT 1 FROM earnings_keys")) == 1
+
+
+async def test_deleting_a_user_deletes_its_keys(stores):
+    db, _, earnings = stores
+    user, _ = await _user_with_devices(db)
+    entry = make_entry(user.id)
+    await earnings.insert_earnings([entry])
+    await db.run(lambda conn: conn.execute("DELETE FROM users WHERE id = $1", user.id))
+    assert await earnings.find_earning(entry.idempotency_key) is None
+    assert await _rows(db, "SELECT 1 FROM earnings_keys") == []
