@@ -19,12 +19,12 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import WebSocketConnection
 
 from grass import ids, logs
 from grass.config import Config, LedgerBackend, StorageBackend, reload_changes
 from grass.errors import StartupError
 from grass.http.app import create_app
+from grass.http.checkin import add_checkin_routes
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
@@ -34,6 +34,7 @@ from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import open_memory_storage
 from grass.storage.redis import open_redis_state
 from grass.storage.shared import SharedState
+from grass.ws.gateway import Gateway
 from grass.ws.server import NodeServer, reason
 
 log = logs.get("grass.app")
@@ -163,17 +164,6 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def _node_handler(conn: WebSocketConnection) -> None:
-    """Holds a node socket open until it closes; the node protocol session lands with issue 4."""
-    async for _ in _messages(conn):
-        pass
-
-
-async def _messages(conn: WebSocketConnection) -> AsyncIterator[str | bytes]:
-    while True:
-        yield await conn.get_message()
-
-
 async def run(
     config: Config, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -187,8 +177,17 @@ async def run(
             trio.open_nursery() as nursery,
         ):
             app = create_app(metrics=metrics, readiness=backends.readiness)
+            gateway = Gateway(backends.storage, live, metrics)
+            add_checkin_routes(app, gateway, backends.storage.users, live)
+            flusher = trio.CancelScope()
+
+            async def run_flusher(*, task_status: trio.TaskStatus[None]) -> None:
+                with flusher:
+                    await gateway.run(task_status=task_status)
+
+            await nursery.start(run_flusher)
             node = NodeServer(
-                _node_handler,
+                gateway.handle,
                 host=config.server.node_host,
                 port=config.server.node_port,
                 metrics=metrics,
@@ -208,6 +207,8 @@ async def run(
             app.extensions["grass.shutting_down"] = True
             node.stop_accepting()
             await node.close_all(1001, "server shutting down")
+            flusher.cancel()
+            await gateway.shutdown(1001)  # the sessions' last uptime, in one final flush
             http_stop.set()
             with trio.move_on_after(live.current.server.grace_period + 1):
                 await http_done.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -82,7 +83,8 @@ async def test_shutdown_closes_node_sockets_with_1001_within_grace(nursery: trio
     url = f"ws://127.0.0.1:{server.node_port}/"
     with trio.fail_after(5):
         async with open_node_socket(url) as ws:
-            await ws.ping()  # the handshake is done: the server holds the socket
+            first = json.loads(await ws.get_message())  # the server speaks first: AUTH
+            assert first["action"] == "AUTH"
             started = trio.current_time()
             server.shutdown()
             with pytest.raises(ConnectionClosed) as closed:
@@ -186,6 +188,6 @@ async def test_mockchain_ledger_persists_under_its_path(
     config = attrs.evolve(local_config(), ledger=ledger)
     server: Server = await nursery.start(run, config)
     assert (await get(server, "/readyz")).status_code == 200
+    await trio.sleep(0.5)  # blocks every 0.05 s: the chain rewrites its file at each one
     server.shutdown()
-    await trio.sleep(1.0)  # blocks every 0.05 s: the chain rewrites its file at each one
     assert (tmp_path / "chain" / "chain.json").exists()

@@ -1,0 +1,135 @@
+"""``POST /checkin``: the v5 check-in (DESIGN §4).
+
+Body ``{browserId, userId, version, extensionId, userAgent, deviceType}`` (extra keys tolerated,
+as on the node socket) -> 201 ``{destinations: ["host:port"], token}``. The token is bound to the
+user, the device and the caller's IP address; the node presents it as ``?token=`` on the
+WebSocket URL. Errors are ``{"error": {...}}`` through grass.errors: 400 malformed body, 422 a
+field that breaks its rule, 401 unknown user, 403 an extension id outside the allowlist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import cattrs
+from quart import Quart, request
+
+from grass.config import Config
+from grass.domain.devices import DeviceType
+from grass.errors import Forbidden, InvalidInput, Unauthenticated, ValidationFailed
+from grass.ids import is_short_id, is_uuid
+from grass.storage.abc import StorageNotFound, UserStore
+
+
+class CheckinGateway(Protocol):
+    """What the check-in needs from the node gateway (grass.ws.gateway.Gateway has it)."""
+
+    def issue_token(self, user_id: str, device_id: str, ip: str) -> str: ...
+
+
+class LiveConfig(Protocol):
+    @property
+    def current(self) -> Config: ...
+
+
+@attrs.frozen(kw_only=True)
+class CheckinRequest:
+    browserId: str  # the wire names of Grass clients
+    userId: str
+    version: str = attrs.field(validator=attrs.validators.max_len(64))
+    deviceType: str
+    extensionId: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.max_len(128))
+    )
+    userAgent: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.max_len(512))
+    )
+
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if type(value) is not str:
+        raise TypeError("expected a string")
+    return value
+
+
+_converter.register_structure_hook(str, _strict_str)
+
+
+class UnknownUser(Unauthenticated):
+    code = "unknown_user"
+
+
+class ExtensionNotAllowed(Forbidden):
+    code = "extension_not_allowed"
+
+
+def parse_checkin(body: Any) -> CheckinRequest:
+    if type(body) is not dict:
+        raise InvalidInput("the body must be a JSON object")
+    try:
+        checkin = _converter.structure(body, CheckinRequest)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        problems = (
+            cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
+        )
+        raise ValidationFailed(
+            "invalid check-in: " + ("; ".join(problems) or str(exc)),
+            details={"problems": problems},
+        ) from None
+    device_id = checkin.browserId.lower()
+    if not is_uuid(device_id):
+        raise ValidationFailed("browserId must be a UUID", details={"field": "browserId"})
+    if checkin.deviceType not in DeviceType._value2member_map_:
+        expected = " | ".join(DeviceType)
+        raise ValidationFailed(
+            f"unknown deviceType; expected {expected}", details={"field": "deviceType"}
+        )
+    return attrs.evolve(checkin, browserId=device_id)
+
+
+def add_checkin_routes(
+    app: Quart,
+    gateway: CheckinGateway,
+    users: UserStore,
+    live: LiveConfig,
+    *,
+    destinations: Callable[[], list[str]] | None = None,
+) -> None:
+    """Register ``POST /checkin``; ``destinations`` gives the node addresses handed out
+    (default: ``server.node_public_address``, else this host with the node port)."""
+
+    def default_destinations() -> list[str]:
+        server = live.current.server
+        if server.node_public_address:
+            return [server.node_public_address]
+        host = (request.host or "localhost").rsplit(":", 1)[0]
+        return [f"{host}:{server.node_port}"]
+
+    where = destinations or default_destinations
+
+    @app.post("/checkin")
+    async def checkin() -> Any:
+        body = await request.get_json(force=True, silent=True)
+        data = parse_checkin(body)
+        if not is_short_id(data.userId):
+            raise UnknownUser("unknown user")
+        try:
+            await users.get_user(data.userId)
+        except StorageNotFound:
+            raise UnknownUser("unknown user") from None
+        allowed = live.current.node.allowed_extension_ids
+        if data.extensionId and allowed and data.extensionId not in allowed:
+            raise ExtensionNotAllowed("this extension may not check in")
+        ip = request.remote_addr or ""
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InvalidInput("the token needs the client's IP address") from None
+        token = gateway.issue_token(data.userId, data.browserId, ip)
+        return {"destinations": where(), "token": token}, 201

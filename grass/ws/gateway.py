@@ -1,0 +1,283 @@
+"""The node gateway: what the node server runs for every accepted socket, and the uptime flusher.
+
+``Gateway.handle`` checks the upgrade (Origin, v5 token, connections per IP), then runs one
+:class:`~grass.ws.session.Session`; at AUTH it decides whether the node may join (user, token
+claims, device owner, paused, score, device cap) and registers it. The node server has already
+accepted the upgrade when ``handle`` runs, so every refusal is a close with 1008 (4001 for a
+paused device) rather than an HTTP 403.
+
+Origin policy: ``chrome-extension://<id>`` is allowed when ``node.allowed_extension_ids`` is
+empty or lists the id; no Origin (desktop clients) is allowed; any other origin is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+from trio_websocket import WebSocketConnection
+
+from grass import logs
+from grass.config import Config
+from grass.domain.devices import DeviceType
+from grass.errors import Forbidden, Unauthenticated
+from grass.metrics import Metrics
+from grass.storage.abc import DeviceStore, StorageNotFound, UptimeStore, UserStore
+from grass.ws import token as tokens
+from grass.ws.protocol import Authenticated, NodeConnection
+from grass.ws.registry import (
+    DeviceOwnedElsewhere,
+    DevicePaused,
+    IpLimit,
+    Registry,
+    ScoreOf,
+)
+from grass.ws.session import Session, Transport, WebSocketTransport
+from grass.ws.uptime import Accrual, UptimeFlusher
+
+log = logs.get(__name__)
+
+#: How long shutdown waits for the sessions to end before the final flush.
+CLOSE_TIMEOUT = 5.0
+
+
+class LiveConfig(Protocol):
+    @property
+    def current(self) -> Config: ...
+
+
+class GatewayStores(Protocol):
+    @property
+    def users(self) -> UserStore: ...
+    @property
+    def devices(self) -> DeviceStore: ...
+    @property
+    def uptime(self) -> UptimeStore: ...
+
+
+class OriginRefused(Forbidden):
+    code = "origin_refused"
+    ws_close_code = 1008
+
+
+class LegacyAuthDisabled(Unauthenticated):
+    code = "token_required"
+    ws_close_code = 1008
+
+
+class UnknownUser(Unauthenticated):
+    code = "unknown_user"
+    ws_close_code = 1008
+
+
+class ClaimsMismatch(Unauthenticated):
+    code = "token_claims_mismatch"
+    ws_close_code = 1008
+
+
+def canonical_ip(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def request_headers(ws: WebSocketConnection) -> Sequence[tuple[bytes, bytes]]:
+    """The upgrade request's headers (names lower-case).
+
+    A server-side trio-websocket connection keeps no public copy of them (``handshake_headers``
+    is filled on clients only), and NodeServer hands us the connection, not the request; wsproto
+    keeps the request it accepted. Fails loudly rather than reading no Origin at all.
+    """
+    if ws.is_client:
+        return ws.handshake_headers
+    request = getattr(getattr(ws._wsproto, "handshake", None), "_initiating_request", None)
+    if request is None:
+        raise RuntimeError("cannot read the upgrade request headers from trio-websocket")
+    return [(bytes(k).lower(), bytes(v)) for k, v in request.extra_headers]
+
+
+def origin_allowed(origin: str | None, allowed_extension_ids: tuple[str, ...]) -> bool:
+    if origin is None:
+        return True
+    prefix = "chrome-extension://"
+    if not origin.startswith(prefix):
+        return False
+    extension_id = origin[len(prefix) :].rstrip("/")
+    return bool(extension_id) and (
+        not allowed_extension_ids or extension_id in allowed_extension_ids
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        storage: GatewayStores,
+        live_config: LiveConfig,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+        *,
+        score_of: ScoreOf = lambda _: None,
+        token_key: bytes | None = None,
+    ) -> None:
+        self.storage = storage
+        self.live = live_config
+        self.metrics = metrics
+        self.clock = clock
+        config = live_config.current
+        key = token_key or config.secrets.token_key.value.encode()
+        # No configured key: tokens are valid on this process only (and die with it).
+        self.token_key = key if len(key) >= tokens.MIN_SECRET_LENGTH else secrets.token_bytes(32)
+        self.registry = Registry(
+            max_devices_per_user=lambda: self.live.current.limits.max_devices_per_user,
+            max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
+            min_network_score=lambda: self.live.current.limits.min_network_score,
+            score_of=score_of,
+        )
+        self._sessions = 0
+        self._idle = trio.Event()
+        self.flusher = UptimeFlusher(
+            storage.devices,
+            storage.uptime,
+            interval=lambda: self.live.current.node.uptime_flush_interval,
+        )
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def issue_token(self, user_id: str, device_id: str, ip: str) -> str:
+        ttl = self.live.current.node.checkin_token_ttl
+        return tokens.issue(self.token_key, user_id, device_id, ip, self.clock(), ttl)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The uptime flusher; cancel it, then call ``shutdown`` for the final flush."""
+        await self.flusher.run(task_status=task_status)
+
+    async def shutdown(self, code: int = 1001) -> None:
+        """Close every node session, wait for them to end (bounded), write what they accrued."""
+        self.registry.close_all(code)
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                while self._sessions:
+                    self._idle = trio.Event()
+                    await self._idle.wait()
+            await self.flusher.flush_now()
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def handle(self, ws: WebSocketConnection) -> None:
+        remote = ws.remote
+        ip = canonical_ip(remote if isinstance(remote, str) else str(remote.address))
+        try:
+            claims = self._check_upgrade(ws, ip)
+            self.registry.open(ip)
+        except (Forbidden, Unauthenticated, tokens.TokenError) as exc:
+            reason = exc.message.encode()[:123].decode(errors="ignore")
+            await ws.aclose(exc.ws_close_code or 1008, reason)
+            return
+        try:
+            await self.run_session(WebSocketTransport(ws), ip, claims)
+        finally:
+            self.registry.release(ip)
+
+    def _check_upgrade(self, ws: WebSocketConnection, ip: str) -> tokens.TokenClaims | None:
+        node = self.live.current.node
+        headers = request_headers(ws)
+        origin = next((v.decode("latin-1") for k, v in headers if k == b"origin"), None)
+        if not origin_allowed(origin, node.allowed_extension_ids):
+            raise OriginRefused("this origin may not connect")
+        query = parse_qs(urlsplit(ws.path or "/").query)
+        token = query.get("token", [""])[0]
+        if token:
+            return tokens.verify(self.token_key, token, ip, self.clock())
+        if not node.allow_legacy_auth:
+            raise LegacyAuthDisabled("a check-in token is required (POST /checkin)")
+        return None
+
+    async def run_session(
+        self, transport: Transport, ip: str, claims: tokens.TokenClaims | None
+    ) -> None:
+        """One session over any transport (tests pass a fake one)."""
+        node = self.live.current.node
+
+        async def authorize(session: Session, event: Authenticated) -> Accrual:
+            return await self._authorize(session, event, claims)
+
+        session = Session(
+            transport,
+            NodeConnection(max_message_size=node.max_message_size),
+            ip=ip,
+            authorize=authorize,
+            on_close=self._closed,
+            clock=self.clock,
+            auth_timeout=node.auth_timeout,
+            heartbeat_timeout=node.heartbeat_timeout,
+            send_queue_size=node.send_queue_size,
+        )
+        self._sessions += 1
+        try:
+            await session.run()
+        finally:
+            self._sessions -= 1
+            if not self._sessions:
+                self._idle.set()
+
+    async def _authorize(
+        self, session: Session, event: Authenticated, claims: tokens.TokenClaims | None
+    ) -> Accrual:
+        result = event.result
+        user_id, device_id = result.user_id, result.browser_id
+        if claims is not None:
+            if claims.user_id != user_id or claims.device_id != device_id:
+                raise ClaimsMismatch("the AUTH answer does not match the check-in token")
+        else:
+            try:
+                await self.storage.users.get_user(user_id)
+            except StorageNotFound:
+                raise UnknownUser("unknown user") from None
+        device = await self.storage.devices.find_device(device_id)
+        if device is not None:
+            if device.user_id != user_id:
+                raise DeviceOwnedElsewhere("this device belongs to another user")
+            if device.paused:
+                raise DevicePaused("this device is paused by its owner")
+        stored = await self.storage.devices.count_devices(user_id)
+        self.registry.check(user_id, device_id, stored_devices=stored, known=device is not None)
+        if session.close_code is not None:  # closed while we awaited storage
+            raise Unauthenticated("connection closed during AUTH")
+        config = self.live.current
+        accrual = Accrual(
+            device_id=device_id,
+            user_id=user_id,
+            ip=session.ip,
+            device_type=DeviceType(result.device_type.value),
+            version=result.version or None,
+            user_agent=result.user_agent or None,
+            now=self.clock(),
+            bucket_seconds=config.rates.bucket_seconds,
+            cap=config.node.heartbeat_timeout,
+            reconnect=device is not None,
+            saved=device is not None,
+        )
+        session.accrual = accrual
+        self.registry.add(session)
+        self.flusher.add(accrual)
+        self.metrics.node_messages.labels("auth").inc()
+        return accrual
+
+    async def _closed(self, session: Session) -> None:
+        if session.accrual is not None:
+            self.registry.remove(session)
+            self.flusher.retire(session.accrual)
+
+
+__all__ = ["Gateway", "IpLimit", "canonical_ip", "origin_allowed"]

@@ -1,0 +1,171 @@
+"""Live node sessions by device, user and IP, and the limits checked when a node authenticates.
+
+Close codes chosen here (a refusal is raised as an error whose ``ws_close_code`` the session
+uses; a live session is closed directly):
+
+====  ======================================================================================
+4000  replaced: the same device connected again; the OLDER connection is closed
+4001  paused: the owner paused this device; it must stop (refused at AUTH, or closed live)
+1008  a limit: too many devices for the user, too many connections from the IP, a network
+      score below ``limits.min_network_score``, a device owned by another user
+====  ======================================================================================
+
+The per-IP count covers every open connection (authenticated or not), so a host cannot hold
+sockets open in the AWAITING_AUTH state beyond the cap. The per-user cap counts distinct
+devices: those stored plus live ones not stored yet; a device already known (stored or live)
+always gets back in, so reaching the cap never locks out a user's existing devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from grass.errors import Forbidden
+from grass.ws.session import Session
+
+REPLACED = 4000
+PAUSED = 4001
+
+ScoreOf = Callable[[str], float | None]
+
+
+class DeviceLimit(Forbidden):
+    code = "device_limit"
+    ws_close_code = 1008
+
+
+class IpLimit(Forbidden):
+    code = "ip_connection_limit"
+    ws_close_code = 1008
+
+
+class ScoreTooLow(Forbidden):
+    code = "score_too_low"
+    ws_close_code = 1008
+
+
+class DevicePaused(Forbidden):
+    code = "device_paused"
+    ws_close_code = PAUSED
+
+
+class DeviceOwnedElsewhere(Forbidden):
+    code = "device_owned_by_another_user"
+    ws_close_code = 1008
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        max_devices_per_user: Callable[[], int],
+        max_connections_per_ip: Callable[[], int],
+        min_network_score: Callable[[], float] = lambda: 0.0,
+        score_of: ScoreOf = lambda _: None,
+    ) -> None:
+        self._max_devices = max_devices_per_user
+        self._max_per_ip = max_connections_per_ip
+        self._min_score = min_network_score
+        self._score_of = score_of
+        self._by_device: dict[str, Session] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self._by_ip: dict[str, int] = {}
+
+    # -- connections (before AUTH) ----------------------------------------------------------
+
+    def open(self, ip: str) -> None:
+        """Count a new connection from ``ip``; IpLimit when the address has too many."""
+        count = self._by_ip.get(ip, 0)
+        if count >= self._max_per_ip():
+            raise IpLimit(f"too many connections from {ip}")
+        self._by_ip[ip] = count + 1
+
+    def release(self, ip: str) -> None:
+        count = self._by_ip.get(ip, 0) - 1
+        if count > 0:
+            self._by_ip[ip] = count
+        else:
+            self._by_ip.pop(ip, None)
+
+    # -- devices (at AUTH) ------------------------------------------------------------------
+
+    def check(self, user_id: str, device_id: str, *, stored_devices: int, known: bool) -> None:
+        """Raise the limit a new session of ``device_id`` would break; ``stored_devices`` is
+        the user's device count in storage, ``known`` whether this device is stored."""
+        score = self._score_of(device_id)
+        if score is not None and score < self._min_score():
+            raise ScoreTooLow(f"network score {score:g} is below the minimum")
+        live = self._by_user.get(user_id, ())
+        if known or device_id in live:
+            return
+        unsaved = sum(
+            1 for d in live if (a := self._by_device[d].accrual) is not None and not a.saved
+        )
+        if stored_devices + unsaved >= self._max_devices():
+            raise DeviceLimit(f"device limit reached ({self._max_devices()} devices)")
+
+    def add(self, session: Session) -> None:
+        """Register an authenticated session; an older session of the device is closed."""
+        device_id, user_id = session.device_id, session.user_id
+        if device_id is None or user_id is None:
+            raise ValueError("only authenticated sessions are registered")
+        older = self._by_device.get(device_id)
+        if older is not None and older is not session:
+            older.close(REPLACED, "replaced by a newer connection of this device")
+        self._by_device[device_id] = session
+        self._by_user.setdefault(user_id, set()).add(device_id)
+
+    def remove(self, session: Session) -> None:
+        """Forget a session that ended; a newer session of the same device stays."""
+        device_id, user_id = session.device_id, session.user_id
+        if device_id is None or self._by_device.get(device_id) is not session:
+            return
+        del self._by_device[device_id]
+        if user_id is not None:
+            devices = self._by_user.get(user_id)
+            if devices is not None:
+                devices.discard(device_id)
+                if not devices:
+                    del self._by_user[user_id]
+
+    # -- lookups and sends ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_device)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_device.values()))
+
+    def get(self, device_id: str) -> Session | None:
+        return self._by_device.get(device_id)
+
+    def devices_of(self, user_id: str) -> frozenset[str]:
+        return frozenset(self._by_user.get(user_id, ()))
+
+    def connections_from(self, ip: str) -> int:
+        return self._by_ip.get(ip, 0)
+
+    def send(self, device_id: str, text: str) -> bool:
+        """Queue ``text`` for one device; False when it is not connected (or does not read)."""
+        session = self._by_device.get(device_id)
+        return session is not None and session.send(text)
+
+    def broadcast(self, text: str, *, user_id: str | None = None) -> int:
+        """Queue ``text`` for every device (of ``user_id`` if given); returns how many took it."""
+        if user_id is None:
+            targets = list(self._by_device.values())
+        else:
+            targets = [self._by_device[d] for d in self._by_user.get(user_id, ())]
+        return sum(1 for session in targets if session.send(text))
+
+    def pause(self, device_id: str) -> bool:
+        """The owner paused the device: close its live session with 4001."""
+        session = self._by_device.get(device_id)
+        if session is None:
+            return False
+        session.close(PAUSED, "device paused by its owner")
+        return True
+
+    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        for session in list(self._by_device.values()):
+            session.close(code, reason)

@@ -1,0 +1,133 @@
+"""The registry of live sessions: caps per user and per IP, replacement, sends."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from grass.ws.protocol import NodeConnection
+from grass.ws.registry import (
+    PAUSED,
+    REPLACED,
+    DeviceLimit,
+    IpLimit,
+    Registry,
+    ScoreTooLow,
+)
+from grass.ws.session import Session
+from tests.ws.test_session import FakeTransport, clock
+from tests.ws.test_uptime import accrual
+
+
+def registry(**limits) -> Registry:
+    return Registry(
+        max_devices_per_user=lambda: limits.get("devices", 3),
+        max_connections_per_ip=lambda: limits.get("per_ip", 2),
+        min_network_score=lambda: limits.get("min_score", 0.0),
+        score_of=limits.get("score_of", lambda _: None),
+    )
+
+
+def session(user_id: str, device_id: str | None = None, *, saved: bool = False) -> Session:
+    async def never(*_):
+        raise AssertionError("not run")
+
+    s = Session(
+        FakeTransport(),
+        NodeConnection(),
+        ip="203.0.113.1",
+        authorize=never,
+        on_close=never,
+        clock=clock,
+        auth_timeout=30,
+        heartbeat_timeout=180,
+        send_queue_size=2,
+    )
+    s.accrual = accrual(user_id=user_id, device_id=device_id or str(uuid.uuid4()), saved=saved)
+    return s
+
+
+USER = "u" * 21
+
+
+def test_connections_per_ip_are_capped_and_released():
+    reg = registry(per_ip=2)
+    reg.open("10.0.0.1")
+    reg.open("10.0.0.1")
+    with pytest.raises(IpLimit) as caught:
+        reg.open("10.0.0.1")
+    assert caught.value.ws_close_code == 1008
+    reg.open("10.0.0.2")  # another address is not affected
+    reg.release("10.0.0.1")
+    reg.open("10.0.0.1")
+    assert reg.connections_from("10.0.0.1") == 2
+
+
+def test_devices_per_user_count_stored_and_unsaved_live_devices():
+    reg = registry(devices=3)
+    # two stored devices, one live device not yet stored: the cap of 3 is reached
+    live = session(USER)
+    reg.add(live)
+    with pytest.raises(DeviceLimit):
+        reg.check(USER, str(uuid.uuid4()), stored_devices=2, known=False)
+    # a stored device and a device already live always get back in
+    reg.check(USER, str(uuid.uuid4()), stored_devices=2, known=True)
+    reg.check(USER, live.device_id, stored_devices=2, known=False)
+    # once the live device is saved it is counted in storage only
+    live.accrual.saved = True
+    reg.check(USER, str(uuid.uuid4()), stored_devices=2, known=False)
+    # another user is not affected
+    reg.check("v" * 21, str(uuid.uuid4()), stored_devices=0, known=False)
+
+
+def test_a_second_connection_of_a_device_closes_the_older():
+    reg = registry()
+    device_id = str(uuid.uuid4())
+    older, newer = session(USER, device_id), session(USER, device_id)
+    reg.add(older)
+    reg.add(newer)
+    assert older.close_code == REPLACED == 4000
+    assert newer.close_code is None
+    assert reg.get(device_id) is newer
+    reg.remove(older)  # the older's cleanup must not unregister the newer
+    assert reg.get(device_id) is newer
+    assert reg.devices_of(USER) == {device_id}
+    reg.remove(newer)
+    assert reg.get(device_id) is None
+    assert reg.devices_of(USER) == frozenset()
+
+
+def test_low_score_is_refused_and_pause_closes_4001():
+    reg = registry(min_score=50.0, score_of=lambda d: 20.0 if d.startswith("0") else None)
+    with pytest.raises(ScoreTooLow):
+        reg.check(USER, "0" + str(uuid.uuid4())[1:], stored_devices=0, known=True)
+    reg.check(USER, "1" + str(uuid.uuid4())[1:], stored_devices=0, known=True)  # no score yet
+    s = session(USER)
+    reg.add(s)
+    assert reg.pause(s.device_id)
+    assert s.close_code == PAUSED == 4001
+    assert not reg.pause(str(uuid.uuid4()))
+
+
+def test_targeted_and_broadcast_sends():
+    reg = registry()
+    a, b, c = session(USER), session(USER), session("v" * 21)
+    for s in (a, b, c):
+        reg.add(s)
+    assert reg.send(a.device_id, "one")
+    assert not reg.send(str(uuid.uuid4()), "nobody")
+    assert reg.broadcast("mine", user_id=USER) == 2
+    assert reg.broadcast("all") == 2  # a already holds two: its queue overflows
+    assert list(_queued(a)) == ["one", "mine"]  # queue of 2: the third overflowed
+    assert a.close_code == 4003
+    assert _queued(c) == ["all"]
+
+
+def _queued(s: Session) -> list[str]:
+    out = []
+    while True:
+        try:
+            out.append(s._queue_out.receive_nowait())
+        except Exception:
+            return out

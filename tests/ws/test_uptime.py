@@ -1,0 +1,185 @@
+"""Uptime accrual per session and the one flusher: buckets, caps, batches, retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import trio
+
+from grass.domain.devices import DeviceStatus, DeviceType
+from grass.domain.uptime import UptimeFlushResult
+from grass.ids import short_id
+from grass.storage.abc import StorageUnavailable
+from grass.storage.memory import MemoryStorage
+from grass.ws.uptime import Accrual, UptimeFlusher
+from tests.storage.conftest import make_user
+
+HOUR = 3600
+T0 = 1_700_002_800.0  # a bucket boundary (divisible by 3600)
+
+
+def accrual(now: float = T0, *, cap: float = 180.0, user_id: str | None = None, **kw) -> Accrual:
+    return Accrual(
+        device_id=kw.pop("device_id", str(uuid.uuid4())),
+        user_id=user_id or short_id(),
+        ip=kw.pop("ip", "203.0.113.9"),
+        device_type=DeviceType.EXTENSION,
+        version="4.0",
+        user_agent="ua",
+        now=now,
+        bucket_seconds=kw.pop("bucket_seconds", HOUR),
+        cap=cap,
+        **kw,
+    )
+
+
+def seconds_by_bucket(deltas) -> dict[float, int]:
+    return {d.bucket_start.timestamp(): d.stats.seconds for d in deltas}
+
+
+def test_seconds_between_heartbeats_split_across_buckets():
+    a = accrual(T0 + HOUR - 100)
+    a.heartbeat(T0 + HOUR - 40)  # 60 s, all in the first bucket
+    a.heartbeat(T0 + HOUR + 60)  # 40 s before the boundary, 60 s after
+    assert seconds_by_bucket(a.take()) == {T0: 100, T0 + HOUR: 60}
+    assert a.take() == []  # taking zeroes
+
+
+def test_a_gap_is_capped_at_the_heartbeat_timeout():
+    a = accrual(T0, cap=180)
+    a.heartbeat(T0 + 500)
+    assert seconds_by_bucket(a.take()) == {T0: 180}
+
+
+def test_fractions_are_kept_for_the_next_take():
+    a = accrual(T0)
+    a.heartbeat(T0 + 10.6)
+    assert seconds_by_bucket(a.take()) == {T0: 10}
+    a.heartbeat(T0 + 20.0)
+    assert seconds_by_bucket(a.take()) == {T0: 10}  # 0.6 + 9.4
+
+
+def test_nothing_accrues_after_close_and_a_short_bucket_length_works():
+    a = accrual(T0, bucket_seconds=60, cap=1000)
+    a.heartbeat(T0 + 150)  # 60 + 60 + 30 over three buckets
+    a.close()
+    a.heartbeat(T0 + 300)
+    assert seconds_by_bucket(a.take()) == {T0: 60, T0 + 60: 60, T0 + 120: 30}
+    assert a.device_row().status is DeviceStatus.OFFLINE
+    assert a.device_row().last_seen == dt.datetime.fromtimestamp(T0 + 150, dt.UTC)
+
+
+class RecordingStores:
+    """Counts calls and fails on demand, in front of the memory backend."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self.storage = storage
+        self.upserts: list[int] = []
+        self.adds: list[int] = []
+        self.fail_upsert = 0
+        self.fail_add = 0
+
+    async def upsert_devices(self, devices):
+        if self.fail_upsert:
+            self.fail_upsert -= 1
+            raise StorageUnavailable("down")
+        self.upserts.append(len(devices))
+        await self.storage.devices.upsert_devices(devices)
+
+    async def add_uptime(self, deltas) -> UptimeFlushResult:
+        if self.fail_add:
+            self.fail_add -= 1
+            raise StorageUnavailable("down")
+        self.adds.append(len(deltas))
+        return await self.storage.uptime.add_uptime(deltas)
+
+
+async def users(storage: MemoryStorage, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        user = make_user()
+        await storage.users.create_user(user)
+        ids.append(user.id)
+    return ids
+
+
+async def test_one_batch_call_per_store_per_flush():
+    storage = MemoryStorage()
+    stores = RecordingStores(storage)
+    flusher = UptimeFlusher(stores, stores, interval=lambda: 5.0)
+    user_ids = await users(storage, 3)
+    accruals = [accrual(T0, user_id=u) for u in user_ids]
+    for a in accruals:
+        flusher.add(a)
+        a.heartbeat(T0 + 60)
+    result = await flusher.flush_now()
+    assert stores.upserts == [3]
+    assert stores.adds == [3]
+    assert result is not None
+    assert result.applied == 3
+    for a in accruals:
+        stats = await storage.uptime.uptime_stats(device_id=a.device_id)
+        assert stats.seconds == 60
+        device = await storage.devices.get_device(a.device_id)
+        assert device.status is DeviceStatus.ONLINE
+        assert device.ip == "203.0.113.9"
+        assert a.saved
+
+
+async def test_a_failed_flush_keeps_everything_once():
+    storage = MemoryStorage()
+    stores = RecordingStores(storage)
+    flusher = UptimeFlusher(stores, stores, interval=lambda: 5.0)
+    [user_id] = await users(storage, 1)
+    a = accrual(T0, user_id=user_id)
+    flusher.add(a)
+    a.heartbeat(T0 + 60)
+    stores.fail_add = 1
+    assert await flusher.flush_now() is None
+    assert flusher.pending == 1
+    assert flusher.failures == 1
+    a.heartbeat(T0 + 120)
+    stores.fail_upsert = 1
+    assert await flusher.flush_now() is None
+    a.heartbeat(T0 + 180)
+    flusher.retire(a)
+    await flusher.flush_now()
+    await flusher.flush_now()  # nothing left: no second write
+    stats = await storage.uptime.uptime_stats(device_id=a.device_id)
+    assert stats.seconds == 180
+    assert flusher.pending == 0
+    device = await storage.devices.get_device(a.device_id)
+    assert device.status is DeviceStatus.OFFLINE
+
+
+async def test_a_replaced_session_leaves_the_device_online():
+    storage = MemoryStorage()
+    flusher = UptimeFlusher(storage.devices, storage.uptime, interval=lambda: 5.0)
+    [user_id] = await users(storage, 1)
+    device_id = str(uuid.uuid4())
+    old = accrual(T0, user_id=user_id, device_id=device_id)
+    flusher.add(old)
+    await flusher.flush_now()
+    new = accrual(T0 + 10, user_id=user_id, device_id=device_id, ip="203.0.113.10")
+    flusher.add(new)
+    flusher.retire(old)
+    await flusher.flush_now()
+    device = await storage.devices.get_device(device_id)
+    assert device.status is DeviceStatus.ONLINE
+    assert device.ip == "203.0.113.10"
+
+
+async def test_the_flusher_task_writes_every_interval(autojump_clock):
+    storage = MemoryStorage()
+    flusher = UptimeFlusher(storage.devices, storage.uptime, interval=lambda: 5.0)
+    [user_id] = await users(storage, 1)
+    a = accrual(T0, user_id=user_id)
+    flusher.add(a)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(flusher.run)
+        a.heartbeat(T0 + 30)
+        await trio.sleep(5.5)
+        assert flusher.flushes == 1
+        assert (await storage.uptime.uptime_stats(device_id=a.device_id)).seconds == 30
+        nursery.cancel_scope.cancel()
