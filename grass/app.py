@@ -138,6 +138,8 @@ class Server:
     live: LiveConfig
     metrics: Metrics
     node: NodeServer
+    gateway: Gateway
+    backends: Backends
     _shutdown: trio.Event = attrs.field(factory=trio.Event)
 
     def addresses(self) -> dict[str, str]:
@@ -199,7 +201,7 @@ async def run(
             http_stop = trio.Event()
             http_done = trio.Event()
             http_port = await nursery.start(_run_http, app, config, http_stop, http_done)
-            server = Server(http_port, node_port, live, metrics, node)
+            server = Server(http_port, node_port, live, metrics, node, gateway, backends)
             task_status.started(server)
             log.info("serving", **server.addresses())
             await server._shutdown.wait()

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="apply the PostgreSQL schema migrations and create time partitions"
     )
     migrate.add_argument("--dsn", help="PostgreSQL DSN (default: storage.postgres_dsn)")
+    node = commands.add_parser("node", help="run reference node clients (v4, or v5 with --checkin)")
+    node.add_argument("--url", default="ws://127.0.0.1:4650/", help="node WebSocket address")
+    node.add_argument("--user-id", required=True, help="the user the devices belong to")
+    node.add_argument("--devices", type=int, default=1, help="how many devices to simulate")
+    node.add_argument("--ping-interval", type=float, default=60.0, help="seconds between PINGs")
+    node.add_argument("--jitter", type=float, default=0.2, help="share of the interval, random")
+    node.add_argument("--checkin", help="v5: the /checkin URL (e.g. http://127.0.0.1:8000/checkin)")
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser("show", help="print the effective config, secrets masked")
@@ -80,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"grass: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         return EXIT_OK
+    if args.command == "node":
+        logs.configure(config.logging)
+        trio.run(_nodes, args)
+        return EXIT_OK
     config = _overrides(config, args)
     logs.configure(config.logging)
     try:
@@ -102,6 +114,40 @@ def _startup_failures(exc: BaseException) -> list[BaseException]:
         found = [_startup_failures(e) for e in exc.exceptions]
         return [] if any(not f for f in found) else [e for f in found for e in f]
     return []
+
+
+async def _nodes(args: argparse.Namespace) -> None:
+    """Run the devices until SIGINT or SIGTERM, then print their counters."""
+    from grass.ws.node_client import run_nodes
+
+    log = logs.get("grass.node")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stats = await nursery.start(
+                partial(
+                    run_nodes,
+                    args.url,
+                    args.user_id,
+                    devices=args.devices,
+                    ping_interval=args.ping_interval,
+                    jitter=args.jitter,
+                    checkin_url=args.checkin,
+                )
+            )
+            log.info(
+                "nodes running",
+                devices=len(stats),
+                authenticated=sum(1 for s in stats if s.authenticated),
+            )
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+    log.info(
+        "nodes stopped",
+        pings=sum(s.pings for s in stats),
+        pongs=sum(s.pongs for s in stats),
+        errors=sum(s.errors for s in stats),
+    )
 
 
 async def _migrate(dsn: str) -> None:
