@@ -331,7 +331,7 @@ class PgEarningsStore:
         query = (
             "SELECT e.referral_level AS level, e.referee_id, sum(e.amount) AS value "
             f"FROM earnings e WHERE {' AND '.join(conditions)} "
-            'GROUP BY 1, 2 ORDER BY 1, 2 COLLATE "C"'
+            'GROUP BY 1, 2 ORDER BY 1, e.referee_id COLLATE "C"'
         )
         return [
             ReferralEarning(
@@ -348,7 +348,8 @@ class PgEarningsStore:
         _filters(conditions, args, since=since, until=until)
         query = (
             f"SELECT {key} AS key, sum(e.amount) AS value FROM earnings e "
-            f'WHERE {" AND ".join(conditions)} GROUP BY 1 ORDER BY 1 COLLATE "C"'
+            # ORDER BY <number> COLLATE would collate the constant, not the column.
+            f'WHERE {" AND ".join(conditions)} GROUP BY 1 ORDER BY {key} COLLATE "C"'
         )
         return {r["key"]: int(r["value"]) for r in await self._fetch(query, args)}
 

@@ -363,7 +363,8 @@ class PgUptimeStore:
         else:
             query = (
                 f"SELECT {key} AS key, {_STATS} FROM uptime_buckets WHERE {where} "
-                f'GROUP BY 1 ORDER BY 1 COLLATE "C"'
+                # ORDER BY <number> COLLATE would collate the constant, not the column.
+                f'GROUP BY 1 ORDER BY {key} COLLATE "C"'
             )
 
         async def run(conn: Connection) -> list[Record]:
