@@ -29,9 +29,12 @@ from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
 from grass.metrics import Metrics
-from grass.storage.abc import Storage
+from grass.storage.abc import Storage, StorageUnavailable
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import open_memory_storage
+from grass.storage.postgres import Database
+from grass.storage.postgres.partitions import ensure_partitions
+from grass.storage.postgres.storage import open_postgres_storage
 from grass.storage.redis import open_redis_state
 from grass.storage.shared import SharedState
 from grass.ws.gateway import Gateway
@@ -74,9 +77,19 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
             log.warning("storage is in memory: nothing is persisted, everything is lost at exit")
             storage: Storage = await stack.enter_async_context(open_memory_storage())
         else:
-            raise StartupError(
-                "storage.backend = postgres: the PostgreSQL stores are not built yet"
+            pg = await stack.enter_async_context(
+                open_postgres_storage(
+                    config.storage.postgres_dsn.reveal(),
+                    replica_dsn=config.storage.postgres_replica_dsn.reveal() or None,
+                    min_size=config.storage.pool_min_size,
+                    max_size=config.storage.pool_max_size,
+                )
             )
+            checks["postgres"] = pg.db.ping
+            tasks = await stack.enter_async_context(trio.open_nursery())
+            tasks.start_soon(_keep_partitions_ahead, pg.db)
+            stack.callback(tasks.cancel_scope.cancel)
+            storage = pg
         if config.redis.url:
             shared = await stack.enter_async_context(
                 open_redis_state(config.redis.url.reveal(), instance_id=instance_id)
@@ -96,6 +109,22 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
             redis=bool(config.redis.url),
         )
         yield Backends(config, storage, shared, ledger, checks)
+
+
+PARTITION_CHECK_INTERVAL = 6 * 3600.0
+
+
+async def _keep_partitions_ahead(db: Database) -> None:
+    """Months roll over while a server runs: keep the next partitions created ahead of time."""
+    while True:
+        await trio.sleep(PARTITION_CHECK_INTERVAL)
+        try:
+            created = await ensure_partitions(db)
+        except StorageUnavailable as exc:
+            log.warning("partition check failed; retrying later", error=str(exc))
+            continue
+        if created:
+            log.info("partitions created", partitions=created)
 
 
 def _open_ledger(config: Config) -> AbstractAsyncContextManager[Ledger]:

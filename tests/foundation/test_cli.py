@@ -206,3 +206,23 @@ def test_config_show_masks_secrets() -> None:
     assert shown["secrets"]["token_key"] == "********"
     assert "topsecret" not in result.stdout
     assert "alsosecret" not in result.stdout
+
+
+def test_unreachable_postgres_exits_1_with_one_line() -> None:
+    result = subprocess.run(
+        [*GRASS, "serve", "--host", "127.0.0.1", "--port", "0", "--node-port", "0"],
+        env=_env(
+            GRASS_STORAGE="postgres",
+            GRASS_POSTGRES_DSN="postgresql://grass:hunter2@127.0.0.1:1/grass",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("grass:")]
+    assert errors == [
+        "grass: cannot connect to PostgreSQL at 127.0.0.1:1/grass: [Errno 111] Connect call failed ('127.0.0.1', 1)"
+    ]
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
