@@ -147,6 +147,7 @@ async def _nodes(args: argparse.Namespace) -> None:
         pings=sum(s.pings for s in stats),
         pongs=sum(s.pongs for s in stats),
         errors=sum(s.errors for s in stats),
+        last_close_codes=sorted(str(s.last_close) for s in stats),
     )
 
 
