@@ -1,9 +1,9 @@
 """Opening a node socket as a client (the reference node, tests, benchmarks).
 
-trio-websocket's client never closes its TCP stream when the *server* ends the connection
-first: ``aclose`` returns early because a close reason is already set, and the reader stops at
-EOF without closing the stream. The socket then leaks until garbage collection (a
-ResourceWarning). ``open_node_socket`` closes it on the way out.
+The TCP (or TLS) stream is opened and closed here, not by trio-websocket: its client leaves the
+stream open when the *server* ends the connection first (``aclose`` returns early because a
+close reason is already set, and the reader stops at EOF without closing the stream), and when
+the server rejects the upgrade. Either way the socket would leak until garbage collection.
 """
 
 from __future__ import annotations
@@ -11,9 +11,20 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection, wrap_client_stream
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a nursery wrapped (callers catch ConnectionRejected, not a group)."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group
 
 
 @asynccontextmanager
@@ -24,22 +35,38 @@ async def open_node_socket(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     max_message_size: int = 1024 * 1024,
 ) -> AsyncIterator[WebSocketConnection]:
-    connection = None
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+    stream = await trio.open_tcp_stream(host, port)
     try:
-        async with open_websocket_url(
-            url,
-            ssl_context=ssl_context,
-            extra_headers=extra_headers,
-            message_queue_size=4,
-            max_message_size=max_message_size,
-        ) as ws:
-            connection = ws
-            yield ws
+        if secure:
+            stream = trio.SSLStream(
+                stream, ssl_context or ssl.create_default_context(), server_hostname=host
+            )
+        try:
+            async with trio.open_nursery() as nursery:
+                ws = await wrap_client_stream(
+                    nursery,
+                    stream,
+                    host,
+                    resource,
+                    extra_headers=extra_headers,
+                    message_queue_size=4,
+                    max_message_size=max_message_size,
+                )
+                try:
+                    yield ws
+                finally:
+                    await ws.aclose()
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
     finally:
-        if connection is not None:
-            stream: trio.abc.Stream = connection._stream  # see the module docstring
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
 
 
 def insecure_client_context() -> ssl.SSLContext:

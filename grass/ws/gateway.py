@@ -1,10 +1,14 @@
-"""The node gateway: what the node server runs for every accepted socket, and the uptime flusher.
+"""The node gateway: what the node server runs for every upgrade request, and the uptime flusher.
 
-``Gateway.handle`` checks the upgrade (Origin, v5 token, connections per IP), then runs one
-:class:`~grass.ws.session.Session`; at AUTH it decides whether the node may join (user, token
-claims, device owner, paused, score, device cap) and registers it. The node server has already
-accepted the upgrade when ``handle`` runs, so every refusal is a close with 1008 (4001 for a
-paused device) rather than an HTTP 403.
+``Gateway.handle`` checks the upgrade request before answering it (Origin, v5 token, the network
+score of the token's device, connections per IP) and refuses with HTTP 403 and a JSON body
+``{"error": {"code", "message", "details"}}``; otherwise it accepts and runs one
+:class:`~grass.ws.session.Session`. At AUTH it decides whether the node may join (user, token
+claims, device owner, paused, score, device cap) and registers it: those refusals need the AUTH
+answer, so they are a close with 1008 (4001 for a paused device) after the upgrade.
+
+Every upgrade refusal is a 403, a bad token included (not a 401): a node cannot act on the
+difference, and the body's ``code`` names the reason.
 
 Origin policy: ``chrome-extension://<id>`` is allowed when ``node.allowed_extension_ids`` is
 empty or lists the id; no Origin (desktop clients) is allowed; any other origin is refused.
@@ -15,17 +19,16 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import trio
-from trio_websocket import WebSocketConnection
 
 from grass import logs
 from grass.config import Config
 from grass.domain.devices import DeviceType
-from grass.errors import Forbidden, Unauthenticated
+from grass.errors import Forbidden, Unauthenticated, http_error
 from grass.metrics import Metrics
 from grass.storage.abc import DeviceStore, StorageNotFound, UptimeStore, UserStore
 from grass.ws import token as tokens
@@ -36,11 +39,16 @@ from grass.ws.registry import (
     IpLimit,
     Registry,
     ScoreOf,
+    ScoreTooLow,
 )
+from grass.ws.server import NodeRequest
 from grass.ws.session import Session, Transport, WebSocketTransport
 from grass.ws.uptime import Accrual, UptimeFlusher
 
 log = logs.get(__name__)
+
+#: The HTTP status of every refusal decided from the upgrade request alone (DESIGN §4).
+UPGRADE_REFUSED = 403
 
 #: How long shutdown waits for the sessions to end before the final flush.
 CLOSE_TIMEOUT = 5.0
@@ -90,21 +98,6 @@ def canonical_ip(address: str) -> str:
     return str(ip)
 
 
-def request_headers(ws: WebSocketConnection) -> Sequence[tuple[bytes, bytes]]:
-    """The upgrade request's headers (names lower-case).
-
-    A server-side trio-websocket connection keeps no public copy of them (``handshake_headers``
-    is filled on clients only), and NodeServer hands us the connection, not the request; wsproto
-    keeps the request it accepted. Fails loudly rather than reading no Origin at all.
-    """
-    if ws.is_client:
-        return ws.handshake_headers
-    request = getattr(getattr(ws._wsproto, "handshake", None), "_initiating_request", None)
-    if request is None:
-        raise RuntimeError("cannot read the upgrade request headers from trio-websocket")
-    return [(bytes(k).lower(), bytes(v)) for k, v in request.extra_headers]
-
-
 def origin_allowed(origin: str | None, allowed_extension_ids: tuple[str, ...]) -> bool:
     if origin is None:
         return True
@@ -136,6 +129,7 @@ class Gateway:
         key = token_key or config.secrets.token_key.value.encode()
         # No configured key: tokens are valid on this process only (and die with it).
         self.token_key = key if len(key) >= tokens.MIN_SECRET_LENGTH else secrets.token_bytes(32)
+        self._score_of = score_of
         self.registry = Registry(
             max_devices_per_user=lambda: self.live.current.limits.max_devices_per_user,
             max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
@@ -174,34 +168,37 @@ class Gateway:
 
     # -- connections ------------------------------------------------------------------------
 
-    async def handle(self, ws: WebSocketConnection) -> None:
-        remote = ws.remote
-        ip = canonical_ip(remote if isinstance(remote, str) else str(remote.address))
+    async def handle(self, request: NodeRequest) -> None:
+        ip = canonical_ip(request.remote_address)
         try:
-            claims = self._check_upgrade(ws, ip)
+            claims = self._check_upgrade(request, ip)
             self.registry.open(ip)
-        except (Forbidden, Unauthenticated, tokens.TokenError) as exc:
-            reason = exc.message.encode()[:123].decode(errors="ignore")
-            await ws.aclose(exc.ws_close_code or 1008, reason)
+        except (Forbidden, Unauthenticated) as exc:
+            await request.reject(UPGRADE_REFUSED, http_error(exc).body)
             return
         try:
+            ws = await request.accept()
             await self.run_session(WebSocketTransport(ws), ip, claims)
         finally:
             self.registry.release(ip)
 
-    def _check_upgrade(self, ws: WebSocketConnection, ip: str) -> tokens.TokenClaims | None:
-        node = self.live.current.node
-        headers = request_headers(ws)
-        origin = next((v.decode("latin-1") for k, v in headers if k == b"origin"), None)
-        if not origin_allowed(origin, node.allowed_extension_ids):
+    def _check_upgrade(self, request: NodeRequest, ip: str) -> tokens.TokenClaims | None:
+        config = self.live.current
+        if not origin_allowed(request.header("origin"), config.node.allowed_extension_ids):
             raise OriginRefused("this origin may not connect")
-        query = parse_qs(urlsplit(ws.path or "/").query)
+        query = parse_qs(urlsplit(request.path or "/").query)
         token = query.get("token", [""])[0]
-        if token:
-            return tokens.verify(self.token_key, token, ip, self.clock())
-        if not node.allow_legacy_auth:
-            raise LegacyAuthDisabled("a check-in token is required (POST /checkin)")
-        return None
+        if not token:
+            if not config.node.allow_legacy_auth:
+                raise LegacyAuthDisabled("a check-in token is required (POST /checkin)")
+            return None
+        claims = tokens.verify(self.token_key, token, ip, self.clock())
+        # The token names the device, so its score is known before the upgrade (v4 nodes are
+        # only known at AUTH, where the registry checks the same minimum).
+        score = self._score_of(claims.device_id)
+        if score is not None and score < config.limits.min_network_score:
+            raise ScoreTooLow(f"network score {score:g} is below the minimum")
+        return claims
 
     async def run_session(
         self, transport: Transport, ip: str, claims: tokens.TokenClaims | None
@@ -280,4 +277,4 @@ class Gateway:
             self.flusher.retire(session.accrual)
 
 
-__all__ = ["Gateway", "IpLimit", "canonical_ip", "origin_allowed"]
+__all__ = ["UPGRADE_REFUSED", "Gateway", "IpLimit", "canonical_ip", "origin_allowed"]

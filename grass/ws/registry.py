@@ -6,9 +6,12 @@ uses; a live session is closed directly):
 ====  ======================================================================================
 4000  replaced: the same device connected again; the OLDER connection is closed
 4001  paused: the owner paused this device; it must stop (refused at AUTH, or closed live)
-1008  a limit: too many devices for the user, too many connections from the IP, a network
-      score below ``limits.min_network_score``, a device owned by another user
+1008  a limit found at AUTH: too many devices for the user, a v4 device's network score
+      below ``limits.min_network_score``, a device owned by another user
 ====  ======================================================================================
+
+The per-IP cap, and the score of a v5 token's device, are checked earlier by the gateway,
+on the upgrade request itself: those refusals are an HTTP 403, before any WebSocket exists.
 
 The per-IP count covers every open connection (authenticated or not), so a host cannot hold
 sockets open in the AWAITING_AUTH state beyond the cap. The per-user cap counts distinct

@@ -11,11 +11,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from trio_websocket import ConnectionClosed, ConnectionRejected, wrap_client_stream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
@@ -24,6 +25,7 @@ from grass.config import Config
 from grass.domain.devices import DeviceStatus
 from grass.metrics import Metrics
 from grass.storage.memory import MemoryStorage
+from grass.ws import token as tokens
 from grass.ws.client import open_node_socket
 from grass.ws.gateway import Gateway, origin_allowed
 from grass.ws.server import NodeServer
@@ -62,25 +64,32 @@ def config_with(*, node=None, limits=None) -> Config:
 
 
 @asynccontextmanager
-async def harness(**options) -> AsyncIterator[Harness]:
+async def harness(
+    *, score_of=lambda _: None, ssl_context=None, connect_timeout=10.0, **options
+) -> AsyncIterator[Harness]:
     config = config_with(**options)
     storage = MemoryStorage()
     user = make_user()
     await storage.users.create_user(user)
     clock = ManualClock()
     metrics = Metrics()
-    gateway = Gateway(storage, LiveConfig(config), metrics, clock)
+    gateway = Gateway(storage, LiveConfig(config), metrics, clock, score_of=score_of)
     server = NodeServer(
         gateway.handle,
         host="127.0.0.1",
         port=0,
         metrics=metrics,
+        ssl_context=ssl_context,
         max_message_size=config.node.max_message_size,
+        connect_timeout=connect_timeout,
     )
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
         await nursery.start(gateway.run)
-        yield Harness(f"ws://127.0.0.1:{port}/", port, gateway, storage, server, clock, user.id)
+        scheme = "wss" if ssl_context is not None else "ws"
+        yield Harness(
+            f"{scheme}://127.0.0.1:{port}/", port, gateway, storage, server, clock, user.id
+        )
         server.stop_accepting()
         await server.close_all(1001)
         await gateway.shutdown()
@@ -119,6 +128,36 @@ async def heartbeat(ws) -> None:
     await ws.send_message(PING)
     with trio.fail_after(5):
         assert json.loads(await ws.get_message())["action"] == "PONG"
+
+
+async def refused(url: str, headers=None, ssl_context=None) -> str:
+    """The upgrade is refused with 403 and a JSON error body; returns the error's code.
+
+    Not through ``open_node_socket``: trio-websocket's client leaks its TCP socket when the
+    upgrade is rejected, so this helper owns the stream it hands to the library.
+    """
+    parts = urlsplit(url)
+    resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    if ssl_context is not None:
+        stream = trio.SSLStream(stream, ssl_context, server_hostname=parts.hostname)
+    rejection = None
+    async with stream:
+        with trio.fail_after(5):
+            try:
+                async with trio.open_nursery() as nursery:
+                    await wrap_client_stream(
+                        nursery, stream, parts.hostname, resource, extra_headers=headers
+                    )
+                    nursery.cancel_scope.cancel()
+            except* ConnectionRejected as group:
+                (rejection,) = group.exceptions
+    assert rejection is not None, "the upgrade was accepted"
+    assert rejection.status_code == 403
+    assert (b"content-type", b"application/json") in rejection.headers
+    error = json.loads(rejection.body)["error"]
+    assert set(error) == {"code", "message", "details"}
+    return error["code"]
 
 
 async def close_code(ws) -> int | None:
@@ -199,17 +238,21 @@ async def test_devices_above_the_users_cap_are_closed_1008():
         await heartbeat(first)
 
 
-async def test_connections_above_the_per_ip_cap_are_closed_1008():
+async def test_connections_above_the_per_ip_cap_are_refused_403():
     async with (
         harness(limits={"max_connections_per_ip": 2}) as h,
         open_node_socket(h.url) as a,
         open_node_socket(h.url) as b,
     ):
         await authenticate(a, h.user_id)
-        async with open_node_socket(h.url) as c:
-            assert await close_code(c) == 1008
+        assert await refused(h.url) == "ip_connection_limit"
         await heartbeat(a)
         assert json.loads(await b.get_message())["action"] == "AUTH"  # the second is served
+        await b.aclose()
+        await wait_for(lambda: h.gateway.registry.connections_from("127.0.0.1") == 1)
+        async with open_node_socket(h.url) as c:  # a slot freed: served again
+            await authenticate(c, h.user_id)
+            await heartbeat(c)
 
 
 async def test_origin_policy():
@@ -219,19 +262,19 @@ async def test_origin_policy():
     assert not origin_allowed("chrome-extension://evil", ("abc",))
     assert not origin_allowed("https://example.com", ())
     async with harness(node={"allowed_extension_ids": ("abc",)}) as h:
-        for origin, allowed in [(b"https://example.com", False), (b"chrome-extension://abc", True)]:
-            async with open_node_socket(h.url, extra_headers=[(b"Origin", origin)]) as ws:
-                if allowed:
-                    await authenticate(ws, h.user_id)
-                    await heartbeat(ws)
-                else:
-                    assert await close_code(ws) == 1008
+        for origin in [b"https://example.com", b"chrome-extension://evil"]:
+            assert await refused(h.url, [(b"Origin", origin)]) == "origin_refused"
+        async with open_node_socket(
+            h.url, extra_headers=[(b"oRiGiN", b"chrome-extension://abc")]
+        ) as ws:
+            await authenticate(ws, h.user_id)
+            await heartbeat(ws)
+        assert h.gateway.registry.connections_from("127.0.0.1") <= 1  # refusals hold no slot
 
 
 async def test_v5_token_on_the_url():
     async with harness(node={"allow_legacy_auth": False}) as h:
-        async with open_node_socket(h.url) as ws:  # no token, legacy auth disabled
-            assert await close_code(ws) == 1008
+        assert await refused(h.url) == "token_required"  # no token, legacy auth disabled
         device_id = str(uuid.uuid4())
         token = h.gateway.issue_token(h.user_id, device_id, "127.0.0.1")
         async with open_node_socket(f"{h.url}?token={token}") as ws:
@@ -241,8 +284,81 @@ async def test_v5_token_on_the_url():
             await authenticate(ws, h.user_id)
             assert await close_code(ws) == 1008
         other_ip = h.gateway.issue_token(h.user_id, device_id, "10.1.2.3")
-        async with open_node_socket(f"{h.url}?token={other_ip}") as ws:
+        assert await refused(f"{h.url}?token={other_ip}") == "token_ip_mismatch"
+        forged = tokens.issue(b"k" * 32, h.user_id, device_id, "127.0.0.1", h.clock(), 300)
+        assert await refused(f"{h.url}?token={forged}") == "bad_token_signature"
+        assert await refused(f"{h.url}?token=v1.x.y") == "malformed_token"
+        h.clock.now += h.gateway.live.current.node.checkin_token_ttl
+        assert await refused(f"{h.url}?token={token}") == "token_expired"
+
+
+async def test_a_v5_device_below_the_minimum_score_is_refused_403_at_the_upgrade():
+    low, fine = str(uuid.uuid4()), str(uuid.uuid4())
+    scores = {low: 0.2, fine: 0.9}
+    async with harness(score_of=scores.get, limits={"min_network_score": 0.5}) as h:
+        token = h.gateway.issue_token(h.user_id, low, "127.0.0.1")
+        assert await refused(f"{h.url}?token={token}") == "score_too_low"
+        token = h.gateway.issue_token(h.user_id, fine, "127.0.0.1")
+        async with open_node_socket(f"{h.url}?token={token}") as ws:
+            await authenticate(ws, h.user_id, fine)
+            await heartbeat(ws)
+        # A v4 node names its device only at AUTH: the same minimum, as a close after it.
+        async with open_node_socket(h.url) as ws:
+            await authenticate(ws, h.user_id, low)
             assert await close_code(ws) == 1008
+        refusals = h.gateway.metrics.node_closes.labels("403")
+        assert refusals._value.get() == 1
+
+
+async def test_a_ping_flood_earns_no_more_than_wall_clock_time():
+    """PINGs are not rate-limited by count: each costs the flooder one parse and one PONG on
+    its own connection, and uptime counts wall-clock gaps (a PING at the same instant adds
+    nothing). What bounds a flood is the send queue: a node with more than
+    ``node.send_queue_size`` PONGs not yet written is closed 4003, like one that never reads."""
+    window, windows = 8, 64  # 512 PINGs, never more than 8 PONGs outstanding (queue: 16)
+    async with (
+        harness(node={"send_queue_size": 16}) as h,
+        open_node_socket(h.url) as good,
+        open_node_socket(h.url) as flooder,
+    ):
+        good_id = await authenticate(good, h.user_id)
+        flooder_id = await authenticate(flooder, h.user_id)
+        await joined(h, good_id)
+        await joined(h, flooder_id)
+        h.clock.now += 30
+        with trio.fail_after(20):
+            for _ in range(windows):
+                for _ in range(window):
+                    await flooder.send_message(PING)
+                for _ in range(window):
+                    assert json.loads(await flooder.get_message())["action"] == "PONG"
+        await heartbeat(good)
+        h.clock.now += 30
+        await heartbeat(good)
+        await heartbeat(flooder)
+        await h.gateway.flusher.flush_now()
+        for device_id in (good_id, flooder_id):
+            assert (await h.storage.uptime.uptime_stats(device_id=device_id)).seconds == 60
+            assert h.gateway.registry.get(device_id).close_code is None
+
+        # A blast without waiting for the PONGs: served, or closed 4003 when the reader outruns
+        # the writer by a queue (scheduling decides which); the good node never notices.
+        async with open_node_socket(h.url) as blaster:
+            await authenticate(blaster, h.user_id)
+            closed = None
+            with trio.fail_after(20):
+                try:
+                    for _ in range(window * windows):
+                        await blaster.send_message(PING)
+                    for _ in range(window * windows):
+                        assert json.loads(await blaster.get_message())["action"] == "PONG"
+                except ConnectionClosed as exc:
+                    closed = exc.reason.code
+            assert closed in (None, 4003)
+            h.clock.now += 30
+            await heartbeat(good)
+        await h.gateway.flusher.flush_now()
+        assert (await h.storage.uptime.uptime_stats(device_id=good_id)).seconds == 90
 
 
 # -- bad input, each beside a good node --------------------------------------------------------
