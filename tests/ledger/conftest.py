@@ -14,22 +14,27 @@ To add a backend (e.g. "postgres", "web3"):
 2. give the harness ``anchor_writes(epoch)`` (how many roots were written for an epoch, e.g.
    ``RootPosted`` events on web3) and ``tamper(epoch, root)`` (make the anchor hold another root:
    a direct UPDATE for postgres, a second deployment or a storage write for web3);
-3. add it to ``LEDGER_BACKENDS``; declare what it cannot do in ``ledger.capabilities`` and let
+3. add it to ``LEDGER_BACKENDS`` (and, when it needs fixtures, their names to
+   ``BACKEND_FIXTURES``: the factory receives their values as keyword arguments); declare what it cannot do in ``ledger.capabilities`` and let
    the tests branch on it - never delete a test for a backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import attrs
 import pytest
+from trio.testing import MockClock
 
 from grass.ledger.abc import AnchoredLedger, StepHook
 from grass.ledger.memory import MemoryAnchor, open_memory_ledger
 from grass.ledger.mockchain import MockchainAnchor, open_mockchain_ledger
+from grass.ledger.postgres import open_postgres_ledger
+from grass.storage.postgres.migrate import migrate
+from tests.storage.postgres.conftest import open_test_database, temporary_schema
 
 
 @attrs.define
@@ -79,21 +84,101 @@ async def _mockchain(path: Path, step_hook: StepHook | None) -> AsyncIterator[Ha
         yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path)
 
 
-HarnessFactory = Callable[[Path, StepHook | None], AbstractAsyncContextManager[Harness]]
+_LEDGER_TABLES = (
+    "ledger_credits, ledger_balances, ledger_accounts, ledger_settlements, ledger_anchored_roots"
+)
+
+
+@attrs.define
+class PgLedgerSchema:
+    """A migrated schema shared by a test module, emptied by the first open in each test."""
+
+    dsn: str
+    name: str
+    migrated: bool = False
+    emptied: bool = False
+
+
+@asynccontextmanager
+async def _postgres(
+    path: Path, step_hook: StepHook | None, *, pg_ledger_schema: PgLedgerSchema
+) -> AsyncIterator[Harness]:
+    schema = pg_ledger_schema
+    async with open_test_database(schema.dsn, schema.name, max_size=8) as db:
+        if not schema.migrated:
+            await migrate(db)
+            schema.migrated = True
+        if not schema.emptied:
+            # A second open in the same test (reopen tests) must find the first one's rows.
+            await db.run(lambda c: c.execute(f"TRUNCATE {_LEDGER_TABLES} RESTART IDENTITY"))
+            await db.run(lambda c: c.execute("UPDATE ledger_state SET closed = -1"))
+            schema.emptied = True
+        async with open_postgres_ledger(db, step_hook=step_hook) as ledger:
+
+            async def writes(epoch: int) -> int:
+                return int(
+                    await db.run(
+                        lambda c: c.fetchval(
+                            "SELECT count(*) FROM ledger_anchored_roots WHERE epoch = $1", epoch
+                        )
+                    )
+                )
+
+            async def tamper(epoch: int, root: bytes) -> None:
+                await db.run(
+                    lambda c: c.execute(
+                        "UPDATE ledger_anchored_roots SET root = $2 WHERE epoch = $1", epoch, root
+                    )
+                )
+
+            yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path)
+
+
+HarnessFactory = Callable[..., AbstractAsyncContextManager[Harness]]
 
 LEDGER_BACKENDS: dict[str, HarnessFactory] = {
     "memory": _memory,
     "mockchain": _mockchain,
+    "postgres": _postgres,
 }
+
+#: Fixtures a backend needs, passed to its factory by name.
+BACKEND_FIXTURES: dict[str, tuple[str, ...]] = {"postgres": ("pg_ledger_schema",)}
+
+
+@pytest.fixture(scope="module")
+def pg_ledger_module_schema(postgres_dsn: str) -> Iterator[PgLedgerSchema]:
+    with temporary_schema(postgres_dsn, prefix="ledger") as name:
+        yield PgLedgerSchema(dsn=postgres_dsn, name=name)
+
+
+@pytest.fixture
+def pg_ledger_schema(pg_ledger_module_schema: PgLedgerSchema) -> PgLedgerSchema:
+    pg_ledger_module_schema.emptied = False
+    return pg_ledger_module_schema
+
+
+@pytest.fixture
+def autojump_clock(request: pytest.FixtureRequest) -> MockClock:
+    """Virtual time, except on backends doing network I/O: there the autojump would fire every
+    pending timeout (pool acquire, connect) while the process waits for the server."""
+    callspec = getattr(request.node, "callspec", None)
+    backend = callspec.params.get("ledger_factory") if callspec is not None else None
+    if backend in BACKEND_FIXTURES:
+        return MockClock(rate=1.0)
+    return MockClock(autojump_threshold=0)
 
 
 @pytest.fixture(params=sorted(LEDGER_BACKENDS))
 def ledger_factory(request: pytest.FixtureRequest, tmp_path: Path):
     """Open a harness of the parametrized backend: ``async with ledger_factory(hook) as h``."""
     factory = LEDGER_BACKENDS[request.param]
+    services = {
+        name: request.getfixturevalue(name) for name in BACKEND_FIXTURES.get(request.param, ())
+    }
 
     def open_harness(step_hook: StepHook | None = None):
-        return factory(tmp_path, step_hook)
+        return factory(tmp_path, step_hook, **services)
 
     return open_harness
 

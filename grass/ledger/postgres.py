@@ -1,0 +1,421 @@
+"""The PostgreSQL journal and anchor (schema: ``migrations/0002_ledger.sql``).
+
+Each journal method is one transaction run through :meth:`Database.run`, so a deadlock or a
+serialization failure re-runs it from the start. Concurrency rules:
+
+- ``record`` takes the closed-epoch row FOR SHARE and ``close`` updates it: a credit can never
+  slip into an epoch closed meanwhile;
+- the idempotency key is UNIQUE: a concurrent insert of the same key waits for the other
+  transaction, then is skipped (ON CONFLICT DO NOTHING) and compared like any duplicate;
+- rows are written in one order (accounts by user, credits by key, balances by user and epoch)
+  so two batches sharing keys or users wait for each other instead of deadlocking.
+
+Semantics are the memory journal's (the conformance suite checks both).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+
+from grass.ledger.abc import (
+    AccountConflict,
+    AlreadySettled,
+    AnchoredLedger,
+    AnchorFailed,
+    Balance,
+    Credit,
+    CreditConflict,
+    HistoryPage,
+    InvalidCredit,
+    RecordResult,
+    Settlement,
+    SettlementStatus,
+    StepHook,
+    derived_account,
+)
+from grass.ledger.merkle import to_checksum_address
+from grass.storage.abc import StorageConflict
+from grass.storage.postgres.pool import Connection, Database, Record
+
+__all__ = ["PostgresAnchor", "PostgresJournal", "open_postgres_ledger"]
+
+_BIGINT_MAX = 2**63 - 1
+
+_EXISTING = """
+SELECT key, user_id, amount, epoch, source FROM ledger_credits WHERE key = ANY($1::text[])
+"""
+
+_ACCOUNTS = """
+INSERT INTO ledger_accounts (user_id, derived)
+SELECT * FROM unnest($1::text[], $2::bytea[]) ORDER BY 1
+ON CONFLICT (user_id) DO NOTHING
+"""
+
+# The credits in key order (lock order), each with the seq drawn for it in batch order; then
+# the per-epoch sums of what was really inserted.
+_INSERT = """
+WITH inserted AS (
+    INSERT INTO ledger_credits (seq, key, user_id, amount, epoch, source, created)
+    SELECT * FROM unnest(
+        $1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::bigint[], $6::text[],
+        $7::timestamptz[]
+    ) AS t(seq, key, user_id, amount, epoch, source, created)
+    ORDER BY key
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key, user_id, amount, epoch
+), summed AS (
+    INSERT INTO ledger_balances (user_id, epoch, amount)
+    SELECT user_id, epoch, sum(amount) FROM inserted GROUP BY user_id, epoch ORDER BY 1, 2
+    ON CONFLICT (user_id, epoch) DO UPDATE SET amount = ledger_balances.amount + excluded.amount
+)
+SELECT key FROM inserted
+"""
+
+_LATEST_CONFIRMED = (
+    "SELECT coalesce(max(epoch), -1) FROM ledger_settlements WHERE status = 'confirmed'"
+)
+
+_BALANCES = f"""
+SELECT u.user_id,
+       coalesce(sum(b.amount) FILTER (WHERE b.epoch <= ({_LATEST_CONFIRMED})), 0) AS settled,
+       coalesce(sum(b.amount), 0) AS total
+FROM unnest($1::text[]) AS u(user_id)
+LEFT JOIN ledger_balances AS b USING (user_id)
+GROUP BY u.user_id
+"""
+
+# Grouped by user (the key of ledger_accounts, so its columns may be selected): two users never
+# share an account, as in the memory journal.
+_CUMULATIVE = """
+SELECT CASE WHEN a.linked_from <= $1 THEN a.linked ELSE a.derived END AS account,
+       sum(c.amount) AS total
+FROM ledger_credits AS c
+JOIN ledger_accounts AS a USING (user_id)
+WHERE c.epoch <= $1
+GROUP BY a.user_id
+"""
+
+_PUT_SETTLEMENT = """
+INSERT INTO ledger_settlements (epoch, root, total, user_count, anchor_ref, status)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (epoch) DO UPDATE SET
+    root = excluded.root, total = excluded.total, user_count = excluded.user_count,
+    anchor_ref = excluded.anchor_ref, status = excluded.status, updated_at = now()
+"""
+
+_SETTLEMENT_COLUMNS = "epoch, root, total, user_count, anchor_ref, status"
+
+
+def _same(row: Record, credit: Credit) -> bool:
+    return (
+        row["user_id"] == credit.user_id
+        and int(row["amount"]) == credit.amount
+        and row["epoch"] == credit.epoch
+        and row["source"] == credit.source
+    )
+
+
+def _conflict(credit: Credit) -> CreditConflict:
+    return CreditConflict(
+        "this idempotency key was recorded with other content", details={"key": credit.key}
+    )
+
+
+def _settlement(row: Record) -> Settlement:
+    return Settlement(
+        epoch=row["epoch"],
+        root=bytes(row["root"]),
+        total=int(row["total"]),
+        user_count=row["user_count"],
+        anchor_ref=row["anchor_ref"],
+        status=SettlementStatus(row["status"]),
+    )
+
+
+class PostgresJournal:
+    capabilities: frozenset[str] = frozenset({"persistent"})
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, credits: Sequence[Credit]) -> RecordResult:
+        for credit in credits:
+            if credit.epoch > _BIGINT_MAX:
+                raise InvalidCredit("epoch out of range", details={"epoch": credit.epoch})
+        if not credits:
+            return RecordResult(new=0, duplicates=0)
+        users = sorted({c.user_id for c in credits})
+        derived = [derived_account(u) for u in users]
+
+        async def work(conn: Connection) -> int:
+            closed = await conn.fetchval("SELECT closed FROM ledger_state FOR SHARE")
+            keys = list({c.key for c in credits})
+            existing = {row["key"]: row for row in await conn.fetch(_EXISTING, keys)}
+            # In batch order, so the first fault met is the one raised, as in memory.
+            fresh: dict[str, Credit] = {}
+            for credit in credits:
+                row = existing.get(credit.key)
+                if row is not None:
+                    if not _same(row, credit):
+                        raise _conflict(credit)
+                    continue
+                known = fresh.get(credit.key)
+                if known is not None:
+                    if known != credit:
+                        raise _conflict(credit)
+                    continue
+                if credit.epoch <= closed:
+                    raise AlreadySettled(
+                        "this credit's epoch is already settled",
+                        details={"key": credit.key, "epoch": credit.epoch, "closed": closed},
+                    )
+                fresh[credit.key] = credit
+            candidates = list(fresh.values())
+            if not candidates:
+                return 0
+            await conn.execute(_ACCOUNTS, users, derived)
+            seqs = await conn.fetchval(
+                "SELECT array_agg(nextval('ledger_credits_seq')) FROM generate_series(1, $1)",
+                len(candidates),
+            )
+            inserted = {
+                row["key"]
+                for row in await conn.fetch(
+                    _INSERT,
+                    sorted(seqs),
+                    [c.key for c in candidates],
+                    [c.user_id for c in candidates],
+                    [Decimal(c.amount) for c in candidates],
+                    [c.epoch for c in candidates],
+                    [c.source for c in candidates],
+                    [c.created for c in candidates],
+                )
+            }
+            raced = [c for c in candidates if c.key not in inserted]
+            if raced:
+                # Recorded by a concurrent batch that committed after our first read.
+                rows = await conn.fetch(_EXISTING, [c.key for c in raced])
+                by_key = {row["key"]: row for row in rows}
+                for credit in raced:
+                    if not _same(by_key[credit.key], credit):
+                        raise _conflict(credit)
+            return len(inserted)
+
+        new = await self._db.run(work)
+        return RecordResult(new=new, duplicates=len(credits) - new)
+
+    async def balances(self, user_ids: Sequence[str]) -> dict[str, Balance]:
+        rows = await self._db.run(
+            lambda conn: conn.fetch(_BALANCES, list(set(user_ids))), readonly=True
+        )
+        by_user = {row["user_id"]: row for row in rows}
+        result = {}
+        for user in user_ids:
+            row = by_user[user]
+            settled = int(row["settled"])
+            result[user] = Balance(
+                user_id=user, settled=settled, pending=int(row["total"]) - settled
+            )
+        return result
+
+    async def history(self, user_id: str, cursor: str | None, limit: int) -> HistoryPage:
+        if cursor is None:
+            before = _BIGINT_MAX
+        elif cursor.isdigit() and int(cursor) <= _BIGINT_MAX:
+            before = int(cursor)
+        else:
+            raise InvalidCredit("malformed history cursor", details={"cursor": cursor})
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                "SELECT seq, key, user_id, amount, epoch, source, created FROM ledger_credits"
+                " WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                user_id,
+                before,
+                limit + 1,
+            ),
+            readonly=True,
+        )
+        page = rows[:limit]
+        items = tuple(
+            Credit(
+                key=row["key"],
+                user_id=row["user_id"],
+                amount=int(row["amount"]),
+                epoch=row["epoch"],
+                source=row["source"],
+                created=row["created"].astimezone(dt.UTC),
+            )
+            for row in page
+        )
+        more = len(rows) > limit
+        return HistoryPage(items=items, next_cursor=str(page[-1]["seq"]) if more else None)
+
+    async def link_account(self, user_id: str, account: bytes) -> None:
+        async def work(conn: Connection) -> None:
+            owner = await conn.fetchval(
+                "SELECT user_id FROM ledger_accounts WHERE linked = $1", account
+            )
+            if owner is not None and owner != user_id:
+                raise AccountConflict(
+                    "this wallet is linked to another user",
+                    details={"account": to_checksum_address(account)},
+                )
+            current = await conn.fetchval(
+                "SELECT linked FROM ledger_accounts WHERE user_id = $1 FOR UPDATE", user_id
+            )
+            if current is not None:
+                if bytes(current) != account:
+                    raise AccountConflict(
+                        "this user already linked another wallet", details={"user_id": user_id}
+                    )
+                return
+            # FOR SHARE: a settlement closing an epoch meanwhile waits, so the link starts
+            # right after the last epoch whose tree may already be built.
+            closed = await conn.fetchval("SELECT closed FROM ledger_state FOR SHARE")
+            await conn.execute(
+                "INSERT INTO ledger_accounts (user_id, derived, linked, linked_from)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE"
+                " SET linked = excluded.linked, linked_from = excluded.linked_from",
+                user_id,
+                derived_account(user_id),
+                account,
+                closed + 1,
+            )
+
+        try:
+            await self._db.run(work)
+        except StorageConflict as exc:
+            # Another user linked this wallet between our read and our write.
+            if exc.details.get("constraint") != "ledger_accounts_linked_key":
+                raise
+            raise AccountConflict(
+                "this wallet is linked to another user",
+                details={"account": to_checksum_address(account)},
+            ) from None
+
+    async def account_of(self, user_id: str, epoch: int) -> bytes:
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                "SELECT linked, linked_from FROM ledger_accounts WHERE user_id = $1", user_id
+            ),
+            readonly=True,
+        )
+        if row is not None and row["linked"] is not None and row["linked_from"] <= epoch:
+            return bytes(row["linked"])
+        return derived_account(user_id)
+
+    async def close(self, epoch: int) -> None:
+        await self._db.run(
+            lambda conn: conn.execute(
+                "UPDATE ledger_state SET closed = greatest(closed, $1)", epoch
+            )
+        )
+
+    async def cumulative(self, epoch: int) -> dict[bytes, int]:
+        rows = await self._db.run(lambda conn: conn.fetch(_CUMULATIVE, epoch), readonly=True)
+        return {bytes(row["account"]): int(row["total"]) for row in rows}
+
+    async def put_settlement(self, settlement: Settlement) -> None:
+        s = settlement
+        await self._db.run(
+            lambda conn: conn.execute(
+                _PUT_SETTLEMENT,
+                s.epoch,
+                s.root,
+                Decimal(s.total),
+                s.user_count,
+                s.anchor_ref,
+                s.status.value,
+            )
+        )
+
+    async def settlement(self, epoch: int) -> Settlement | None:
+        row = await self._db.run(
+            lambda conn: conn.fetchrow(
+                f"SELECT {_SETTLEMENT_COLUMNS} FROM ledger_settlements WHERE epoch = $1", epoch
+            ),
+            readonly=True,
+        )
+        return None if row is None else _settlement(row)
+
+    async def settlements(self) -> list[Settlement]:
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                f"SELECT {_SETTLEMENT_COLUMNS} FROM ledger_settlements ORDER BY epoch"
+            ),
+            readonly=True,
+        )
+        return [_settlement(row) for row in rows]
+
+
+class PostgresAnchor:
+    """Roots in ``ledger_anchored_roots`` with the contract's rules: one root per epoch, epochs
+    increasing, a zero root refused. Final as soon as committed."""
+
+    capabilities: frozenset[str] = frozenset({"persistent"})
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def post(self, epoch: int, root: bytes) -> str:
+        async def work(conn: Connection) -> str:
+            # Posts are rare (one per epoch): a table lock makes the ordering check race-free.
+            await conn.execute("LOCK TABLE ledger_anchored_roots IN EXCLUSIVE MODE")
+            row = await conn.fetchrow(
+                "SELECT root, ref FROM ledger_anchored_roots WHERE epoch = $1", epoch
+            )
+            if row is not None:
+                if bytes(row["root"]) != root:
+                    raise AnchorFailed(
+                        "another root is anchored for this epoch", details={"epoch": epoch}
+                    )
+                return str(row["ref"])
+            if root == bytes(32):
+                raise AnchorFailed("a zero root is refused", details={"epoch": epoch})
+            latest = await conn.fetchval("SELECT max(epoch) FROM ledger_anchored_roots")
+            if latest is not None and epoch <= latest:
+                raise AnchorFailed(
+                    "epochs must increase", details={"epoch": epoch, "latest": latest}
+                )
+            ref = f"postgres:{epoch}:{root.hex()}"
+            await conn.execute(
+                "INSERT INTO ledger_anchored_roots (epoch, root, ref) VALUES ($1, $2, $3)",
+                epoch,
+                root,
+                ref,
+            )
+            return ref
+
+        return await self._db.run(work)
+
+    async def wait_final(self, epoch: int, root: bytes, ref: str) -> str:
+        return ref
+
+    async def anchored(self, epoch: int) -> bytes | None:
+        root = await self._db.run(
+            lambda conn: conn.fetchval(
+                "SELECT root FROM ledger_anchored_roots WHERE epoch = $1", epoch
+            ),
+            readonly=True,
+        )
+        return None if root is None else bytes(root)
+
+    async def confirmations(self, ref: str) -> int:
+        found = await self._db.run(
+            lambda conn: conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM ledger_anchored_roots WHERE ref = $1)", ref
+            ),
+            readonly=True,
+        )
+        return 1 if found else 0
+
+
+@asynccontextmanager
+async def open_postgres_ledger(
+    db: Database, *, step_hook: StepHook | None = None
+) -> AsyncIterator[AnchoredLedger]:
+    """A ledger whose journal and anchor both live in ``db`` (migrated to 0002 or later)."""
+    yield AnchoredLedger(PostgresJournal(db), PostgresAnchor(db), step_hook=step_hook)
