@@ -28,13 +28,14 @@ from grass.http.checkin import add_checkin_routes
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
+from grass.ledger.postgres import open_postgres_ledger
 from grass.metrics import Metrics
 from grass.storage.abc import Storage, StorageUnavailable
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import open_memory_storage
 from grass.storage.postgres import Database
 from grass.storage.postgres.partitions import ensure_partitions
-from grass.storage.postgres.storage import open_postgres_storage
+from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
 from grass.storage.redis import open_redis_state
 from grass.storage.shared import SharedState
 from grass.ws.gateway import Gateway
@@ -101,7 +102,7 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
             checks["redis"] = redis_answers
         else:
             shared = await stack.enter_async_context(open_inprocess_state(instance_id=instance_id))
-        ledger = await stack.enter_async_context(_open_ledger(config))
+        ledger = await stack.enter_async_context(_open_ledger(config, storage))
         log.info(
             "backends",
             storage=config.storage.backend.value,
@@ -127,10 +128,14 @@ async def _keep_partitions_ahead(db: Database) -> None:
             log.info("partitions created", partitions=created)
 
 
-def _open_ledger(config: Config) -> AbstractAsyncContextManager[Ledger]:
+def _open_ledger(config: Config, storage: Storage) -> AbstractAsyncContextManager[Ledger]:
     settings = config.ledger
     if settings.backend is LedgerBackend.MEMORY:
         return open_memory_ledger()
+    if settings.backend is LedgerBackend.POSTGRES:
+        # Config validation guarantees storage.backend = postgres for this ledger.
+        assert isinstance(storage, PostgresStorage)
+        return open_postgres_ledger(storage.db)
     if settings.backend is LedgerBackend.MOCKCHAIN:
         return open_mockchain_ledger(
             Path(settings.mockchain_path) / "chain.json",

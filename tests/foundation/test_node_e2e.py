@@ -16,7 +16,15 @@ import pytest
 import trio
 
 from grass.app import Server, run
-from grass.config import Config, Seconds, Secret, StorageBackend, StorageConfig
+from grass.config import (
+    Config,
+    LedgerBackend,
+    LedgerConfig,
+    Seconds,
+    Secret,
+    StorageBackend,
+    StorageConfig,
+)
 from grass.storage.abc import Storage
 from grass.storage.postgres.storage import open_postgres_storage
 from tests.foundation.test_cli import _env
@@ -38,7 +46,9 @@ def config(request: pytest.FixtureRequest) -> Iterator[Config]:
             backend=StorageBackend.POSTGRES,
             postgres_dsn=Secret(f"{dsn}?options={quote(f'-csearch_path={schema}')}"),
         )
-        yield attrs.evolve(base, storage=storage)
+        # The ledger on PostgreSQL too: its journal lives in the same database.
+        ledger = LedgerConfig(backend=LedgerBackend.POSTGRES)
+        yield attrs.evolve(base, storage=storage, ledger=ledger)
 
 
 @asynccontextmanager
