@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import trio
+from _pg import DEFAULT_DSN, load_users, throwaway_database, timed
 
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.ids import short_id
-from grass.storage.postgres import Connection, Database, open_postgres
+from grass.storage.postgres import Connection, Database
 from grass.storage.postgres.earnings import PgEarningsStore
-from grass.storage.postgres.migrate import migrate
-from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.scope import Scope
 
 
@@ -72,74 +69,40 @@ def as_row(e: EarningEntry) -> tuple[object, ...]:
 
 
 async def setup(db: Database, entries: Sequence[EarningEntry]) -> None:
-    await migrate(db)
-    await ensure_partitions(db, now=entries[0].accrued_at, months_ahead=0)
-    at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    users = sorted({e.user_id for e in entries})
-
     async def load(conn: Connection) -> None:
-        await conn.copy_records_to_table(
-            "users",
-            columns=[
-                "id",
-                "email",
-                "referral_code",
-                "password_hash",
-                "password_changed_at",
-                "created_at",
-            ],
-            records=[
-                (u, f"u{i}@bench.test", f"ref{i:06d}", "x", at, at) for i, u in enumerate(users)
-            ],
-        )
+        await load_users(conn, {e.user_id for e in entries})
         await conn.execute("CREATE TABLE copy_baseline (LIKE earnings)")
         await conn.execute("ANALYZE")
 
     await db.run(load)
 
 
-async def timed(fn: Callable[[], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
-
-
 async def bench(dsn: str, count: int) -> None:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
     hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     entries = make_entries(count, hour)
-    async with open_postgres(dsn, min_size=1, max_size=2) as admin:
-        await admin.run(lambda c: c.execute(f'CREATE SCHEMA "{schema}"'))
-        try:
-            async with open_postgres(
-                dsn, min_size=1, max_size=2, server_settings={"search_path": schema}
-            ) as db:
-                await setup(db, entries)
-                store = PgEarningsStore(Scope(db))
-                rows = [as_row(e) for e in entries]
+    async with throwaway_database(dsn, hour) as db:
+        await setup(db, entries)
+        store = PgEarningsStore(Scope(db))
+        rows = [as_row(e) for e in entries]
 
-                async def copy() -> None:
-                    await db.run(
-                        lambda conn: conn.copy_records_to_table("copy_baseline", records=rows)
-                    )
+        async def copy() -> None:
+            await db.run(lambda conn: conn.copy_records_to_table("copy_baseline", records=rows))
 
-                async def insert() -> None:
-                    result = await store.insert_earnings(entries)
-                    assert result.inserted == count
+        async def insert() -> None:
+            result = await store.insert_earnings(entries)
+            assert result.inserted == count
 
-                async def reinsert() -> None:
-                    result = await store.insert_earnings(entries)
-                    assert len(result.duplicates) == count
+        async def reinsert() -> None:
+            result = await store.insert_earnings(entries)
+            assert len(result.duplicates) == count
 
-                results = {
-                    "copy (baseline, empty table)": await timed(copy),
-                    "insert, new keys": await timed(insert),
-                    "re-insert, all duplicates": await timed(reinsert),
-                }
-                total = await db.read(lambda c: c.fetchval("SELECT sum(amount) FROM earnings"))
-                assert total == sum(e.amount for e in entries), "lost or doubled"
-        finally:
-            await admin.run(lambda c: c.execute(f'DROP SCHEMA "{schema}" CASCADE'))
+        results = {
+            "copy (baseline, empty table)": await timed(copy),
+            "insert, new keys": await timed(insert),
+            "re-insert, all duplicates": await timed(reinsert),
+        }
+        total = await db.read(lambda c: c.fetchval("SELECT sum(amount) FROM earnings"))
+        assert total == sum(e.amount for e in entries), "lost or doubled"
 
     baseline = results["copy (baseline, empty table)"]
     print(f"PostgreSQL earnings insert, {count} entries")
@@ -151,9 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--dsn",
-        default=os.environ.get(
-            "GRASS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
+        default=DEFAULT_DSN,
     )
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()

@@ -23,19 +23,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
-import os
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import trio
+from _pg import DEFAULT_DSN, load_users, throwaway_database, timed
 
 from grass.domain.uptime import UptimeDelta, UptimeStats
 from grass.ids import short_id
-from grass.storage.postgres import Connection, Database, open_postgres
-from grass.storage.postgres.migrate import migrate
-from grass.storage.postgres.partitions import ensure_partitions, partition_name
+from grass.storage.postgres import Connection, Database
+from grass.storage.postgres.partitions import partition_name
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime import PgUptimeStore
 
@@ -80,30 +78,13 @@ def as_row(d: UptimeDelta) -> tuple[object, ...]:
 
 
 async def setup(db: Database, deltas: Sequence[UptimeDelta], fillfactor: int | None) -> None:
-    await migrate(db)
-    hour = deltas[0].bucket_start
-    await ensure_partitions(db, now=hour, months_ahead=0)
     at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    users = sorted({d.user_id for d in deltas})
 
     async def load(conn: Connection) -> None:
         if fillfactor is not None:
-            name = partition_name("uptime_buckets", hour)
+            name = partition_name("uptime_buckets", deltas[0].bucket_start)
             await conn.execute(f'ALTER TABLE "{name}" SET (fillfactor = {fillfactor})')
-        await conn.copy_records_to_table(
-            "users",
-            columns=[
-                "id",
-                "email",
-                "referral_code",
-                "password_hash",
-                "password_changed_at",
-                "created_at",
-            ],
-            records=[
-                (u, f"u{i}@bench.test", f"ref{i:06d}", "x", at, at) for i, u in enumerate(users)
-            ],
-        )
+        await load_users(conn, {d.user_id for d in deltas})
         await conn.copy_records_to_table(
             "devices",
             columns=["id", "user_id", "type", "first_seen", "last_seen"],
@@ -115,50 +96,32 @@ async def setup(db: Database, deltas: Sequence[UptimeDelta], fillfactor: int | N
     await db.run(load)
 
 
-async def timed(fn: Callable[[], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
-
-
 async def bench(dsn: str, count: int, fillfactor: int | None) -> None:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
     hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     deltas = make_deltas(count, hour)
-    async with open_postgres(dsn, min_size=1, max_size=2) as admin:
-        await admin.run(lambda c: c.execute(f'CREATE SCHEMA "{schema}"'))
-        try:
-            async with open_postgres(
-                dsn, min_size=1, max_size=2, server_settings={"search_path": schema}
-            ) as db:
-                await setup(db, deltas, fillfactor)
-                store = PgUptimeStore(Scope(db))
+    async with throwaway_database(dsn, hour) as db:
+        await setup(db, deltas, fillfactor)
+        store = PgUptimeStore(Scope(db))
 
-                async def copy() -> None:
-                    rows = [as_row(d) for d in deltas]
-                    await db.run(
-                        lambda conn: conn.copy_records_to_table("copy_baseline", records=rows)
-                    )
+        async def copy() -> None:
+            rows = [as_row(d) for d in deltas]
+            await db.run(lambda conn: conn.copy_records_to_table("copy_baseline", records=rows))
 
-                async def flush() -> None:
-                    result = await store.add_uptime(deltas)
-                    assert result.applied == count
-                    assert not result.unknown_devices
+        async def flush() -> None:
+            result = await store.add_uptime(deltas)
+            assert result.applied == count
+            assert not result.unknown_devices
 
-                await flush()  # warm-up: temp table, statement cache (then emptied)
-                await db.run(lambda conn: conn.execute("TRUNCATE uptime_buckets"))
-                results = {
-                    "copy (baseline, empty table)": await timed(copy),
-                    "flush, new buckets": await timed(flush),
-                    "flush, adding to buckets": await timed(flush),
-                    "flush, adding again": await timed(flush),
-                }
-                seconds = await db.read(
-                    lambda c: c.fetchval("SELECT sum(seconds) FROM uptime_buckets")
-                )
-                assert seconds == 3 * sum(d.stats.seconds for d in deltas), "lost or doubled"
-        finally:
-            await admin.run(lambda c: c.execute(f'DROP SCHEMA "{schema}" CASCADE'))
+        await flush()  # warm-up: temp table, statement cache (then emptied)
+        await db.run(lambda conn: conn.execute("TRUNCATE uptime_buckets"))
+        results = {
+            "copy (baseline, empty table)": await timed(copy),
+            "flush, new buckets": await timed(flush),
+            "flush, adding to buckets": await timed(flush),
+            "flush, adding again": await timed(flush),
+        }
+        seconds = await db.read(lambda c: c.fetchval("SELECT sum(seconds) FROM uptime_buckets"))
+        assert seconds == 3 * sum(d.stats.seconds for d in deltas), "lost or doubled"
 
     baseline = results["copy (baseline, empty table)"]
     fill = f"fillfactor {fillfactor}" if fillfactor is not None else "default fillfactor"
@@ -174,9 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--dsn",
-        default=os.environ.get(
-            "GRASS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
+        default=DEFAULT_DSN,
     )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--fillfactor", type=int, default=None)
