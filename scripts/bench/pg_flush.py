@@ -2,14 +2,16 @@
 
 Builds a throwaway schema (migrated, partitioned, with N devices), then times, in one run:
 
-- ``copy``   binary COPY of the same N rows into an empty unindexed table: the floor for
-             moving the bytes;
+- ``copy``   binary COPY of the same N rows into an empty unindexed table with the buckets'
+             column types: the floor for moving the bytes;
 - ``flush``  ``PgUptimeStore.add_uptime`` on N ``UptimeDelta`` values, everything included
-             (pre-aggregation and sorting in Python, binary COPY into the temporary staging
-             table, the one upsert that also finds unknown devices, the commit with
-             ``synchronous_commit = off``): first into empty buckets (all inserts), then twice
-             into the same buckets (all updates: the steady state, one delta per device and
-             flush interval).
+             (pre-aggregation in Python, the COPY into ``uptime_deltas``, the check for unknown
+             devices, the commit with ``synchronous_commit = off``): first into empty buckets,
+             then twice into the same buckets (the steady state, one delta per device and flush
+             interval), each followed by
+- ``merge``  ``merge_uptime``, the background step folding those deltas into ``uptime_buckets``
+             (all inserts the first time, all updates after): not on the flush's path, but the
+             database pays for it once per flush interval.
 
 The month's partition is created by ``ensure_partitions``; with ``--fillfactor F`` it is
 altered to keep that share of each page free-for-updates first (HOT updates touch no index).
@@ -35,7 +37,7 @@ from grass.ids import short_id
 from grass.storage.postgres import Connection, Database
 from grass.storage.postgres.partitions import partition_name
 from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.uptime import PgUptimeStore
+from grass.storage.postgres.uptime import PgUptimeStore, merge_uptime
 
 
 def make_deltas(count: int, hour: dt.datetime, seed: int = 1) -> list[UptimeDelta]:
@@ -112,25 +114,29 @@ async def bench(dsn: str, count: int, fillfactor: int | None) -> None:
             assert result.applied == count
             assert not result.unknown_devices
 
-        await flush()  # warm-up: temp table, statement cache (then emptied)
-        await db.run(lambda conn: conn.execute("TRUNCATE uptime_buckets"))
-        results = {
-            "copy (baseline, empty table)": await timed(copy),
-            "flush, new buckets": await timed(flush),
-            "flush, adding to buckets": await timed(flush),
-            "flush, adding again": await timed(flush),
-        }
-        seconds = await db.read(lambda c: c.fetchval("SELECT sum(seconds) FROM uptime_buckets"))
+        async def merge() -> None:
+            assert await merge_uptime(db) == count
+
+        await flush()  # warm-up: statement cache (then emptied)
+        await merge()
+        await db.run(lambda conn: conn.execute("TRUNCATE uptime_buckets, uptime_deltas"))
+        async with db.connection() as conn:  # VACUUM runs outside a transaction
+            await conn.execute("VACUUM ANALYZE uptime_deltas")
+        results = {"copy (baseline, empty table)": await timed(copy)}
+        for name in ("new buckets", "adding to buckets", "adding again"):
+            results[f"flush, {name}"] = await timed(flush)
+            results[f"  merge (background), {name}"] = await timed(merge)
+        seconds = await db.read(lambda c: c.fetchval("SELECT sum(seconds) FROM uptime_current"))
         assert seconds == 3 * sum(d.stats.seconds for d in deltas), "lost or doubled"
 
     baseline = results["copy (baseline, empty table)"]
     fill = f"fillfactor {fillfactor}" if fillfactor is not None else "default fillfactor"
     print(f"PostgreSQL uptime flush, {count} device deltas ({fill})")
     for name, elapsed in results.items():
-        print(f"  {name:30s} {elapsed:7.3f} s   {elapsed / baseline:5.2f} x copy")
-    steady = max(v for k, v in results.items() if k.startswith("flush, adding"))
-    verdict = "OK" if steady <= 0.5 else "OVER"
-    print(f"  target: steady-state flush <= 0.5 s: {verdict} (worst {steady:.3f} s)")
+        print(f"  {name:38s} {elapsed:7.3f} s   {elapsed / baseline:5.2f} x copy")
+    worst = max(v for k, v in results.items() if k.startswith("flush"))
+    verdict = "OK" if worst <= 0.5 else "OVER"
+    print(f"  target: every flush <= 0.5 s: {verdict} (worst {worst:.3f} s)")
 
 
 def main() -> None:

@@ -1,12 +1,16 @@
 """PostgreSQL uptime store: the batch flush (the hottest write) and every uptime view.
 
-The flush pre-aggregates the batch in Python (ON CONFLICT cannot touch one row twice in a
-statement), sorts it by the primary key (index pages are then visited in order), COPYs it in
-binary into a per-connection temporary table and upserts from there in ONE statement that
-also reports devices that do not exist. Standalone flushes commit with
-``synchronous_commit = off``: a server crash may lose the last flush (about one flush interval
-of uptime), never corrupt anything, which the design accepts for uptime; a unit of work keeps
-the server's setting since other writes share its commit.
+The flush appends (migration 0006 says why): the batch, pre-aggregated in Python, is COPYed
+into ``uptime_deltas`` under one flush number, and the deltas of devices that do not exist are
+deleted again and reported, in the same transaction. :func:`merge_uptime`, run in the
+background by the server (and before a user is deleted), moves the deltas into
+``uptime_buckets`` with one upsert. Every read goes through the ``uptime_current`` view, which
+adds the pending deltas to the merged buckets, so a read right after a flush sees it whole.
+
+Standalone flushes and merges commit with ``synchronous_commit = off``: a server crash may lose
+the last flush (about one flush interval of uptime), never corrupt anything, which the design
+accepts for uptime (a lost merge leaves its deltas pending: it is one transaction); a unit of
+work keeps the server's setting since other writes share its commit.
 
 Aggregations sum in SQL by exact ``bucket_start`` and fold into calendar periods in Python with
 :func:`grass.domain.periods.period_start`, the one definition every backend follows
@@ -32,13 +36,14 @@ from grass.domain.pages import (
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, period_start, zone
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.ids import is_uuid
-from grass.storage.postgres.pool import Connection, Record
+from grass.storage.postgres.migrate import LOCK_CLASS
+from grass.storage.postgres.pool import Connection, Database, Record
 from grass.storage.postgres.scope import Scope
 
-__all__ = ["PgUptimeStore", "fold_periods", "time_filter"]
+__all__ = ["PgUptimeStore", "fold_periods", "merge_pending", "merge_uptime", "time_filter"]
 
-_STAGING = "grass_uptime_flush"
 _COLUMNS = (
+    "flush",
     "device_id",
     "bucket_start",
     "user_id",
@@ -49,23 +54,28 @@ _COLUMNS = (
     "rtt_max_ms",
     "reconnects",
 )
-_COLS = ", ".join(_COLUMNS)
-# No constraints on the staging table: the model validated every value, and the target's
-# CHECKs run once, on the upsert. Temporary, so its rows are never WAL-logged.
-_PREPARE = f"""
-CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
-    device_id text, bucket_start timestamptz, user_id text, ip text, seconds integer,
-    rtt_count integer, rtt_sum_ms bigint, rtt_max_ms integer, reconnects integer
-) ON COMMIT DELETE ROWS;
-TRUNCATE pg_temp.grass_uptime_flush
+_START_FLUSH = "SELECT nextval('uptime_flush_seq')"
+_START_RELAXED = (
+    "SELECT nextval('uptime_flush_seq') FROM set_config('synchronous_commit', 'off', true)"
+)
+# The devices table is small next to a flush's work; only the rows of this flush are checked.
+_DROP_UNKNOWN = """
+DELETE FROM uptime_deltas d
+WHERE d.flush = $1 AND NOT EXISTS (SELECT 1 FROM devices v WHERE v.id = d.device_id)
+RETURNING d.device_id::text AS device_id
 """
-_FLUSH = f"""
-INSERT INTO uptime_buckets AS b ({_COLS})
-SELECT s.device_id::uuid, s.bucket_start, s.user_id, s.ip::inet, s.seconds, s.rtt_count,
-       s.rtt_sum_ms, s.rtt_max_ms, s.reconnects
-FROM pg_temp.{_STAGING} s
-WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = s.device_id::uuid)
-ORDER BY 2, 1, 4
+# One merge at a time per schema (a second one would only wait on the first one's row locks);
+# the rows of flushes committing meanwhile are not visible to the DELETE and stay pending.
+_MERGE_LOCK = "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema() || 'uptime'))"
+_MERGE = """
+WITH moved AS (DELETE FROM uptime_deltas RETURNING *)
+INSERT INTO uptime_buckets AS b (device_id, bucket_start, ip, user_id, seconds, rtt_count,
+                                 rtt_sum_ms, rtt_max_ms, reconnects)
+SELECT device_id, bucket_start, ip::inet, (array_agg(user_id ORDER BY flush DESC))[1],
+       sum(seconds), sum(rtt_count), sum(rtt_sum_ms), max(rtt_max_ms), sum(reconnects)
+FROM moved
+GROUP BY 1, 2, 3
+ORDER BY 2, 1, 3
 ON CONFLICT (bucket_start, device_id, ip) DO UPDATE SET
     user_id    = excluded.user_id,
     seconds    = b.seconds + excluded.seconds,
@@ -73,11 +83,6 @@ ON CONFLICT (bucket_start, device_id, ip) DO UPDATE SET
     rtt_sum_ms = b.rtt_sum_ms + excluded.rtt_sum_ms,
     rtt_max_ms = greatest(b.rtt_max_ms, excluded.rtt_max_ms),
     reconnects = b.reconnects + excluded.reconnects
-"""
-# Only when the upsert wrote fewer rows than were staged (a device removed meanwhile).
-_UNKNOWN = f"""
-SELECT DISTINCT s.device_id FROM pg_temp.{_STAGING} s
-WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = s.device_id::uuid)
 """
 _STATS = (
     "coalesce(sum(seconds), 0) AS seconds, coalesce(sum(rtt_count), 0) AS rtt_count, "
@@ -148,7 +153,7 @@ def fold_periods(
     return [PeriodTotal(start=s, value=v) for s, v in sorted(sums.items())]
 
 
-def _merge(deltas: Sequence[UptimeDelta]) -> list[tuple[object, ...]]:
+def _rows(deltas: Sequence[UptimeDelta], flush: int) -> list[tuple[object, ...]]:
     merged: dict[_Key, UptimeDelta] = {}
     for d in deltas:
         key = (d.bucket_start, d.device_id, d.ip)
@@ -156,11 +161,9 @@ def _merge(deltas: Sequence[UptimeDelta]) -> list[tuple[object, ...]]:
         if before is not None:  # rare: a device flushed twice in one batch
             d = attrs.evolve(d, stats=before.stats + d.stats)  # the latest names the owner
         merged[key] = d
-    # Ids and IPs travel as text, parsed by the server in C: asyncpg's binary encoders for
-    # uuid and inet parse each value in Python first (measured: half the COPY time). The
-    # upsert sorts by the primary key itself (SQL sorts faster than Python here).
     return [
         (
+            flush,
             d.device_id,
             d.bucket_start,
             d.user_id,
@@ -175,6 +178,26 @@ def _merge(deltas: Sequence[UptimeDelta]) -> list[tuple[object, ...]]:
     ]
 
 
+async def merge_pending(conn: Connection) -> str:
+    """Move every committed delta into ``uptime_buckets`` (in the caller's transaction);
+    return the statement's status (``INSERT 0 <buckets written>``)."""
+    return await conn.execute(_MERGE)
+
+
+async def merge_uptime(db: Database) -> int:
+    """One background merge; returns the number of buckets written (0 when another instance
+    is merging, or nothing is pending)."""
+
+    async def merge(conn: Connection) -> int:
+        if not await conn.fetchval(_MERGE_LOCK, LOCK_CLASS):
+            return 0
+        await conn.execute("SET LOCAL synchronous_commit = off; SET LOCAL work_mem = '64MB'")
+        status = await merge_pending(conn)
+        return int(status.rsplit(" ", 1)[-1])
+
+    return await db.run(merge)
+
+
 class PgUptimeStore:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
@@ -182,21 +205,15 @@ class PgUptimeStore:
     async def add_uptime(self, deltas: Sequence[UptimeDelta]) -> UptimeFlushResult:
         if not deltas:
             return UptimeFlushResult(applied=0)
-        rows = _merge(deltas)
-        relaxed = self._scope.unit is None
+        start = _START_RELAXED if self._scope.unit is None else _START_FLUSH
 
         async def flush(conn: Connection) -> Sequence[Record]:
-            if relaxed:
-                await conn.execute("SET LOCAL synchronous_commit = off;" + _PREPARE)
-            else:
-                await conn.execute(_PREPARE)
-            await conn.copy_records_to_table(_STAGING, records=rows, columns=_COLUMNS)
-            status = await conn.execute(_FLUSH)
-            if int(status.rsplit(" ", 1)[-1]) == len(rows):
-                return []
-            return await conn.fetch(_UNKNOWN)
+            number = await conn.fetchval(start)
+            rows = _rows(deltas, number)
+            await conn.copy_records_to_table("uptime_deltas", records=rows, columns=_COLUMNS)
+            return await conn.fetch(_DROP_UNKNOWN, number)
 
-        unknown = frozenset(str(r["device_id"]) for r in await self._scope.write(flush))
+        unknown = frozenset(r["device_id"] for r in await self._scope.write(flush))
         applied = sum(1 for d in deltas if d.device_id not in unknown)
         return UptimeFlushResult(applied=applied, unknown_devices=unknown)
 
@@ -218,7 +235,7 @@ class PgUptimeStore:
             after = 'AND (host(ip) COLLATE "C", device_id::text COLLATE "C") > ($2, $3)'
         args.append(limit + 1)
         query = (
-            f"SELECT {_BUCKET} FROM uptime_buckets WHERE bucket_start = $1 {after} "
+            f"SELECT {_BUCKET} FROM uptime_current WHERE bucket_start = $1 {after} "
             f'ORDER BY host(ip) COLLATE "C", device_id::text COLLATE "C" LIMIT ${len(args)}'
         )
 
@@ -237,7 +254,7 @@ class PgUptimeStore:
         args: list[object] = []
         time_filter("bucket_start", since, until, conditions, args)
         query = (
-            f"SELECT DISTINCT bucket_start FROM uptime_buckets WHERE {' AND '.join(conditions)} "
+            f"SELECT DISTINCT bucket_start FROM uptime_current WHERE {' AND '.join(conditions)} "
             "ORDER BY bucket_start"
         )
 
@@ -308,7 +325,7 @@ class PgUptimeStore:
             conditions.append(f"device_id = ${len(args)}")
         time_filter("bucket_start", since, until, conditions, args)
         query = (
-            "SELECT bucket_start, sum(seconds) AS value FROM uptime_buckets "
+            "SELECT bucket_start, sum(seconds) AS value FROM uptime_current "
             f"WHERE {' AND '.join(conditions)} GROUP BY bucket_start"
         )
 
@@ -320,7 +337,7 @@ class PgUptimeStore:
 
     async def uptime_by_epoch(self, user_id: str) -> list[EpochTotal]:
         query = (
-            "SELECT e.number, sum(b.seconds) AS value FROM uptime_buckets b "
+            "SELECT e.number, sum(b.seconds) AS value FROM uptime_current b "
             "JOIN epochs e ON b.bucket_start >= e.starts_at AND b.bucket_start < e.ends_at "
             "WHERE b.user_id = $1 GROUP BY e.number ORDER BY e.number"
         )
@@ -359,10 +376,10 @@ class PgUptimeStore:
         time_filter("bucket_start", since, until, conditions, args)
         where = " AND ".join(conditions)
         if key is None:
-            query = f"SELECT {_STATS} FROM uptime_buckets WHERE {where}"
+            query = f"SELECT {_STATS} FROM uptime_current WHERE {where}"
         else:
             query = (
-                f"SELECT {key} AS key, {_STATS} FROM uptime_buckets WHERE {where} "
+                f"SELECT {key} AS key, {_STATS} FROM uptime_current WHERE {where} "
                 # ORDER BY <number> COLLATE would collate the constant, not the column.
                 f'GROUP BY 1 ORDER BY {key} COLLATE "C"'
             )

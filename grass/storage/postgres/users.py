@@ -38,6 +38,7 @@ from grass.domain.users import (
 from grass.storage.abc import StorageNotFound
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
+from grass.storage.postgres.uptime import merge_pending
 
 __all__ = [
     "PgUserStore",
@@ -271,8 +272,11 @@ class PgUserStore:
 
     async def delete_user(self, user_id: str) -> None:
         async def delete(conn: Connection) -> None:
-            # Uptime has no foreign keys (the flush is the hottest write): its rows go here.
-            # Everything else, earnings and their idempotency keys included, cascades.
+            # Uptime has no foreign keys (the flush is the hottest write): its rows go here,
+            # after merging what is pending, so that a bucket whose latest delta names this
+            # user goes too. Everything else, earnings and their idempotency keys included,
+            # cascades.
+            await merge_pending(conn)
             await conn.execute("DELETE FROM uptime_buckets WHERE user_id = $1::text", user_id)
             status = await conn.execute("DELETE FROM users WHERE id = $1::text", user_id)
             # Raised inside the transaction: the deletes above are rolled back with it.

@@ -14,7 +14,7 @@ from grass.storage.abc import IntegrityViolation, StorageConflict
 from grass.storage.postgres.earnings import PgEarningsStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.scope import Scope, UnitOfWork
-from grass.storage.postgres.uptime import PgUptimeStore
+from grass.storage.postgres.uptime import PgUptimeStore, merge_uptime
 from tests.storage.conftest import HOUR, T0, delta, make_device, make_entry, make_user
 
 
@@ -22,7 +22,8 @@ from tests.storage.conftest import HOUR, T0, delta, make_device, make_entry, mak
 async def stores(pg_migrated):
     async def clean(conn):
         await conn.execute(
-            "TRUNCATE uptime_buckets, earnings, earnings_keys, devices, users, epochs CASCADE"
+            "TRUNCATE uptime_buckets, uptime_deltas, earnings, earnings_keys, devices, users, epochs"
+            " CASCADE"
         )
 
     await pg_migrated.run(clean)
@@ -72,10 +73,12 @@ async def test_flush_pre_aggregates_repeated_keys_into_one_row(stores):
         ]
     )
     assert result.applied == 3
-    rows = await _rows(
-        db, "SELECT seconds, rtt_count, rtt_sum_ms, rtt_max_ms, reconnects FROM uptime_buckets"
-    )
-    assert [tuple(r.values()) for r in rows] == [(35, 4, 89, 45, 1)]
+    for table in ("uptime_deltas", "uptime_buckets"):  # appended as one row, merged as one
+        rows = await _rows(
+            db, f"SELECT seconds, rtt_count, rtt_sum_ms, rtt_max_ms, reconnects FROM {table}"
+        )
+        assert [tuple(r.values()) for r in rows] == [(35, 4, 89, 45, 1)]
+        assert await merge_uptime(db) == (1 if table == "uptime_deltas" else 0)
 
 
 async def test_flush_skips_unknown_devices_and_writes_the_rest(stores):
@@ -87,6 +90,9 @@ async def test_flush_skips_unknown_devices_and_writes_the_rest(stores):
     )
     assert result.applied == 1
     assert result.unknown_devices == {g.device_id for g in ghosts}
+    rows = await _rows(db, "SELECT device_id::text AS d, seconds FROM uptime_deltas")
+    assert [(r["d"], r["seconds"]) for r in rows] == [(known.device_id, 7)]
+    await merge_uptime(db)
     rows = await _rows(db, "SELECT device_id::text AS d, seconds FROM uptime_buckets")
     assert [(r["d"], r["seconds"]) for r in rows] == [(known.device_id, 7)]
 
@@ -98,6 +104,7 @@ async def test_flush_lands_in_monthly_partitions_and_the_default(stores):
     _, (device,) = await _user_with_devices(db)
     far = dt.datetime(1999, 1, 1, tzinfo=dt.UTC)
     await uptime.add_uptime([delta(device, now, 10), delta(device, far, 20)])
+    await merge_uptime(db)
     rows = await _rows(
         db, "SELECT tableoid::regclass::text AS part, seconds FROM uptime_buckets ORDER BY 2"
     )
@@ -125,7 +132,9 @@ async def test_flush_of_a_large_batch_adds_exactly(stores):
     await uptime.add_uptime(deltas)
     await uptime.add_uptime(deltas)
     assert (await uptime.uptime_stats()).seconds == 2 * sum(x.stats.seconds for x in deltas)
+    assert await merge_uptime(db) == 150
     assert len(await _rows(db, "SELECT 1 FROM uptime_buckets")) == 150
+    assert (await uptime.uptime_stats()).seconds == 2 * sum(x.stats.seconds for x in deltas)
 
 
 async def test_series_folds_the_repeated_fall_back_hour(stores):
@@ -180,3 +189,4 @@ async def test_deleting_a_user_deletes_its_keys(stores):
     await db.run(lambda conn: conn.execute("DELETE FROM users WHERE id = $1", user.id))
     assert await earnings.find_earning(entry.idempotency_key) is None
     assert await _rows(db, "SELECT 1 FROM earnings_keys") == []
+    assert await _rows(db, "SELECT 1 FROM earnings") == []  # through the keys' trigger (0006)
