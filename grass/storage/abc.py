@@ -47,6 +47,9 @@ from grass.domain.score import NetworkScore
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.domain.users import ApiKey, Session, User, WalletLink
 from grass.errors import Conflict, NotFound, StorageError, Unavailable
+from grass.storage.accounts import AccountStore
+from grass.storage.admin import AuditStore, BanStore, ConnectionIndex, FlagStore
+from grass.storage.payouts import PayoutStore
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -464,6 +467,18 @@ class Stores(Protocol):
     def notifications(self) -> NotificationStore: ...
     @property
     def epochs(self) -> EpochStore: ...
+    @property
+    def payouts(self) -> PayoutStore: ...
+    @property
+    def accounts(self) -> AccountStore: ...
+    @property
+    def bans(self) -> BanStore: ...
+    @property
+    def flags(self) -> FlagStore: ...
+    @property
+    def audit(self) -> AuditStore: ...
+    @property
+    def connections(self) -> ConnectionIndex: ...
 
 
 class Storage(Stores, Protocol):

@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING
 
 from grass.storage.abc import Storage, Stores, TransactionAborted
 from grass.storage.memory._db import Db, Scope, TxState
+from grass.storage.memory.accounts import MemoryAccountStore
+from grass.storage.memory.admin import (
+    MemoryAuditStore,
+    MemoryBanStore,
+    MemoryConnectionIndex,
+    MemoryFlagStore,
+)
 from grass.storage.memory.devices import MemoryDeviceStore
 from grass.storage.memory.earnings import MemoryEarningsStore
 from grass.storage.memory.epochs import MemoryEpochStore
 from grass.storage.memory.notifications import MemoryNotificationStore
+from grass.storage.memory.payouts import MemoryPayoutStore
 from grass.storage.memory.referrals import MemoryReferralStore
 from grass.storage.memory.uptime import MemoryUptimeStore
 from grass.storage.memory.users import MemoryUserStore
@@ -35,6 +43,12 @@ class MemoryStores:
         self.referrals = MemoryReferralStore(scope)
         self.notifications = MemoryNotificationStore(scope)
         self.epochs = MemoryEpochStore(scope)
+        self.payouts = MemoryPayoutStore(scope)
+        self.accounts = MemoryAccountStore(scope)
+        self.bans = MemoryBanStore(scope)
+        self.flags = MemoryFlagStore(scope)
+        self.audit = MemoryAuditStore(scope)
+        self.connections = MemoryConnectionIndex(scope)
 
 
 class MemoryStorage(MemoryStores):

@@ -27,7 +27,10 @@ from grass.domain.referrals import Referral
 from grass.domain.uptime import UptimeBucket
 from grass.domain.users import ApiKey, Session, User, WalletLink
 from grass.storage.abc import IntegrityViolation, StorageNotFound, TransactionAborted
+from grass.storage.memory._account_tables import AccountTables
+from grass.storage.memory._admin_tables import AdminTables
 from grass.storage.memory._tables import Journal, Table
+from grass.storage.payouts import BucketClose
 
 R = TypeVar("R")
 
@@ -89,6 +92,11 @@ class Db:
             "notifications", j, lambda n: n.id, groups={"user": lambda n: n.user_id}
         )
         self.epochs: Table[int, Epoch] = Table("epochs", j, lambda e: e.number)
+        self.closes: Table[dt.datetime, BucketClose] = Table(
+            "bucket_closes", j, lambda c: c.bucket_start
+        )
+        self.accounts = AccountTables(j)
+        self.admin = AdminTables(j)
 
     def require_user(self, user_id: str) -> None:
         if user_id not in self.users:

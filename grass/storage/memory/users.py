@@ -54,6 +54,8 @@ class MemoryUserStore:
                 db.referrals.delete((r.referrer_id, r.referee_id))
             for n in db.notifications.group("user", user_id):
                 db.notifications.delete(n.id)
+            db.accounts.delete_user(user_id)
+            db.admin.forget_user(user_id)
 
     async def list_users(
         self, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE

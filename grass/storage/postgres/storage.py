@@ -20,11 +20,19 @@ from grass.storage.abc import (
     TransactionAborted,
     UptimeStore,
 )
+from grass.storage.postgres.accounts import PgAccountStore
+from grass.storage.postgres.admin import (
+    PgAuditStore,
+    PgBanStore,
+    PgConnectionIndex,
+    PgFlagStore,
+)
 from grass.storage.postgres.devices import PgDeviceStore
 from grass.storage.postgres.epochs import PgEpochStore
 from grass.storage.postgres.migrate import migrate
 from grass.storage.postgres.notifications import PgNotificationStore
 from grass.storage.postgres.partitions import ensure_partitions
+from grass.storage.postgres.payouts import PgPayoutStore
 from grass.storage.postgres.pool import Database, open_postgres
 from grass.storage.postgres.referrals import PgReferralStore
 from grass.storage.postgres.scope import Scope, UnitOfWork
@@ -56,6 +64,12 @@ class PostgresStores:
         self.referrals = PgReferralStore(scope)
         self.notifications = PgNotificationStore(scope)
         self.epochs = PgEpochStore(scope)
+        self.payouts = PgPayoutStore(scope)
+        self.accounts = PgAccountStore(scope)
+        self.bans = PgBanStore(scope)
+        self.flags = PgFlagStore(scope)
+        self.audit = PgAuditStore(scope)
+        self.connections = PgConnectionIndex(scope)
         self._uptime: UptimeStore | None = None
         self._earnings: EarningsStore | None = None
 

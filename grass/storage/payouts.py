@@ -1,0 +1,122 @@
+"""The bucket closer's store: its input rows, what it paid, and the record of each close.
+
+A close of a bucket has a *revision*: 0 for the first, one more for each correction pass that
+paid late uptime. ``record_payouts`` writes a revision's earnings entries and its close record
+in ONE atomic call, so after a crash either both exist or neither does; the entries' keys name
+the bucket, the revision and the recipient, so a second writer of the same revision fails
+(StorageConflict) instead of paying twice. ``credited`` says the revision's entries reached the
+ledger; a close found uncredited is handed to the ledger again (the ledger's keys make that
+harmless).
+
+Backends also provide a :class:`JobLock`: singleton background jobs (the closer, the epoch job)
+run on one instance at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import attrs
+
+from grass.domain import _checks as check
+from grass.domain.earnings import EarningEntry
+from grass.domain.payouts import Payout, UptimeLine
+from grass.domain.uptime import UptimeStats
+
+
+@attrs.frozen(kw_only=True)
+class BucketClose:
+    bucket_start: dt.datetime = attrs.field(validator=check.utc)
+    revision: int = attrs.field(validator=check.non_negative)
+    #: The bucket's uptime seconds (all devices) this revision paid for: more seconds in the
+    #: bucket later means late uptime, for the correction pass.
+    seconds: int = attrs.field(validator=check.non_negative)
+    credited: bool = False
+    closed_at: dt.datetime = attrs.field(validator=check.utc)
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class KeyedPayout:
+    """A payout about to become an earnings entry under ``key``."""
+
+    key: str
+    payout: Payout
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class DeviceWindow:
+    """A device's uptime over a trailing window, with what its score also needs."""
+
+    device_id: str
+    ip: str | None
+    first_seen: dt.datetime
+    stats: UptimeStats
+
+
+class PayoutStore(Protocol):
+    async def device_windows(
+        self, *, since: dt.datetime, device_ids: Collection[str] | None = None
+    ) -> list[DeviceWindow]:
+        """Uptime since ``since`` (by bucket start) of the given devices, or of every device
+        seen since then; unknown ids are left out."""
+        ...
+
+    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, bool]]:
+        """Every uptime row of the bucket with its device's type and stored score; the flag
+        says whether the device had a score (``False``: ``line.score`` is 0 and the caller
+        must score the device). A removed device counts as an extension."""
+        ...
+
+    async def bucket_seconds(
+        self, *, since: dt.datetime, until: dt.datetime
+    ) -> dict[dt.datetime, int]:
+        """Total uptime seconds per bucket start in ``[since, until)``; empty buckets absent."""
+        ...
+
+    async def paid_slots(self, bucket_start: dt.datetime) -> dict[str, int]:
+        """What the bucket's entries paid so far, summed per :func:`grass.domain.payouts.slot`."""
+        ...
+
+    async def get_close(self, bucket_start: dt.datetime) -> BucketClose | None: ...
+
+    async def list_closes(self, *, since: dt.datetime, until: dt.datetime) -> list[BucketClose]:
+        """Closes of buckets in ``[since, until)``, by bucket start."""
+        ...
+
+    async def uncredited(self) -> list[BucketClose]:
+        """Closes whose entries have not all reached the ledger, oldest first."""
+        ...
+
+    async def record_payouts(
+        self,
+        close: BucketClose,
+        payouts: Sequence[KeyedPayout],
+        *,
+        accrued_at: dt.datetime,
+        created_at: dt.datetime,
+    ) -> None:
+        """Atomically: insert one entry per payout (``bucket_start`` and ``accrued_at`` as
+        given) and store ``close``, uncredited. StorageConflict, writing nothing, when a key
+        exists or ``close.revision`` is not the stored revision plus one (0 when none)."""
+        ...
+
+    async def revision_entries(
+        self, bucket_start: dt.datetime, revision: int
+    ) -> list[EarningEntry]:
+        """The entries one revision wrote (keys from :func:`grass.domain.payouts.bucket_key`),
+        plus the milestone bonuses of the bucket: what a re-run hands to the ledger again."""
+        ...
+
+    async def mark_credited(self, bucket_start: dt.datetime, revision: int) -> None:
+        """Idempotent; a revision that is not the stored one is left alone."""
+        ...
+
+
+class JobLock(Protocol):
+    def hold(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Try to become the one runner of job ``name``: yields True while this process holds
+        it (until the block ends), False at once when another instance does."""
+        ...

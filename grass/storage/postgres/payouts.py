@@ -1,0 +1,285 @@
+"""The bucket closer's store on PostgreSQL, and the advisory-lock job lock.
+
+``record_payouts`` is the closer's set-based write path: the keys are COPYed straight into
+``earnings_keys`` and the entries into ``earnings`` (no staging table, no per-row comparison:
+every key of a close revision is new by construction, so a key already there is a conflict and
+the unique index refuses the COPY), then the close row, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+
+from grass import ids
+from grass.domain.devices import DeviceType
+from grass.domain.earnings import EarningEntry, EarningSource
+from grass.domain.payouts import UptimeLine, bucket_key, slot
+from grass.domain.uptime import UptimeStats
+from grass.ids import is_uuid
+from grass.storage.abc import StorageConflict
+from grass.storage.payouts import BucketClose, DeviceWindow, KeyedPayout
+from grass.storage.postgres.earnings import _ENTRY, _entry
+from grass.storage.postgres.pool import Connection, Database, Record
+from grass.storage.postgres.scope import Scope
+
+__all__ = ["PgJobLock", "PgPayoutStore"]
+
+_LINES = """
+SELECT b.device_id::text AS device_id, b.user_id, host(b.ip) AS ip, b.seconds,
+       d.type, d.score
+FROM uptime_current b LEFT JOIN devices d ON d.id = b.device_id
+WHERE b.bucket_start = $1
+"""
+_PAID = """
+SELECT source, user_id, device_id::text AS device_id, host(ip) AS ip, referee_id,
+       sum(amount) AS amount
+FROM earnings WHERE bucket_start = $1
+GROUP BY source, user_id, device_id, ip, referee_id
+"""
+_CLOSE = "bucket_start, revision, seconds, credited, closed_at"
+_KEY_COLUMNS = ("idempotency_key", "entry_id", "accrued_at", "user_id")
+_ENTRY_COLUMNS = (
+    "id",
+    "user_id",
+    "source",
+    "amount",
+    "idempotency_key",
+    "accrued_at",
+    "created_at",
+    "device_id",
+    "ip",
+    "bucket_start",
+    "referee_id",
+    "referral_level",
+)
+
+
+def _close(row: Record) -> BucketClose:
+    return BucketClose(
+        bucket_start=row["bucket_start"],
+        revision=row["revision"],
+        seconds=row["seconds"],
+        credited=row["credited"],
+        closed_at=row["closed_at"],
+    )
+
+
+class PgPayoutStore:
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+
+    async def device_windows(
+        self, *, since: dt.datetime, device_ids: Collection[str] | None = None
+    ) -> list[DeviceWindow]:
+        which = "d.last_seen >= $1" if device_ids is None else "d.id = ANY($2::uuid[])"
+        query = f"""
+SELECT d.id::text AS device_id, host(d.ip) AS ip, d.first_seen,
+       coalesce(sum(b.seconds), 0) AS seconds, coalesce(sum(b.rtt_count), 0) AS rtt_count,
+       coalesce(sum(b.rtt_sum_ms), 0) AS rtt_sum_ms, coalesce(max(b.rtt_max_ms), 0) AS rtt_max_ms,
+       coalesce(sum(b.reconnects), 0) AS reconnects
+FROM devices d
+LEFT JOIN uptime_current b ON b.user_id = d.user_id AND b.device_id = d.id
+                          AND b.bucket_start >= $1
+WHERE {which}
+GROUP BY d.id
+"""
+        args: list[object] = [since]
+        if device_ids is not None:
+            args.append([i for i in device_ids if is_uuid(i)])
+        rows = await self._scope.read_primary(lambda c: c.fetch(query, *args))
+        return [
+            DeviceWindow(
+                device_id=r["device_id"],
+                ip=r["ip"],
+                first_seen=r["first_seen"],
+                stats=UptimeStats(
+                    seconds=int(r["seconds"]),
+                    rtt_count=int(r["rtt_count"]),
+                    rtt_sum_ms=int(r["rtt_sum_ms"]),
+                    rtt_max_ms=int(r["rtt_max_ms"]),
+                    reconnects=int(r["reconnects"]),
+                ),
+            )
+            for r in rows
+        ]
+
+    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, bool]]:
+        rows = await self._scope.read_primary(lambda c: c.fetch(_LINES, bucket_start))
+        extension = DeviceType.EXTENSION
+        types = {t.value: t for t in DeviceType}
+        return [
+            (
+                UptimeLine(
+                    device_id=r["device_id"],
+                    user_id=r["user_id"],
+                    ip=r["ip"],
+                    seconds=r["seconds"],
+                    device_type=extension if r["type"] is None else types[r["type"]],
+                    score=r["score"] or 0,
+                ),
+                r["score"] is not None,
+            )
+            for r in rows
+        ]
+
+    async def bucket_seconds(
+        self, *, since: dt.datetime, until: dt.datetime
+    ) -> dict[dt.datetime, int]:
+        async def run(conn: Connection) -> list[Record]:
+            return await conn.fetch(
+                "SELECT bucket_start, sum(seconds) AS seconds FROM uptime_current"
+                " WHERE bucket_start >= $1 AND bucket_start < $2"
+                " GROUP BY bucket_start HAVING sum(seconds) > 0",
+                since,
+                until,
+            )
+
+        return {r["bucket_start"]: int(r["seconds"]) for r in await self._scope.read_primary(run)}
+
+    async def paid_slots(self, bucket_start: dt.datetime) -> dict[str, int]:
+        rows = await self._scope.read_primary(lambda c: c.fetch(_PAID, bucket_start))
+        paid: dict[str, int] = {}
+        for r in rows:
+            key = slot(
+                EarningSource(r["source"]), r["user_id"], r["device_id"], r["ip"], r["referee_id"]
+            )
+            paid[key] = paid.get(key, 0) + int(r["amount"])
+        return paid
+
+    async def get_close(self, bucket_start: dt.datetime) -> BucketClose | None:
+        row = await self._scope.read_primary(
+            lambda c: c.fetchrow(
+                f"SELECT {_CLOSE} FROM bucket_closes WHERE bucket_start = $1", bucket_start
+            )
+        )
+        return None if row is None else _close(row)
+
+    async def list_closes(self, *, since: dt.datetime, until: dt.datetime) -> list[BucketClose]:
+        rows = await self._scope.read_primary(
+            lambda c: c.fetch(
+                f"SELECT {_CLOSE} FROM bucket_closes WHERE bucket_start >= $1"
+                " AND bucket_start < $2 ORDER BY bucket_start",
+                since,
+                until,
+            )
+        )
+        return [_close(r) for r in rows]
+
+    async def uncredited(self) -> list[BucketClose]:
+        rows = await self._scope.read_primary(
+            lambda c: c.fetch(
+                f"SELECT {_CLOSE} FROM bucket_closes WHERE NOT credited ORDER BY bucket_start"
+            )
+        )
+        return [_close(r) for r in rows]
+
+    async def record_payouts(
+        self,
+        close: BucketClose,
+        payouts: Sequence[KeyedPayout],
+        *,
+        accrued_at: dt.datetime,
+        created_at: dt.datetime,
+    ) -> None:
+        keys: list[tuple[object, ...]] = []
+        entries: list[tuple[object, ...]] = []
+        bucket = close.bucket_start
+        for item in payouts:
+            p = item.payout
+            entry_id = ids.short_id()
+            keys.append((item.key, entry_id, accrued_at, p.user_id))
+            entries.append(
+                (
+                    entry_id,
+                    p.user_id,
+                    p.source.value,
+                    p.amount,
+                    item.key,
+                    accrued_at,
+                    created_at,
+                    p.device_id,
+                    p.ip,
+                    bucket,
+                    p.referee_id,
+                    p.referral_level,
+                )
+            )
+
+        async def write(conn: Connection) -> None:
+            stored = await conn.fetchval(
+                "SELECT revision FROM bucket_closes WHERE bucket_start = $1 FOR UPDATE", bucket
+            )
+            expected = 0 if stored is None else stored + 1
+            if close.revision != expected:
+                raise StorageConflict(
+                    f"bucket {bucket} is at revision {expected - 1}",
+                    details={"revision": close.revision},
+                )
+            if keys:
+                await conn.copy_records_to_table(
+                    "earnings_keys", records=keys, columns=_KEY_COLUMNS
+                )
+                await conn.copy_records_to_table(
+                    "earnings", records=entries, columns=_ENTRY_COLUMNS
+                )
+            await conn.execute(
+                f"INSERT INTO bucket_closes ({_CLOSE}) VALUES ($1, $2, $3, false, $4)"
+                " ON CONFLICT (bucket_start) DO UPDATE SET revision = excluded.revision,"
+                " seconds = excluded.seconds, credited = false, closed_at = excluded.closed_at",
+                bucket,
+                close.revision,
+                close.seconds,
+                close.closed_at,
+            )
+
+        await self._scope.write(write)
+
+    async def revision_entries(
+        self, bucket_start: dt.datetime, revision: int
+    ) -> list[EarningEntry]:
+        prefix = bucket_key(bucket_start, revision, "")
+
+        async def run(conn: Connection) -> list[Record]:
+            return await conn.fetch(
+                f"SELECT {_ENTRY} FROM earnings e WHERE e.bucket_start = $1"
+                " AND (starts_with(e.idempotency_key, $2) OR e.source = 'milestone')"
+                " ORDER BY e.idempotency_key",
+                bucket_start,
+                prefix,
+            )
+
+        return [_entry(r) for r in await self._scope.read_primary(run)]
+
+    async def mark_credited(self, bucket_start: dt.datetime, revision: int) -> None:
+        await self._scope.write(
+            lambda c: c.execute(
+                "UPDATE bucket_closes SET credited = true"
+                " WHERE bucket_start = $1 AND revision = $2",
+                bucket_start,
+                revision,
+            )
+        )
+
+
+class PgJobLock:
+    """A session-level advisory lock per job, held on its own connection while the job runs.
+
+    The lock id is derived from the schema and the job name (``hashtextextended``), so two
+    deployments (or two test schemas) on one server never contend for each other's jobs.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[bool]:
+        async with self._db.connection() as conn:
+            lock = "hashtextextended(current_schema() || ':' || $1, 0)"
+            held = await conn.fetchval(f"SELECT pg_try_advisory_lock({lock})", name)
+            try:
+                yield bool(held)
+            finally:
+                if held:
+                    await conn.fetchval(f"SELECT pg_advisory_unlock({lock})", name)
