@@ -1,0 +1,94 @@
+"""The referral page: each referee with its status and what it earned the referrer, the counts
+per level, and the referrer's rank (ranks are configuration: ``rates.referral_ranks``).
+
+Linking a new user to its referrers happens at registration (the accounts service); statuses
+move with the bucket closer (pending -> active at the first paid uptime, qualified at the
+milestone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import attrs
+
+from grass.config import Config
+from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from grass.domain.ranks import Rank, parse_ranks, rank_of
+from grass.domain.referrals import Referral, ReferralStatus
+from grass.storage.abc import EarningsStore, ReferralStore
+
+
+class ReferralStores(Protocol):
+    @property
+    def referrals(self) -> ReferralStore: ...
+    @property
+    def earnings(self) -> EarningsStore: ...
+
+
+@attrs.frozen(kw_only=True)
+class RefereeView:
+    referral: Referral
+    #: Referral credits the referrer earned from this referee (at this level), micro-points.
+    rewards: int
+
+
+@attrs.frozen(kw_only=True)
+class ReferralSummary:
+    counts: dict[int, int]
+    qualified: int
+    total_rewards: int
+    rank: Rank
+    next_rank: Rank | None
+
+
+class ReferralService:
+    def __init__(self, stores: ReferralStores, config: Callable[[], Config]) -> None:
+        self._stores = stores
+        self._config = config
+
+    async def list(
+        self,
+        referrer_id: str,
+        *,
+        level: int | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> Page[RefereeView]:
+        page = await self._stores.referrals.list_referrals(
+            referrer_id, level=level, cursor=cursor, limit=limit
+        )
+        rewards = {
+            (r.referee_id, r.level): r.amount
+            for r in await self._stores.earnings.referral_earnings(referrer_id)
+        }
+        return Page(
+            tuple(
+                RefereeView(referral=r, rewards=rewards.get((r.referee_id, r.level), 0))
+                for r in page.items
+            ),
+            page.next_cursor,
+        )
+
+    async def summary(self, referrer_id: str) -> ReferralSummary:
+        counts = await self._stores.referrals.count_referrals(referrer_id)
+        qualified = 0
+        cursor = None
+        while True:  # direct referees only; a page of 1 000 covers almost everyone at once
+            page = await self._stores.referrals.list_referrals(
+                referrer_id, level=1, cursor=cursor, limit=MAX_PAGE_SIZE
+            )
+            qualified += sum(1 for r in page.items if r.status is ReferralStatus.QUALIFIED)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        rewards = await self._stores.earnings.referral_earnings(referrer_id)
+        rank, next_rank = rank_of(qualified, parse_ranks(self._config().rates.referral_ranks))
+        return ReferralSummary(
+            counts=counts,
+            qualified=qualified,
+            total_rewards=sum(r.amount for r in rewards),
+            rank=rank,
+            next_rank=next_rank,
+        )

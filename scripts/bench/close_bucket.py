@@ -1,0 +1,164 @@
+"""Benchmark: closing one uptime bucket of N devices on PostgreSQL, beside a plain COPY.
+
+Builds a throwaway schema with N/4 users (each but the first referred by another, links
+active), N scored devices of mixed types on N/2 IPs, and one bucket of uptime (one row per
+device), then times in one run:
+
+- ``copy``   binary COPY of N earnings rows (what the close writes for uptime) into an empty,
+             unindexed copy of ``earnings``: the floor for moving the bytes;
+- ``close``  ``BucketCloser.close_bucket`` for that bucket, everything included: read the
+             bucket with types and scores, compute shares, referral credits and milestones,
+             write entries and the close record (set-based), hand the credits to the ledger
+             (the memory ledger, the default), mark the close credited. The split below comes
+             from the closer's step hook.
+
+Usage: python scripts/bench/close_bucket.py [--dsn postgresql://...] [--devices 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import time
+import uuid
+
+import trio
+from _pg import DEFAULT_DSN, load_users, throwaway_database
+
+from grass.config import Config
+from grass.ids import short_id
+from grass.ledger.memory import open_memory_ledger
+from grass.services.closer import BucketCloser
+from grass.services.epochs import EpochService
+from grass.services.scores import ScoreService
+from grass.storage.postgres import Connection, Database
+from grass.storage.postgres.payouts import PgJobLock
+from grass.storage.postgres.storage import PostgresStorage
+
+TYPES = ("extension", "extension", "desktop", "community", "android")
+
+
+async def setup(db: Database, count: int, bucket: dt.datetime) -> int:
+    rng = random.Random(1)
+    users = sorted(short_id() for _ in range(max(1, count // 4)))
+    devices = [
+        (uuid.UUID(int=rng.getrandbits(128), version=4), users[i % len(users)])
+        for i in range(count)
+    ]
+    ips = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(max(1, count // 2))]
+    seconds = [rng.randint(600, 3600) for _ in devices]
+    component = '{"availability": 90, "stability": 100, "latency": 100, "ip_quality": 90}'
+
+    async def load(conn: Connection) -> None:
+        await load_users(conn, users)
+        await conn.copy_records_to_table(
+            "referrals",
+            columns=["referee_id", "level", "referrer_id", "status", "code", "created_at"],
+            records=[
+                (u, 1, users[i // 2], "active", "code", bucket)
+                for i, u in enumerate(users)
+                if i > 0
+            ],
+        )
+        await conn.copy_records_to_table(
+            "devices",
+            columns=["id", "user_id", "type", "ip", "status", "first_seen", "last_seen"],
+            records=[
+                (d, u, TYPES[i % len(TYPES)], ips[i % len(ips)], "online", bucket, bucket)
+                for i, (d, u) in enumerate(devices)
+            ],
+        )
+        # jsonb has no binary COPY encoder: the scores (50 to 100) are set in SQL.
+        await conn.execute(
+            "UPDATE devices SET score = 50 + abs(hashtext(id::text)) % 51,"
+            " score_components = $1::jsonb, score_at = $2",
+            component,
+            bucket,
+        )
+        await conn.copy_records_to_table(
+            "uptime_buckets",
+            columns=["device_id", "bucket_start", "user_id", "ip", "seconds"],
+            records=[
+                (d, bucket, u, ips[i % len(ips)], seconds[i]) for i, (d, u) in enumerate(devices)
+            ],
+        )
+        await conn.execute("CREATE TABLE copy_baseline (LIKE earnings)")
+        await conn.execute("ANALYZE")
+
+    await db.run(load)
+    return sum(seconds)
+
+
+async def bench(dsn: str, count: int) -> None:
+    bucket = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    bucket -= dt.timedelta(hours=2)
+    config = Config()
+    async with throwaway_database(dsn, bucket) as db:
+        total_seconds = await setup(db, count, bucket)
+        storage = PostgresStorage(db)
+        rows = [
+            (short_id(), r["user_id"], "uptime", 1000, f"baseline:{i}", bucket, bucket,
+             r["device_id"], r["ip"], bucket, None, None)
+            for i, r in enumerate(
+                await db.read(
+                    lambda c: c.fetch(
+                        "SELECT user_id, device_id, ip FROM uptime_buckets"
+                    )
+                )
+            )
+        ]  # fmt: skip
+
+        copy_started = time.perf_counter()
+        await db.run(lambda conn: conn.copy_records_to_table("copy_baseline", records=rows))
+        copy = time.perf_counter() - copy_started
+
+        marks: dict[str, float] = {}
+
+        async def mark(name: str, _: dt.datetime) -> None:
+            marks[name] = time.perf_counter()
+
+        async with open_memory_ledger() as ledger:
+            now = bucket + dt.timedelta(hours=1, minutes=10)
+
+            def clock() -> dt.datetime:
+                return now
+
+            scores = ScoreService(storage, lambda: config, clock)
+            epochs = EpochService(storage, ledger, lambda: config)
+            closer = BucketCloser(
+                storage, ledger, scores, epochs, PgJobLock(db), lambda: config, clock,
+                step_hook=mark,
+            )  # fmt: skip
+            started = time.perf_counter()
+            await closer.close_bucket(bucket, 0, total_seconds, now)
+            close = time.perf_counter() - started
+        entries, paid = await db.read(
+            lambda c: c.fetchrow("SELECT count(*), sum(amount) FROM earnings")
+        )
+        assert entries >= count, "every device is paid"
+        assert (await storage.payouts.get_close(bucket)).credited  # type: ignore[union-attr]
+
+    print(f"PostgreSQL bucket close, {count} devices ({entries} entries, {paid} micro-points)")
+    print(f"  {'copy (baseline)':36s} {copy:7.3f} s   1.00 x copy")
+    print(f"  {'close, everything':36s} {close:7.3f} s   {close / copy:5.2f} x copy")
+    parts = [
+        ("  read, compute, write entries", started, marks["recorded"]),
+        ("  referral statuses", marks["recorded"], marks["statuses"]),
+        ("  ledger (memory)", marks["statuses"], marks["ledger"]),
+        ("  mark credited", marks["ledger"], marks["credited"]),
+    ]
+    for name, a, b in parts:
+        print(f"  {name:36s} {b - a:7.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--devices", type=int, default=100_000)
+    args = parser.parse_args()
+    trio.run(bench, args.dsn, args.devices)
+
+
+if __name__ == "__main__":
+    main()

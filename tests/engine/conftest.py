@@ -1,0 +1,7 @@
+"""The engine's tests run on every storage backend, with the storage suite's fixtures."""
+
+from __future__ import annotations
+
+from tests.storage.conftest import open_storage, pg_storage_schema, storage
+
+__all__ = ["open_storage", "pg_storage_schema", "storage"]
