@@ -23,6 +23,7 @@ from grass import logs
 from grass.app import Server, run
 from grass.config import Config, Port, load_config, show
 from grass.errors import ConfigError, GrassError
+from grass.ledger import cli as ledger_cli
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--ping-interval", type=float, default=60.0, help="seconds between PINGs")
     node.add_argument("--jitter", type=float, default=0.2, help="share of the interval, random")
     node.add_argument("--checkin", help="v5: the /checkin URL (e.g. http://127.0.0.1:8000/checkin)")
+    ledger_cli.add_parser(commands)
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser("show", help="print the effective config, secrets masked")
@@ -88,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"grass: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         return EXIT_OK
+    if args.command == "ledger":
+        logs.configure(config.logging)
+        return ledger_cli.run(config, args)
     if args.command == "node":
         logs.configure(config.logging)
         trio.run(_nodes, args)

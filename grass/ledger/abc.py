@@ -227,6 +227,22 @@ class Journal(Protocol):
 
     async def settlements(self) -> list[Settlement]: ...
 
+    async def export(self, cursor: int, limit: int) -> tuple[list[Credit], int]:
+        """Every credit in recording order, ``limit`` at a time from ``cursor`` (0: the start);
+        returns the page and the cursor of the next (an empty page: the end). For migrations."""
+        ...
+
+    async def links(self) -> list[Link]:
+        """Every wallet link, with the first epoch it applies to."""
+        ...
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Link:
+    user_id: str
+    account: bytes
+    first_epoch: int
+
 
 class Anchor(Protocol):
     """Publishes one root per epoch, epochs strictly increasing, as the contract does."""

@@ -23,6 +23,7 @@ from grass.ledger.abc import (
     CreditConflict,
     HistoryPage,
     InvalidCredit,
+    Link,
     RecordResult,
     Settlement,
     StepHook,
@@ -37,6 +38,7 @@ class MemoryJournal:
 
     def __init__(self) -> None:
         self._by_key: dict[str, Credit] = {}
+        self._all: list[Credit] = []  # recording order, for export()
         # Per user: every credit in recording order (a history cursor is an index in it) and
         # the sum per epoch (settlement and balances read only these).
         self._log: dict[str, list[Credit]] = {}
@@ -68,6 +70,7 @@ class MemoryJournal:
                     details={"key": credit.key, "epoch": credit.epoch, "closed": self._closed},
                 )
             fresh[credit.key] = credit
+        self._all.extend(fresh.values())
         for credit in fresh.values():
             self._by_key[credit.key] = credit
             user = credit.user_id
@@ -163,6 +166,18 @@ class MemoryJournal:
     async def settlements(self) -> list[Settlement]:
         await trio.lowlevel.checkpoint()
         return [self._settlements[e] for e in sorted(self._settlements)]
+
+    async def export(self, cursor: int, limit: int) -> tuple[list[Credit], int]:
+        await trio.lowlevel.checkpoint()
+        page = self._all[cursor : cursor + limit]
+        return page, cursor + len(page)
+
+    async def links(self) -> list[Link]:
+        await trio.lowlevel.checkpoint()
+        return [
+            Link(user_id=user, account=account, first_epoch=first)
+            for user, (account, first) in self._links.items()
+        ]
 
 
 @attrs.frozen(kw_only=True, slots=True)

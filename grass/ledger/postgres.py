@@ -30,6 +30,7 @@ from grass.ledger.abc import (
     CreditConflict,
     HistoryPage,
     InvalidCredit,
+    Link,
     RecordResult,
     Settlement,
     SettlementStatus,
@@ -349,6 +350,42 @@ class PostgresJournal:
             readonly=True,
         )
         return [_settlement(row) for row in rows]
+
+    async def export(self, cursor: int, limit: int) -> tuple[list[Credit], int]:
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                "SELECT seq, key, user_id, amount, epoch, source, created FROM ledger_credits"
+                " WHERE seq > $1 ORDER BY seq LIMIT $2",
+                cursor,
+                limit,
+            ),
+            readonly=True,
+        )
+        page = [
+            Credit(
+                key=row["key"],
+                user_id=row["user_id"],
+                amount=int(row["amount"]),
+                epoch=row["epoch"],
+                source=row["source"],
+                created=row["created"].astimezone(dt.UTC),
+            )
+            for row in rows
+        ]
+        return page, rows[-1]["seq"] if rows else cursor
+
+    async def links(self) -> list[Link]:
+        rows = await self._db.run(
+            lambda conn: conn.fetch(
+                "SELECT user_id, linked, linked_from FROM ledger_accounts"
+                " WHERE linked IS NOT NULL ORDER BY linked_from, user_id"
+            ),
+            readonly=True,
+        )
+        return [
+            Link(user_id=r["user_id"], account=bytes(r["linked"]), first_epoch=r["linked_from"])
+            for r in rows
+        ]
 
 
 class PostgresAnchor:

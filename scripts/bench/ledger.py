@@ -1,10 +1,15 @@
-"""Memory ledger: record a million credits, settle an epoch of a million users.
+"""Ledger on memory and on PostgreSQL: record a million credits, settle an epoch of a million users.
 
     .venv/bin/python scripts/bench/ledger.py [--users 1000000] [--batch 10000]
+        [--backend memory|postgres|all] [--dsn postgresql://...]
 
-Baselines from the same run: for recording, a plain dict insert of the same keys plus a running
-sum per user; for settling, building ``{account: cumulative}`` from a plain dict and the bare
-Merkle tree over it. The ratios say what the ledger adds. Budget (DESIGN §12): settle <= 10 s.
+Baselines from the same run. Memory: for recording, a plain dict insert of the same keys plus
+a running sum per user; for settling, building ``{account: cumulative}`` from a plain dict and
+the bare Merkle tree over it. PostgreSQL (a throwaway schema): for recording, the same batches
+INSERTed with unnest into a plain table with no key, index or balance upkeep; for settling, one
+``GROUP BY`` over that table fetched whole plus the bare Merkle tree. The ratios say what the
+ledger adds (idempotency, balances, accounts, the settlement record and the anchor).
+Budget (DESIGN §12): settle <= 10 s.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from decimal import Decimal
 
 import trio
+from _pg import DEFAULT_DSN, throwaway_database
 
-from grass.ledger.abc import Credit, derived_account
+from grass.ledger.abc import AnchoredLedger, Credit, derived_account
 from grass.ledger.memory import open_memory_ledger
 from grass.ledger.merkle import KECCAK_BACKEND, MerkleTree
+from grass.ledger.postgres import PostgresAnchor, PostgresJournal
+from grass.storage.postgres import Connection
 
 
 def _credits(users: int) -> list[Credit]:
@@ -59,29 +68,101 @@ async def _ledger_run(credits: list[Credit], batch: int) -> tuple[float, float, 
         return recorded, settled, settlement.user_count
 
 
+_PLAIN = "CREATE TABLE bench_plain (key text, account bytea, amount numeric, epoch bigint)"
+_PLAIN_INSERT = """
+INSERT INTO bench_plain SELECT * FROM unnest($1::text[], $2::bytea[], $3::numeric[], $4::bigint[])
+"""
+_PLAIN_SUMS = "SELECT account, sum(amount) AS total FROM bench_plain GROUP BY account"
+
+
+async def _pg_run(dsn: str, credits: list[Credit], batch: int) -> tuple[float, ...]:
+    import datetime as dt
+
+    accounts = {c.user_id: derived_account(c.user_id) for c in credits}
+    async with throwaway_database(dsn, dt.datetime.now(dt.UTC)) as db:
+        await db.run(lambda c: c.execute(_PLAIN))
+
+        async def plain(conn: Connection, chunk: list[Credit]) -> None:
+            await conn.execute(
+                _PLAIN_INSERT,
+                [c.key for c in chunk],
+                [accounts[c.user_id] for c in chunk],
+                [Decimal(c.amount) for c in chunk],
+                [c.epoch for c in chunk],
+            )
+
+        start = time.perf_counter()
+        for i in range(0, len(credits), batch):
+            chunk = credits[i : i + batch]
+            await db.run(lambda conn, chunk=chunk: plain(conn, chunk))
+        base_record = time.perf_counter() - start
+
+        start = time.perf_counter()
+        rows = await db.run(lambda c: c.fetch(_PLAIN_SUMS))
+        MerkleTree.build({bytes(r["account"]): int(r["total"]) for r in rows})
+        base_settle = time.perf_counter() - start
+        del rows
+        await db.run(lambda c: c.execute("ANALYZE bench_plain"))
+
+        ledger = AnchoredLedger(PostgresJournal(db), PostgresAnchor(db))
+        start = time.perf_counter()
+        for i in range(0, len(credits), batch):
+            await ledger.record(credits[i : i + batch])
+        recorded = time.perf_counter() - start
+        await db.run(lambda c: c.execute("ANALYZE"))
+        gc.collect()
+        start = time.perf_counter()
+        settlement = await ledger.settle(1)
+        settled = time.perf_counter() - start
+        assert settlement.user_count == len(accounts)
+        return recorded, base_record, settled, base_settle
+
+
+def _report(
+    name: str,
+    n: int,
+    recorded: float,
+    base_record: float,
+    settled: float,
+    base_settle: float,
+    record_base: str,
+    settle_base: str,
+) -> None:
+    print(
+        f"{name:<8} record:  {recorded:6.2f} s  ({n / recorded:,.0f} credits/s)  "
+        f"baseline {record_base} {base_record:5.2f} s  ratio {recorded / base_record:5.1f}x"
+    )
+    print(
+        f"{name:<8} settle:  {settled:6.2f} s  ({n:,} users)  "
+        f"baseline {settle_base} {base_settle:5.2f} s  ratio {settled / base_settle:5.1f}x  "
+        f"budget 10 s: {'ok' if settled <= 10 else 'MISSED'}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--backend", choices=["memory", "postgres", "all"], default="all")
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
     args = parser.parse_args()
     print(f"keccak backend: {KECCAK_BACKEND}; {args.users} users, batches of {args.batch}")
     credits = _credits(args.users)
     gc.collect()
-    base_record = _baseline_record(credits)
-    base_settle = _baseline_settle(credits)
-    gc.collect()
     # Like the server does after start-up: the credits are long-lived, keep the GC off them.
     gc.freeze()
-    recorded, settled, users = trio.run(_ledger_run, credits, args.batch)
-    print(
-        f"record:  {recorded:6.2f} s  ({args.users / recorded:,.0f} credits/s)  "
-        f"baseline dict {base_record:5.2f} s  ratio {recorded / base_record:5.1f}x"
-    )
-    print(
-        f"settle:  {settled:6.2f} s  ({users:,} users)  "
-        f"baseline dict+tree {base_settle:5.2f} s  ratio {settled / base_settle:5.1f}x  "
-        f"budget 10 s: {'ok' if settled <= 10 else 'MISSED'}"
-    )
+    if args.backend in ("memory", "all"):
+        base_record = _baseline_record(credits)
+        base_settle = _baseline_settle(credits)
+        gc.collect()
+        recorded, settled, users = trio.run(_ledger_run, credits, args.batch)
+        assert users == args.users
+        _report(
+            "memory", args.users, recorded, base_record, settled, base_settle, "dict", "dict+tree"
+        )
+    if args.backend in ("postgres", "all"):
+        figures = trio.run(_pg_run, args.dsn, credits, args.batch)
+        _report("postgres", args.users, *figures, "plain INSERT", "GROUP BY+tree")
 
 
 if __name__ == "__main__":

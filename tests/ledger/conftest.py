@@ -27,14 +27,26 @@ from pathlib import Path
 
 import attrs
 import pytest
+import trio
+from eth_account.signers.local import LocalAccount
 from trio.testing import MockClock
 
-from grass.ledger.abc import AnchoredLedger, StepHook
+from grass.ledger.abc import AnchoredLedger, Proof, StepHook
+from grass.ledger.contract import load_artifact
 from grass.ledger.memory import MemoryAnchor, open_memory_ledger
 from grass.ledger.mockchain import MockchainAnchor, open_mockchain_ledger
 from grass.ledger.postgres import open_postgres_ledger
+from grass.ledger.web3 import Web3Anchor, open_web3_ledger
+from grass.ledger.web3.rpc import decode_revert
 from grass.storage.postgres.migrate import migrate
+from tests.ledger.evm import EvmNode, anvil_node, anvil_url, eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
+
+__all__ = ["anvil_url"]  # a session fixture defined in tests/ledger/evm.py
+
+#: Submit ``claim(account, cumulative_amount, proof)`` for a proof; the contract's custom
+#: error name if it reverted, else None.
+Claim = Callable[[Proof], Awaitable[str | None]]
 
 
 @attrs.define
@@ -43,6 +55,7 @@ class Harness:
     anchor_writes: Callable[[int], Awaitable[int]]
     tamper: Callable[[int, bytes], Awaitable[None]]
     path: Path
+    claim: Claim | None = None  # on the backends with the "claims" capability
 
 
 @asynccontextmanager
@@ -63,7 +76,7 @@ async def _memory(path: Path, step_hook: StepHook | None) -> AsyncIterator[Harne
 @asynccontextmanager
 async def _mockchain(path: Path, step_hook: StepHook | None) -> AsyncIterator[Harness]:
     async with open_mockchain_ledger(
-        path / "chain.json", block_time=1.0, confirmations=2, step_hook=step_hook
+        path / "chain.jsonl", block_time=1.0, confirmations=2, step_hook=step_hook
     ) as ledger:
         anchor = ledger.anchor
         assert isinstance(anchor, MockchainAnchor)
@@ -81,7 +94,15 @@ async def _mockchain(path: Path, step_hook: StepHook | None) -> AsyncIterator[Ha
         async def tamper(epoch: int, root: bytes) -> None:
             chain.rewrite_root(epoch, root)
 
-        yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path)
+        async def claim(proof: Proof) -> str | None:
+            tx = chain.claim(
+                proof.account, proof.cumulative_amount, list(proof.proof), sender="0x" + "22" * 20
+            )
+            while (receipt := chain.receipt(tx)) is None:
+                await chain.wait_change()
+            return receipt.error
+
+        yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path, claim=claim)
 
 
 _LEDGER_TABLES = (
@@ -134,16 +155,123 @@ async def _postgres(
             yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path)
 
 
+@attrs.define
+class Deployment:
+    """A distributor on a node, with its owner's key: what a test's reopens share."""
+
+    node: EvmNode
+    signer: LocalAccount
+    address: str
+
+
+def _deployment(node: EvmNode) -> Deployment:
+    signer = node.new_signer()
+    return Deployment(node=node, signer=signer, address=node.deploy(signer.address))
+
+
+@pytest.fixture
+def ethtester_deployment() -> Deployment:
+    return _deployment(eth_tester_node())
+
+
+@pytest.fixture
+def anvil_deployment(anvil_url: str) -> Deployment:
+    return _deployment(anvil_node(anvil_url))
+
+
+@asynccontextmanager
+async def _web3(
+    path: Path, step_hook: StepHook | None, *, deployment: Deployment
+) -> AsyncIterator[Harness]:
+    node = deployment.node
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node.mine_forever)
+        async with open_web3_ledger(
+            node.client(deployment.address),
+            deployment.signer,
+            confirmations=2,
+            poll_interval=0.02,
+            step_hook=step_hook,
+        ) as ledger:
+            anchor = ledger.anchor
+            assert isinstance(anchor, Web3Anchor)
+
+            async def writes(epoch: int) -> int:
+                return len(await anchor.client.root_posts(epoch))
+
+            async def tamper(epoch: int, root: bytes) -> None:
+                # The anchor now reads a second deployment holding the same roots but this one:
+                # the closest a test gets to a chain that disagrees with the journal.
+                forged = await node.run(lambda: node.deploy(node.funder))
+                contract = node.w3.eth.contract(address=forged, abi=load_artifact().abi)
+                for s in await ledger.settlements():
+                    posted = root if s.epoch == epoch else s.root
+                    fn = contract.functions.setRoot(s.epoch, posted)
+                    await node.run(
+                        lambda fn=fn: node.w3.eth.wait_for_transaction_receipt(
+                            fn.transact({"from": node.funder})
+                        )
+                    )
+                anchor.client.contract = contract
+
+            async def claim(proof: Proof) -> str | None:
+                fn = anchor.client.contract.functions.claim(
+                    node.w3.to_checksum_address(proof.account),
+                    proof.cumulative_amount,
+                    list(proof.proof),
+                )
+
+                def send() -> str | None:
+                    try:
+                        fn.call({"from": node.funder})
+                    except Exception as exc:
+                        error = decode_revert(exc)
+                        return error.name if error is not None else repr(exc)
+                    tx = fn.transact({"from": node.funder})
+                    receipt = node.w3.eth.wait_for_transaction_receipt(tx)
+                    assert receipt["status"] == 1
+                    return None
+
+                return await node.run(send)
+
+            yield Harness(
+                ledger=ledger, anchor_writes=writes, tamper=tamper, path=path, claim=claim
+            )
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _web3_ethtester(
+    path: Path, step_hook: StepHook | None, *, ethtester_deployment: Deployment
+) -> AsyncIterator[Harness]:
+    async with _web3(path, step_hook, deployment=ethtester_deployment) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def _web3_anvil(
+    path: Path, step_hook: StepHook | None, *, anvil_deployment: Deployment
+) -> AsyncIterator[Harness]:
+    async with _web3(path, step_hook, deployment=anvil_deployment) as harness:
+        yield harness
+
+
 HarnessFactory = Callable[..., AbstractAsyncContextManager[Harness]]
 
 LEDGER_BACKENDS: dict[str, HarnessFactory] = {
     "memory": _memory,
     "mockchain": _mockchain,
     "postgres": _postgres,
+    "web3-ethtester": _web3_ethtester,
+    "web3-anvil": _web3_anvil,
 }
 
 #: Fixtures a backend needs, passed to its factory by name.
-BACKEND_FIXTURES: dict[str, tuple[str, ...]] = {"postgres": ("pg_ledger_schema",)}
+BACKEND_FIXTURES: dict[str, tuple[str, ...]] = {
+    "postgres": ("pg_ledger_schema",),
+    "web3-ethtester": ("ethtester_deployment",),
+    "web3-anvil": ("anvil_deployment",),
+}
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
 import trio
 
@@ -269,3 +270,49 @@ async def test_anchor_survives_reopen_when_persistent(ledger_factory, autojump_c
     async with ledger_factory() as h:
         anchored = await h.ledger.anchor.anchored(1)
         assert anchored == (settled.root if persistent else None)
+
+
+async def test_a_proof_is_claimed_once_on_the_contract(harness, autojump_clock):
+    if "claims" not in harness.ledger.capabilities:
+        pytest.skip("this anchor has no claim function (only chains pay out)")
+    ledger = harness.ledger
+    await ledger.record([credit("a1", amount=40), credit("b1", user="bob", amount=2)])
+    await ledger.link_account("alice", WALLET)
+    await ledger.settle(1)
+    proof = await ledger.proof("alice", 1)
+    assert proof.account == WALLET
+    assert await harness.claim(proof) is None
+    assert await harness.claim(proof) == "NothingToClaim"
+    forged = attrs.evolve(proof, cumulative_amount=proof.cumulative_amount + 1)
+    assert await harness.claim(forged) == "InvalidProof"
+    # The next epoch's cumulative proof pays the difference only, and once.
+    await ledger.record([credit("a2", amount=5, epoch=2)])
+    await ledger.settle(2)
+    later = await ledger.proof("alice", 2)
+    assert later.cumulative_amount == 45
+    assert await harness.claim(later) is None
+    assert await harness.claim(later) == "NothingToClaim"
+
+
+async def test_export_gives_every_credit_in_order_and_the_links(harness, autojump_clock):
+    journal = harness.ledger.journal
+    credits = [credit(f"k{i}", user=f"u{i % 4}", amount=i + 1, epoch=1 + i % 2) for i in range(11)]
+    await harness.ledger.record(credits[:6])
+    await harness.ledger.record([credits[0], *credits[6:]])  # a duplicate is exported once
+    await harness.ledger.link_account("u1", WALLET)
+    await harness.ledger.settle(1)
+    await harness.ledger.link_account("u2", bytes.fromhex("22" * 20))
+    seen, cursor = [], 0
+    while True:
+        page, cursor = await journal.export(cursor, 4)
+        if not page:
+            break
+        assert len(page) <= 4
+        seen.extend(page)
+    assert seen == credits
+    assert (await journal.export(cursor, 4)) == ([], cursor)
+    links = sorted(await journal.links(), key=lambda link: link.user_id)
+    assert [(k.user_id, k.account, k.first_epoch) for k in links] == [
+        ("u1", WALLET, 0),
+        ("u2", bytes.fromhex("22" * 20), 2),
+    ]

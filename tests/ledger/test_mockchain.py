@@ -182,7 +182,7 @@ async def test_reorg_rejects_bad_depth():
 
 
 async def test_state_survives_restart(tmp_path, autojump_clock):
-    path = tmp_path / "chain.json"
+    path = tmp_path / "chain.jsonl"
     tree = MerkleTree.build({ALICE: 7})
     chain = MockChain(path)
     chain.set_root(1, tree.root)
@@ -204,7 +204,7 @@ async def test_state_survives_restart(tmp_path, autojump_clock):
 
 
 async def test_restarted_anchor_waits_for_its_pending_root(tmp_path, autojump_clock):
-    path = tmp_path / "chain.json"
+    path = tmp_path / "chain.jsonl"
     MockChain(path).set_root(1, ROOT1)  # sent, then the process died before a block
     chain = MockChain(path, block_time=1.0)
     anchor = MockchainAnchor(chain, confirmations=1)
@@ -227,3 +227,60 @@ async def test_other_root_on_chain_is_refused(autojump_clock):
         with pytest.raises(AnchorFailed, match="later epoch"):
             await anchor.post(0, ROOT2)
         nursery.cancel_scope.cancel()
+
+
+async def test_persistence_is_an_append_only_log(tmp_path, autojump_clock):
+    path = tmp_path / "chain.jsonl"
+    chain = MockChain(path)
+    tree = MerkleTree.build({ALICE: 7})
+    chain.set_root(1, tree.root)
+    chain.mine()
+    written = path.read_bytes()
+    sizes = [len(written)]
+    # Faults and a reorg are changes like any other: each one only appends.
+    chain.drop_next()
+    chain.set_root(2, ROOT2)
+    chain.revert_next()
+    chain.set_root(2, ROOT1)
+    chain.mine()
+    chain.set_root(3, ROOT2)
+    chain.mine()
+    chain.reorg(1)
+    chain.mine()
+    now = path.read_bytes()
+    assert now.startswith(written)
+    written = now
+    sizes.append(len(now))
+    for _ in range(50):
+        chain.mine()
+        now = path.read_bytes()
+        assert now.startswith(written)
+        # One block is one short line, whatever the length of the history before it.
+        assert len(now) - len(written) < 100
+        written = now
+        sizes.append(len(now))
+    assert sizes == sorted(sizes)
+    before = chain.state_digest()
+    reopened = MockChain(path)
+    assert reopened.state_digest() == before
+    assert (reopened.roots(1), reopened.roots(2), reopened.roots(3)) == (tree.root, None, ROOT2)
+    # The replayed chain keeps appending where the old one stopped.
+    reopened.mine()
+    assert MockChain(path).state_digest() == reopened.state_digest()
+
+
+async def test_a_torn_last_line_is_a_change_that_never_happened(tmp_path, autojump_clock):
+    path = tmp_path / "chain.jsonl"
+    chain = MockChain(path)
+    chain.set_root(1, ROOT1)
+    chain.mine()
+    before = chain.state_digest()
+    intact = path.read_bytes()
+    with path.open("ab") as f:
+        f.write(b'{"op":"mine","count":0,"rev')  # the process died mid-write
+    reopened = MockChain(path)
+    assert reopened.state_digest() == before
+    assert path.read_bytes() == intact  # the torn tail is cut, later lines start clean
+    reopened.set_root(2, ROOT2)
+    reopened.mine()
+    assert MockChain(path).roots(2) == ROOT2

@@ -27,7 +27,9 @@ from grass.ledger.mockchain.chain import MockChain
 
 
 class MockchainAnchor:
-    capabilities: frozenset[str] = frozenset({"faults", "reorg", "persistent", "confirmations"})
+    capabilities: frozenset[str] = frozenset(
+        {"faults", "reorg", "persistent", "confirmations", "claims"}
+    )
 
     def __init__(
         self, chain: MockChain, *, confirmations: int = 2, timeout: float | None = None

@@ -7,9 +7,11 @@ submitted transaction (its hash is returned, it never lands), revert the next on
 last k blocks (their transactions go back to the mempool, or vanish).
 
 The contract state is never stored: it is the replay of the canonical blocks, so a reorg is just
-"forget k blocks and replay". The chain (blocks and mempool) is written to one JSON file after
-every change, through a temporary file and ``os.replace``, so a crash leaves the old or the new
-file, never half of one; reopening the same path gives the same chain.
+"forget k blocks and replay". Persistence is an append-only log of JSON lines, one per change
+(a submitted or dropped transaction, a mined block, a reorg), each written and fsynced before
+the change is applied; opening the same path replays it. A block costs one short line instead
+of a rewrite of the whole history. A crash can only tear the last line: the replay stops at it
+and truncates it, so the chain is what it was before that change.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class Receipt:
     block: int
     ok: bool
     error: str | None  # the contract's custom error name on a revert
+
+
+def _tx_json(tx: Tx) -> dict[str, Any]:
+    return {"hash": tx.hash, "sender": tx.sender, "fn": tx.fn, "args": tx.args}
 
 
 class ContractState:
@@ -103,8 +109,11 @@ class MockChain:
         self._drop_next = 0
         self._revert_next = 0
         self._changed = trio.Event()
-        if self.path is not None and self.path.exists():
-            self._load()
+        if self.path is not None:
+            if self.path.exists() and self.path.stat().st_size:
+                self._load()
+            else:
+                self._commit({"op": "open", "owner": owner})
 
     # -- views ---------------------------------------------------------------------------
 
@@ -140,15 +149,15 @@ class MockChain:
     # -- writes --------------------------------------------------------------------------
 
     def submit(self, sender: str, fn: str, args: dict[str, Any]) -> str:
-        self._nonce += 1
-        body = json.dumps([self._nonce, sender, fn, args], sort_keys=True)
+        nonce = self._nonce + 1
+        body = json.dumps([nonce, sender, fn, args], sort_keys=True)
         tx = Tx(hash="0x" + keccak256(body.encode()).hex(), sender=sender, fn=fn, args=args)
-        if self._drop_next:
+        dropped = self._drop_next > 0
+        if dropped:
             self._drop_next -= 1
-            self._save()  # the nonce moved on: a re-submission must get another hash
-            return tx.hash
-        self.mempool.append(tx)
-        self._save()
+        # A dropped transaction is logged too: the nonce moved on, so a re-submission must get
+        # another hash after a restart as well.
+        self._commit({"op": "submit", "nonce": nonce, "tx": _tx_json(tx), "dropped": dropped})
         return tx.hash
 
     def set_root(self, epoch: int, root: bytes, *, sender: str | None = None) -> str:
@@ -161,21 +170,11 @@ class MockChain:
 
     def mine(self) -> int:
         """Mine every mempool transaction into a new block; return its number."""
-        txs, self.mempool = self.mempool, []
-        number = self.head + 1
-        receipts = []
-        for tx in txs:
-            if self._revert_next:
-                self._revert_next -= 1
-                error: str | None = "InjectedRevert"
-            else:
-                error = self.state.apply(tx)
-            receipts.append(Receipt(tx=tx, block=number, ok=error is None, error=error))
-            self._where[tx.hash] = number
-        self._blocks.append(receipts)
-        self._save()
+        reverted = [tx.hash for tx in self.mempool[: self._revert_next]]
+        self._revert_next -= len(reverted)
+        self._commit({"op": "mine", "count": len(self.mempool), "reverted": reverted})
         self._notify()
-        return number
+        return self.head
 
     # -- faults --------------------------------------------------------------------------
 
@@ -191,24 +190,13 @@ class MockChain:
         if not 0 < depth <= self.head:
             raise ValueError(f"reorg depth must be in [1, {self.head}]")
         removed = [r.tx for block in self._blocks[-depth:] for r in block]
-        del self._blocks[-depth:]
-        if requeue:
-            self.mempool[:0] = removed
-        self._replay()
-        self._save()
+        self._commit({"op": "reorg", "depth": depth, "requeue": requeue})
         self._notify()
         return removed
 
     def rewrite_root(self, epoch: int, root: bytes) -> None:
         """Edit history: the setRoot of ``epoch`` now says ``root``. For verify() tests only."""
-        tx_hash = self.state.root_tx[epoch]
-        for block in self._blocks:
-            for i, r in enumerate(block):
-                if r.tx.hash == tx_hash:
-                    tx = attrs.evolve(r.tx, args={**r.tx.args, "root": root.hex()})
-                    block[i] = attrs.evolve(r, tx=tx)
-        self._replay()
-        self._save()
+        self._commit({"op": "rewrite", "tx": self.state.root_tx[epoch], "root": root.hex()})
 
     # -- waiting -------------------------------------------------------------------------
 
@@ -240,38 +228,70 @@ class MockChain:
                 self._where[r.tx.hash] = number
 
     def _snapshot(self) -> dict[str, Any]:
-        def tx(t: Tx) -> dict[str, Any]:
-            return {"hash": t.hash, "sender": t.sender, "fn": t.fn, "args": t.args}
-
         return {
-            "version": 1,
             "owner": self.owner,
             "nonce": self._nonce,
-            "blocks": [[{"tx": tx(r.tx), "error": r.error} for r in b] for b in self._blocks],
-            "mempool": [tx(t) for t in self.mempool],
+            "blocks": [[{"tx": _tx_json(r.tx), "error": r.error} for r in b] for b in self._blocks],
+            "mempool": [_tx_json(t) for t in self.mempool],
         }
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(self._snapshot(), f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+    def _commit(self, change: dict[str, Any]) -> None:
+        """Log ``change`` (durably, when persisted), then apply it."""
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(change, separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        self._apply(change)
+
+    def _apply(self, change: dict[str, Any]) -> None:
+        op = change["op"]
+        if op == "open":
+            self.owner = change["owner"]
+            self.state = ContractState(self.owner)
+        elif op == "submit":
+            self._nonce = change["nonce"]
+            if not change["dropped"]:
+                self.mempool.append(Tx(**change["tx"]))
+        elif op == "mine":
+            count, reverted = change["count"], set(change["reverted"])
+            txs, self.mempool = self.mempool[:count], self.mempool[count:]
+            number = self.head + 1
+            receipts = []
+            for tx in txs:
+                error = "InjectedRevert" if tx.hash in reverted else self.state.apply(tx)
+                receipts.append(Receipt(tx=tx, block=number, ok=error is None, error=error))
+                self._where[tx.hash] = number
+            self._blocks.append(receipts)
+        elif op == "reorg":
+            depth = change["depth"]
+            removed = [r.tx for block in self._blocks[-depth:] for r in block]
+            del self._blocks[-depth:]
+            if change["requeue"]:
+                self.mempool[:0] = removed
+            self._replay()
+        elif op == "rewrite":
+            for block in self._blocks:
+                for i, r in enumerate(block):
+                    if r.tx.hash == change["tx"]:
+                        tx = attrs.evolve(r.tx, args={**r.tx.args, "root": change["root"]})
+                        block[i] = attrs.evolve(r, tx=tx)
+            self._replay()
+        else:
+            raise ValueError(f"unknown change in the chain log: {op!r}")
 
     def _load(self) -> None:
         assert self.path is not None
-        data = json.loads(self.path.read_text(encoding="utf-8"))
-        self.owner = data["owner"]
-        self._nonce = data["nonce"]
-        self.mempool = [Tx(**t) for t in data["mempool"]]
-        self._blocks = [
-            [Receipt(tx=Tx(**r["tx"]), block=0, ok=True, error=r["error"]) for r in b]
-            for b in data["blocks"]
-        ]
-        self._replay()
+        good = 0
+        with self.path.open("rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # torn by a crash mid-write: that change never happened
+                self._apply(json.loads(line))
+                good += len(line)
+        if good != self.path.stat().st_size:
+            with self.path.open("r+b") as f:
+                f.truncate(good)
 
     def state_digest(self) -> dict[str, Any]:
         """Everything observable, as plain data: two equal digests are two equal chains."""

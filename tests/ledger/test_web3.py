@@ -1,0 +1,284 @@
+"""What only the web3 anchor does: restarts through the outbox, reverts, reorgs, keys.
+
+The conformance suite (test_conformance.py) already runs the web3 ledger on eth-tester and
+anvil; these tests reach inside the writer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import pytest
+import trio
+from eth_account import Account
+from trio.testing import MockClock
+
+from grass import app
+from grass.config import load_config
+from grass.errors import ConfigError, StartupError
+from grass.ledger.abc import AnchoredLedger, AnchorFailed, Credit, SettlementStatus, StepHook
+from grass.ledger.memory import MemoryJournal
+from grass.ledger.merkle import keccak256
+from grass.ledger.web3 import (
+    MemoryOutbox,
+    Outbox,
+    OutboxEntry,
+    PostgresOutbox,
+    Web3Anchor,
+    load_signer,
+    open_web3_ledger,
+)
+from grass.ledger.web3.anchor import WriterHook
+from grass.ledger.web3.outbox import OutboxStatus
+from grass.storage.memory import MemoryStorage
+from grass.storage.postgres.migrate import migrate
+from tests.ledger.conftest import Deployment, _deployment
+from tests.ledger.evm import anvil_node, eth_tester_node
+from tests.storage.postgres.conftest import open_test_database, temporary_schema
+
+
+@pytest.fixture
+def autojump_clock() -> MockClock:
+    # Worker threads and a real node: time must pass at its real rate.
+    return MockClock(rate=1.0)
+
+
+@pytest.fixture(params=["eth-tester", "anvil"])
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    if request.param == "anvil":
+        return _deployment(anvil_node(request.getfixturevalue("anvil_url")))
+    return _deployment(eth_tester_node())
+
+
+@asynccontextmanager
+async def open_ledger(
+    d: Deployment,
+    *,
+    journal: MemoryJournal,
+    outbox: Outbox,
+    confirmations: int = 2,
+    step_hook: StepHook | None = None,
+    writer_hook: WriterHook | None = None,
+) -> AsyncIterator[Web3Anchor]:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(d.node.mine_forever)
+        async with open_web3_ledger(
+            d.node.client(d.address),
+            d.signer,
+            journal=journal,
+            outbox=outbox,
+            confirmations=confirmations,
+            poll_interval=0.02,
+            step_hook=step_hook,
+            writer_hook=writer_hook,
+        ) as ledger:
+            anchor = ledger.anchor
+            assert isinstance(anchor, Web3Anchor)
+            yield anchor
+        nursery.cancel_scope.cancel()
+
+
+def credit(key: str, user: str = "alice", amount: int = 10, epoch: int = 1) -> Credit:
+    return Credit(key=key, user_id=user, amount=amount, epoch=epoch)
+
+
+class Crash(Exception):
+    pass
+
+
+async def test_crash_after_signing_then_restart_broadcasts_the_same_transaction(
+    deployment, autojump_clock
+):
+    # The journal and the outbox stand for the store: they outlive the "process".
+    journal, outbox = MemoryJournal(), MemoryOutbox()
+
+    async def crash(step: str) -> None:
+        raise Crash(step)
+
+    await journal.record([credit("a1"), credit("b1", user="bob")])
+    async with open_ledger(deployment, journal=journal, outbox=outbox, writer_hook=crash) as a:
+        ledger = AnchoredLedger(journal, a)
+        with pytest.raises(AnchorFailed, match="Crash"):
+            await ledger.settle(1)
+        assert a.signed == {1: 1}
+        (entry,) = await outbox.pending()
+        # Signed and stored, never broadcast: the chain knows nothing.
+        assert await a.client.root(1) is None
+        assert await a.client.receipt(entry.tx_hash) is None
+
+    async with open_ledger(deployment, journal=journal, outbox=outbox) as b:
+        ledger = AnchoredLedger(journal, b)
+        settled = await ledger.settle(1)
+        assert settled.status is SettlementStatus.CONFIRMED
+        assert settled.anchor_ref == entry.tx_hash  # the very bytes signed before the crash
+        assert b.signed == {}
+        assert await b.client.root_posts(1) == [entry.tx_hash]
+        assert (await outbox.get(1)).status is OutboxStatus.MINED
+        assert (await ledger.verify()).ok
+
+
+async def test_a_key_that_is_not_the_owner_is_refused_before_sending(deployment, autojump_clock):
+    stranger = deployment.node.new_signer()
+    other = Deployment(node=deployment.node, signer=stranger, address=deployment.address)
+    journal = MemoryJournal()
+    await journal.record([credit("a1")])
+    async with open_ledger(other, journal=journal, outbox=MemoryOutbox()) as anchor:
+        ledger = AnchoredLedger(journal, anchor)
+        with pytest.raises(AnchorFailed) as info:
+            await ledger.settle(1)
+        assert info.value.details["error"] == "NotOwner"
+        assert anchor.signed == {}
+        assert (await ledger.settlement(1)).status is SettlementStatus.FAILED
+
+
+async def test_a_reorg_that_drops_the_root_brings_the_same_transaction_back(
+    deployment, autojump_clock
+):
+    node = deployment.node
+    journal, outbox = MemoryJournal(), MemoryOutbox()
+    await journal.record([credit("a1")])
+    snapshot = await node.run(lambda: node.w3.provider.make_request("evm_snapshot", []))
+    reorged = []
+
+    async def reorg(step: str) -> None:
+        # The root is mined: roll the chain back to before it, the transaction lost with it.
+        if step == "post" and not reorged:
+            reorged.append(step)
+            await node.run(
+                lambda: node.w3.provider.make_request("evm_revert", [snapshot["result"]])
+            )
+            assert await anchor.client.root(1) is None
+
+    async with open_ledger(
+        deployment, journal=journal, outbox=outbox, confirmations=3, step_hook=reorg
+    ) as anchor:
+        ledger = AnchoredLedger(journal, anchor, step_hook=reorg)
+        settled = await ledger.settle(1)
+        assert reorged == ["post"]
+        assert anchor.signed == {1: 1}
+        assert await anchor.client.root_posts(1) == [settled.anchor_ref]
+        assert await anchor.confirmations(settled.anchor_ref) >= 3
+        assert (await ledger.verify()).ok
+
+
+async def test_a_transaction_reverted_on_chain_is_an_anchor_failure(anvil_url, autojump_clock):
+    d = _deployment(anvil_node(anvil_url))
+    node = d.node
+    journal = MemoryJournal()
+    await journal.record([credit("a1")])
+
+    async def raise_next_epoch(step: str) -> None:
+        # Between signing and broadcast the contract moves on (slot 4 is nextEpoch): the
+        # transaction passed its gas estimate but reverts in its block.
+        slot = "0x" + (4).to_bytes(32, "big").hex()
+        value = "0x" + (100).to_bytes(32, "big").hex()
+        await node.run(
+            lambda: node.w3.provider.make_request("anvil_setStorageAt", [d.address, slot, value])
+        )
+
+    async with open_ledger(
+        d, journal=journal, outbox=MemoryOutbox(), writer_hook=raise_next_epoch
+    ) as anchor:
+        ledger = AnchoredLedger(journal, anchor)
+        assert await anchor.client.next_epoch() == 0
+        with pytest.raises(AnchorFailed) as info:
+            await ledger.settle(1)
+        assert info.value.details["error"] == "EpochNotIncreasing"
+        assert await anchor.client.next_epoch() == 100
+        assert (await anchor.outbox.get(1)).status is OutboxStatus.FAILED
+        assert (await ledger.settlement(1)).status is SettlementStatus.FAILED
+
+
+def test_keys_from_hex_and_keystore(tmp_path):
+    account = Account.create()
+    key = account.key.hex()
+    assert load_signer(private_key=key).address == account.address
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(Account.encrypt(account.key, "s3cret", iterations=2)))
+    signer = load_signer(keystore_path=str(path), password="s3cret")
+    assert signer.address == account.address
+    with pytest.raises(ConfigError, match="cannot decrypt"):
+        load_signer(keystore_path=str(path), password="wrong")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_signer(keystore_path=str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError) as info:
+        load_signer(private_key="0x1234")
+    assert "1234" not in str(info.value)
+    with pytest.raises(ConfigError, match="needs a private key"):
+        load_signer()
+
+
+@pytest.fixture
+def outbox_schema(postgres_dsn: str):
+    with temporary_schema(postgres_dsn, prefix="outbox") as name:
+        yield name
+
+
+async def test_postgres_outbox_keeps_one_entry_per_epoch(postgres_dsn, outbox_schema):
+    async with open_test_database(postgres_dsn, outbox_schema) as db:
+        await migrate(db)
+        outbox = PostgresOutbox(db)
+        assert await outbox.get(1) is None
+        entry = OutboxEntry(
+            epoch=1,
+            root=keccak256(b"r"),
+            sender="0x" + "ab" * 20,
+            nonce=7,
+            tx_hash="0x" + "cd" * 32,
+            raw_tx=b"\x02signed",
+            status=OutboxStatus.SENT,
+        )
+        await outbox.put(entry)
+        later = OutboxEntry(
+            epoch=2,
+            root=keccak256(b"s"),
+            sender=entry.sender,
+            nonce=8,
+            tx_hash="0x" + "ef" * 32,
+            raw_tx=b"\x02other",
+            status=OutboxStatus.SENT,
+        )
+        await outbox.put(later)
+        assert await outbox.get(1) == entry
+        assert await outbox.pending() == [entry, later]
+        await outbox.put(attrs.evolve(entry, status=OutboxStatus.MINED))
+        assert await outbox.pending() == [later]
+        assert (await outbox.get(1)).status is OutboxStatus.MINED
+
+
+def _web3_config(url: str, address: str, key: str):
+    config, _ = load_config(
+        environ={
+            "GRASS_LEDGER": "web3",
+            "GRASS_LEDGER_RPC_URL": url,
+            "GRASS_LEDGER_CONTRACT_ADDRESS": address,
+            "GRASS_LEDGER_PRIVATE_KEY": key,
+            "GRASS_LEDGER_CONFIRMATIONS": "1",
+            "GRASS_LEDGER_POLL_INTERVAL": "0.02",
+        }
+    )
+    return config
+
+
+async def test_the_app_opens_the_web3_ledger_from_its_config(anvil_url, autojump_clock):
+    d = _deployment(anvil_node(anvil_url))
+    config = _web3_config(anvil_url, d.address, d.signer.key.hex())
+    async with app.open_ledger(config, MemoryStorage()) as ledger:
+        assert isinstance(ledger.anchor, Web3Anchor)
+        await ledger.record([credit("a1")])
+        settled = await ledger.settle(1)
+        assert settled.status is SettlementStatus.CONFIRMED
+        assert await ledger.anchor.anchored(1) == settled.root
+
+    stranger = Account.create()
+    config = _web3_config(anvil_url, d.address, stranger.key.hex())
+    with pytest.raises(StartupError, match="owned by"):
+        async with app.open_ledger(config, MemoryStorage()):
+            pass
+    nobody = _web3_config(anvil_url, "0x" + "00" * 19 + "01", d.signer.key.hex())
+    with pytest.raises(StartupError, match="no distributor answers"):
+        async with app.open_ledger(nobody, MemoryStorage()):
+            pass
