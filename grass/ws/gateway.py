@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -52,6 +52,12 @@ UPGRADE_REFUSED = 403
 
 #: How long shutdown waits for the sessions to end before the final flush.
 CLOSE_TIMEOUT = 5.0
+
+
+#: Hooks other features install: raise a Forbidden (403 at the upgrade) or a GrassError with a
+#: close code (at AUTH). Upgrade checks get the peer address and the v5 token's claims, if any.
+UpgradeCheck = Callable[[str, "tokens.TokenClaims | None"], Awaitable[None]]
+AuthCheck = Callable[[str, str, str], Awaitable[None]]  # user_id, device_id, ip
 
 
 class LiveConfig(Protocol):
@@ -119,6 +125,7 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         *,
         score_of: ScoreOf = lambda _: None,
+        on_auth: Callable[[str], None] = lambda _: None,
         token_key: bytes | None = None,
     ) -> None:
         self.storage = storage
@@ -130,6 +137,10 @@ class Gateway:
         # No configured key: tokens are valid on this process only (and die with it).
         self.token_key = key if len(key) >= tokens.MIN_SECRET_LENGTH else secrets.token_bytes(32)
         self._score_of = score_of
+        self.upgrade_checks: list[UpgradeCheck] = []
+        self.auth_checks: list[AuthCheck] = []
+        #: Told each authenticated device id (the scorer scores it again: DESIGN §5).
+        self._on_auth = on_auth
         self.registry = Registry(
             max_devices_per_user=lambda: self.live.current.limits.max_devices_per_user,
             max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
@@ -172,6 +183,8 @@ class Gateway:
         ip = canonical_ip(request.remote_address)
         try:
             claims = self._check_upgrade(request, ip)
+            for upgrade_check in self.upgrade_checks:
+                await upgrade_check(ip, claims)
             self.registry.open(ip)
         except (Forbidden, Unauthenticated) as exc:
             await request.reject(UPGRADE_REFUSED, http_error(exc).body)
@@ -233,6 +246,8 @@ class Gateway:
     ) -> Accrual:
         result = event.result
         user_id, device_id = result.user_id, result.browser_id
+        for auth_check in self.auth_checks:
+            await auth_check(user_id, device_id, session.ip)
         if claims is not None:
             if claims.user_id != user_id or claims.device_id != device_id:
                 raise ClaimsMismatch("the AUTH answer does not match the check-in token")
@@ -268,6 +283,7 @@ class Gateway:
         session.accrual = accrual
         self.registry.add(session)
         self.flusher.add(accrual)
+        self._on_auth(device_id)
         self.metrics.node_messages.labels("auth").inc()
         return accrual
 

@@ -206,6 +206,7 @@ class UptimeFlusher:
         self._retired: list[Accrual] = []
         self._carry: dict[Key, UptimeDelta] = {}
         self._rows: dict[str, Device] = {}
+        self._forgotten: set[str] = set()
         self._lock = trio.Lock()
         self.flushes = 0
         self.failures = 0
@@ -224,6 +225,12 @@ class UptimeFlusher:
         if accrual in self._live:
             self._live.discard(accrual)
             self._retired.append(accrual)
+
+    def forget(self, device_id: str) -> None:
+        """The device was removed by its owner: its sessions' rows and uptime not written yet
+        are dropped (writing the row would bring the device back)."""
+        self._forgotten.add(device_id)
+        self._rows.pop(device_id, None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -256,8 +263,13 @@ class UptimeFlusher:
 
     def _collect(self) -> None:
         retired, self._retired = self._retired, []
+        if self._forgotten:
+            self._drop_forgotten(retired)
         # Retired first: a device's newer session, if any, has the last word on its row.
         for accrual in (*retired, *self._live):
+            if accrual.device_id in self._forgotten:
+                accrual.take()
+                continue
             for delta in accrual.take():
                 old = self._carry.get(delta.key)
                 if old is not None:
@@ -266,6 +278,16 @@ class UptimeFlusher:
             if accrual.dirty or (not accrual.closed and accrual.device_id in self._rows):
                 accrual.dirty = False
                 self._rows[accrual.device_id] = accrual.device_row()
+
+    def _drop_forgotten(self, retired: list[Accrual]) -> None:
+        forgotten = self._forgotten
+        self._carry = {k: d for k, d in self._carry.items() if d.device_id not in forgotten}
+        # A mark lasts while a session of the device still runs (it is closing).
+        self._forgotten = {a.device_id for a in self._live if a.device_id in forgotten}
+        for accrual in retired:
+            if accrual.device_id in forgotten:
+                accrual.take()
+        retired[:] = [a for a in retired if a.device_id not in forgotten]
 
     async def _write_rows(self, rows: list[Device]) -> None:
         try:

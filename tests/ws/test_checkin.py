@@ -15,6 +15,7 @@ from grass.metrics import Metrics
 from grass.storage.memory import MemoryStorage
 from grass.ws import token as tokens
 from grass.ws.gateway import Gateway
+from tests.http.helpers import guard_for
 from tests.storage.conftest import make_user
 
 NOW = 1_700_000_000.0
@@ -39,7 +40,7 @@ async def client_and_user():
     live = LiveConfig(config)
     metrics = Metrics()
     gateway = Gateway(storage, live, metrics, lambda: NOW, token_key=b"k" * 32)
-    app = create_app(metrics=metrics, readiness=ready)
+    app = create_app(metrics=metrics, readiness=ready, guard=guard_for(storage.users))
     add_checkin_routes(app, gateway, storage.users, live)
     return app.test_client(), user.id, gateway
 

@@ -12,6 +12,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from grass.http.app import create_app
 from grass.http.checkin import add_checkin_routes
 from grass.ws.node_client import NodeIdentity, run_node, run_nodes
+from tests.http.helpers import guard_for
 from tests.ws.test_gateway import harness, wait_for
 
 
@@ -42,7 +43,9 @@ async def test_a_node_without_reconnect_reports_the_close_code():
 
 async def test_v5_node_checks_in_over_http_then_connects_with_its_token():
     async with harness(node={"allow_legacy_auth": False}) as h, trio.open_nursery() as nursery:
-        app = create_app(metrics=h.gateway.metrics, readiness=_ready)
+        app = create_app(
+            metrics=h.gateway.metrics, readiness=_ready, guard=guard_for(h.storage.users)
+        )
         add_checkin_routes(
             app,
             h.gateway,

@@ -1,0 +1,107 @@
+"""Two instances sharing one Redis: presence and the per-instance command channel for real.
+
+Real time (Redis keeps its own clock): intervals are short and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from grass.app import LiveConfig
+from grass.config import Config
+from grass.domain.users import Role
+from grass.metrics import Metrics
+from grass.storage.memory import MemoryStorage
+from grass.storage.redis import open_redis_state
+from grass.ws.control import BANNED
+from grass.ws.gateway import Gateway
+from grass.ws.network_features import NetworkFeatures
+from grass.ws.registry import PAUSED
+from tests.storage.conftest import make_user
+from tests.storage.shared.conftest import delete_prefix
+from tests.ws.test_session import EPOCH, FakeTransport
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    prefix = f"grass:test:{uuid.uuid4().hex[:12]}:"
+    yield redis_url, prefix
+    delete_prefix(redis_url, prefix)
+
+
+@attrs.define
+class Instance:
+    gateway: Gateway
+    features: NetworkFeatures
+    nursery: trio.Nursery
+
+    async def join(self, user_id: str, device_id: str | None = None) -> tuple[FakeTransport, str]:
+        transport = FakeTransport()
+        self.nursery.start_soon(self.gateway.run_session, transport, "203.0.113.5", None)
+        device_id = await transport.auth(device_id, user_id=user_id)
+        with trio.fail_after(5):
+            while self.gateway.registry.get(device_id) is None:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        await self.gateway.flusher.flush_now()
+        return transport, device_id
+
+
+@asynccontextmanager
+async def instance(
+    storage: MemoryStorage, url: str, prefix: str, name: str, nursery: trio.Nursery
+) -> AsyncIterator[Instance]:
+    base = Config()
+    config = attrs.evolve(
+        base, node=attrs.evolve(base.node, presence_sync_interval=0.05, uptime_flush_interval=0.2)
+    )
+    async with open_redis_state(url, instance_id=name, prefix=prefix) as shared:
+        gateway = Gateway(
+            storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
+        )
+        features = NetworkFeatures(gateway, storage, shared)
+        async with trio.open_nursery() as tasks:
+            await tasks.start(gateway.run)
+            await tasks.start(features.run)
+            yield Instance(gateway, features, nursery)
+            tasks.cancel_scope.cancel()
+
+
+async def closed(transport: FakeTransport) -> tuple[int, str]:
+    with trio.fail_after(5):
+        while transport.closed is None:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    return transport.closed
+
+
+async def test_pause_and_bans_reach_the_other_instance(redis_prefix):
+    url, prefix = redis_prefix
+    storage = MemoryStorage()
+    user, admin = make_user(), make_user(role=Role.ADMIN)
+    await storage.users.create_user(user)
+    await storage.users.create_user(admin)
+    async with trio.open_nursery() as nursery:
+        async with (
+            instance(storage, url, prefix, "a", nursery) as a,
+            instance(storage, url, prefix, "b", nursery) as b,
+        ):
+            node, device_id = await b.join(user.id)
+            with trio.fail_after(5):
+                while (await a.features.network.get_device(user.id, device_id)).status != "online":  # noqa: ASYNC110 (Redis: polled)
+                    await trio.sleep(0.02)
+            await a.features.network.pause(user.id, device_id)
+            assert await closed(node) == (PAUSED, "device paused by its owner")
+            await a.features.network.resume(user.id, device_id)
+            again, _ = await b.join(user.id, device_id)
+            await a.features.admin.ban_range(admin.id, "203.0.113.0/24")
+            assert await closed(again) == (BANNED, "address range banned")
+            with trio.fail_after(5):  # b reloaded its ban list when told
+                while b.features.bans.banned_range("203.0.113.5") is None:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
