@@ -1,16 +1,18 @@
 """The quart-trio application: health, readiness, metrics, and the error and request plumbing.
 
-Routes per resource register themselves on the app from their own modules; this module owns
-what every route shares: the error shape, request ids and request logs.
+Routes per resource are declared from their own modules through :func:`grass.http.api.api_of`
+(see docs/http-framework.md); this module owns what every route shares: the error shape,
+request ids, request logs, CORS, and the meta routes (health, readiness, metrics, OpenAPI).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
+import attrs
 import structlog
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -18,6 +20,9 @@ from werkzeug.exceptions import HTTPException
 
 from grass import ids, logs
 from grass.errors import http_error
+from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Guard, Reply
+from grass.http.auth import ANONYMOUS
+from grass.http.openapi import add_openapi_routes
 from grass.metrics import CONTENT_TYPE, Metrics
 
 log = logs.get("grass.http")
@@ -30,20 +35,67 @@ def json_error(status: int, code: str, message: str, headers: dict[str, str] | N
     return body, status, headers or {}
 
 
-def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
-    """The app; ``readiness`` returns a problem per unreachable backend (empty when ready)."""
+@attrs.frozen(kw_only=True)
+class Liveness:
+    status: str
+
+
+@attrs.frozen(kw_only=True)
+class Health:
+    status: str
+    problems: dict[str, str]
+
+
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-None-Match, X-Request-Id"
+CORS_EXPOSE_HEADERS = "ETag, Retry-After, X-Request-Id"
+
+
+def create_app(
+    *,
+    metrics: Metrics,
+    readiness: Readiness,
+    guard: Guard,
+    cors_origins: Callable[[], Collection[str]] = tuple,
+) -> QuartTrio:
+    """The app; ``readiness`` returns a problem per unreachable backend (empty when ready),
+    ``guard`` authenticates and rate-limits declared routes, ``cors_origins`` gives the web
+    origins allowed to call the API from a browser."""
     app = QuartTrio(
         __name__, static_folder=None, template_folder=None, root_path=str(Path(__file__).parent)
     )
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["grass.shutting_down"] = False
+    api = Api(app, guard)
+    app.extensions["grass.api"] = api
+
+    def allowed_origin() -> str | None:
+        origin = request.headers.get("Origin")
+        return origin if origin and origin in cors_origins() else None
 
     @app.before_request
-    async def _begin() -> None:
+    async def _begin() -> Any:
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or ids.short_id()
         g.started = time.perf_counter()
         # Every line logged while this request runs carries its id.
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        if request.content_length or "Transfer-Encoding" in request.headers:
+            # Read the body even when the answer will not need it (a 405, a 404, a preflight):
+            # an unread body left on a kept-alive connection stalls the client's next request.
+            await request.get_data()
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            # A browser's CORS preflight: answered here, for every route.
+            if allowed_origin() is None:
+                return json_error(403, "origin_not_allowed", "this origin may not call the API")
+            return Response(
+                b"",
+                status=204,
+                headers={
+                    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+                    "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+                    "Access-Control-Max-Age": "600",
+                },
+            )
+        return None
 
     @app.after_request
     async def _finish(response: Response) -> Response:
@@ -52,6 +104,11 @@ def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
         metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
         metrics.http_latency.labels(route).observe(elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        origin = allowed_origin()
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        response.vary.add("Origin")
         log.info(
             "request",
             method=request.method,
@@ -68,7 +125,9 @@ def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def _http_exception(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return json_error(exc.code or 500, code, exc.description or exc.name or "error")
+        # Keep what the exception says about itself (Allow on a 405), not its HTML type.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return json_error(exc.code or 500, code, exc.description or exc.name or "error", headers)
 
     @app.errorhandler(Exception)
     async def _exception(exc: Exception) -> Any:
@@ -77,21 +136,41 @@ def create_app(*, metrics: Metrics, readiness: Readiness) -> QuartTrio:
             log.error("unhandled error", exc_info=exc)
         return reply.body, reply.status, reply.headers
 
-    @app.get("/healthz")
-    async def healthz() -> Any:
-        return {"status": "alive"}
+    meta: dict[str, Any] = {"tag": ANONYMOUS_ROUTES_TAG, "auth": ANONYMOUS, "rate_limit": "none"}
 
-    @app.get("/readyz")
-    async def readyz() -> Any:
+    @api.route(
+        "GET", "/healthz", summary="Liveness", response=Liveness, cache_control="no-store", **meta
+    )
+    async def healthz(call: Call) -> Liveness:
+        return Liveness(status="alive")
+
+    @api.route(
+        "GET",
+        "/readyz",
+        summary="Readiness: every backend answers",
+        response=Health,
+        cache_control="no-store",
+        other_statuses={503: "Not ready, or shutting down; `problems` names each backend"},
+        **meta,
+    )
+    async def readyz(call: Call) -> Any:
         if app.extensions["grass.shutting_down"]:
-            return {"status": "shutting down", "problems": {}}, 503
+            return Reply(Health(status="shutting down", problems={}), status=503)
         problems = await readiness()
         if problems:
-            return {"status": "not ready", "problems": problems}, 503
-        return {"status": "ready", "problems": {}}
+            return Reply(Health(status="not ready", problems=problems), status=503)
+        return Health(status="ready", problems={})
 
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Any:
+    @api.route(
+        "GET",
+        "/metrics",
+        summary="Prometheus metrics",
+        response=str,
+        media_type=CONTENT_TYPE,
+        **meta,
+    )
+    async def metrics_endpoint(call: Call) -> Response:
         return Response(metrics.render(), content_type=CONTENT_TYPE)
 
+    add_openapi_routes(api)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 import cattrs
@@ -20,6 +20,9 @@ from quart import Quart, request
 from grass.config import Config
 from grass.domain.devices import DeviceType
 from grass.errors import Forbidden, InvalidInput, Unauthenticated, ValidationFailed
+from grass.http import schema as s
+from grass.http.api import Call, api_of
+from grass.http.auth import ANONYMOUS
 from grass.ids import is_short_id, is_uuid
 from grass.storage.abc import StorageNotFound, UserStore
 
@@ -35,18 +38,27 @@ class LiveConfig(Protocol):
     def current(self) -> Config: ...
 
 
+_UUID_ANY_CASE = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
 @attrs.frozen(kw_only=True)
 class CheckinRequest:
-    browserId: str  # the wire names of Grass clients
-    userId: str
-    version: str = attrs.field(validator=attrs.validators.max_len(64))
-    deviceType: str
-    extensionId: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.max_len(128))
-    )
-    userAgent: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.max_len(512))
-    )
+    """A v5 node's check-in; later clients add keys, which are tolerated."""
+
+    ALLOWS_EXTRA_KEYS: ClassVar[bool] = True
+
+    browserId: str = s.text(max_length=36, pattern=_UUID_ANY_CASE)  # the wire names of Grass
+    userId: str = s.text(max_length=64)
+    version: str = s.text(max_length=64)
+    deviceType: str = attrs.field(metadata={s.SCHEMA: {"enum": [t.value for t in DeviceType]}})
+    extensionId: str | None = s.text(max_length=128, optional=True, default=None)
+    userAgent: str | None = s.text(max_length=512, optional=True, default=None)
+
+
+@attrs.frozen(kw_only=True)
+class CheckinReply:
+    destinations: list[str]
+    token: str
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -113,10 +125,20 @@ def add_checkin_routes(
 
     where = destinations or default_destinations
 
-    @app.post("/checkin")
-    async def checkin() -> Any:
-        body = await request.get_json(force=True, silent=True)
-        data = parse_checkin(body)
+    @api_of(app).route(
+        "POST",
+        "/checkin",
+        summary="v5 check-in: a token and the node addresses to connect to",
+        tag="nodes",
+        auth=ANONYMOUS,
+        body=CheckinRequest,
+        body_parser=parse_checkin,
+        response=CheckinReply,
+        status=201,
+        errors=(UnknownUser, ExtensionNotAllowed),
+    )
+    async def checkin(call: Call) -> CheckinReply:
+        data: CheckinRequest = call.body
         if not is_short_id(data.userId):
             raise UnknownUser("unknown user")
         try:
@@ -132,4 +154,4 @@ def add_checkin_routes(
         except ValueError:
             raise InvalidInput("the token needs the client's IP address") from None
         token = gateway.issue_token(data.userId, data.browserId, ip)
-        return {"destinations": where(), "token": token}, 201
+        return CheckinReply(destinations=where(), token=token)

@@ -1,0 +1,319 @@
+"""Operators' routes under /api/v1/admin (grass.services.admin): connections, bans, feature
+flags, the audit log. Every route needs an admin session; every change is audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+from quart import Quart
+
+from grass.domain.admin import AuditAction, AuditEntry, Ban, BanKind
+from grass.domain.devices import DeviceType
+from grass.domain.pages import Page
+from grass.http import schema as s
+from grass.http.api import Call, PageQuery, api_of
+from grass.http.auth import ADMIN
+from grass.http.network import PRINTABLE
+from grass.services.admin import (
+    AdminService,
+    AlreadyBanned,
+    BanNotFound,
+    CannotBanAdmin,
+    ConnectionNotFound,
+    FlagNotFound,
+    UserNotFound,
+)
+from grass.services.flags import FlagSource, FlagView
+
+TAG = "admin"
+
+
+@attrs.frozen(kw_only=True)
+class AdminConnection:
+    """A live node connection, on whichever instance holds it (``last_seen``: its latest
+    heartbeat as written, every few seconds)."""
+
+    device_id: str
+    user_id: str
+    ip: str | None
+    type: DeviceType
+    version: str | None
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    instance: str
+
+
+@attrs.frozen(kw_only=True)
+class AdminBan:
+    id: str
+    kind: BanKind
+    #: A CIDR range (kind ip_range) or a user id (kind user).
+    target: str
+    reason: str | None
+    created_by: str | None
+    created_at: dt.datetime
+    lifted_at: dt.datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class RangeBanRequest:
+    """A CIDR range (``10.0.0.0/8``) or one address; host bits must be zero."""
+
+    range: str = s.text(max_length=64, min_length=1)
+    reason: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
+
+
+@attrs.frozen(kw_only=True)
+class UserBanRequest:
+    user_id: str = s.text(max_length=64, min_length=1)
+    reason: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
+
+
+@attrs.frozen(kw_only=True)
+class BanQuery(PageQuery):
+    kind: BanKind | None = None
+    include_lifted: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class AdminFlag:
+    name: str
+    enabled: bool
+    source: FlagSource
+    config_value: bool | None
+    updated_by: str | None
+    updated_at: dt.datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class FlagValue:
+    enabled: bool
+
+
+@attrs.frozen(kw_only=True)
+class AuditQuery(PageQuery):
+    actor_id: str | None = s.text(max_length=64, pattern=PRINTABLE, optional=True, default=None)
+    action: AuditAction | None = None
+    target_id: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
+
+
+@attrs.frozen(kw_only=True)
+class AuditLogEntry:
+    id: int
+    actor_id: str | None
+    action: AuditAction
+    target_type: str
+    target_id: str
+    details: dict[str, Any]
+    ip: str | None
+    at: dt.datetime
+
+
+def _ban(b: Ban) -> AdminBan:
+    return AdminBan(
+        id=b.id,
+        kind=b.kind,
+        target=b.target,
+        reason=b.reason,
+        created_by=b.created_by,
+        created_at=b.created_at,
+        lifted_at=b.lifted_at,
+    )
+
+
+def _flag(v: FlagView) -> AdminFlag:
+    return AdminFlag(
+        name=v.name,
+        enabled=v.enabled,
+        source=v.source,
+        config_value=v.config_value,
+        updated_by=v.override.updated_by if v.override else None,
+        updated_at=v.override.updated_at if v.override else None,
+    )
+
+
+def _entry(e: AuditEntry) -> AuditLogEntry:
+    return AuditLogEntry(
+        id=e.id or 0,
+        actor_id=e.actor_id,
+        action=e.action,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        details=dict(e.details),
+        ip=e.ip,
+        at=e.at,
+    )
+
+
+def add_admin_routes(app: Quart, admin: AdminService) -> None:
+    api = api_of(app)
+
+    @api.route(
+        "GET",
+        "/api/v1/admin/connections",
+        summary="Live node connections",
+        description="Every instance's connections (online device rows confirmed by the "
+        "presence map). Order: device id; a page may hold fewer items than the limit.",
+        tag=TAG,
+        auth=ADMIN,
+        query=PageQuery,
+        page_of=AdminConnection,
+    )
+    async def list_connections(call: Call) -> Page[AdminConnection]:
+        page = await admin.list_connections(
+            call.user_id, cursor=call.query.cursor, limit=call.query.limit
+        )
+        return Page(tuple(AdminConnection(**attrs.asdict(c)) for c in page.items), page.next_cursor)
+
+    @api.route(
+        "DELETE",
+        "/api/v1/admin/connections/<device_id>",
+        summary="Kick a node",
+        description="Closes the device's connection (code 4005) on whichever instance holds "
+        "it. The node may connect again: ban its user or range to keep it out.",
+        tag=TAG,
+        auth=ADMIN,
+        errors=(ConnectionNotFound,),
+    )
+    async def kick_connection(call: Call) -> None:
+        await admin.kick(call.user_id, call.path["device_id"], ip=call.ip)
+
+    @api.route(
+        "GET",
+        "/api/v1/admin/bans",
+        summary="Bans",
+        description="Active bans (with include_lifted, lifted ones too). Order: newest first.",
+        tag=TAG,
+        auth=ADMIN,
+        query=BanQuery,
+        page_of=AdminBan,
+    )
+    async def list_bans(call: Call) -> Page[AdminBan]:
+        q = call.query
+        page = await admin.list_bans(
+            call.user_id,
+            kind=q.kind,
+            include_lifted=q.include_lifted,
+            cursor=q.cursor,
+            limit=q.limit,
+        )
+        return Page(tuple(_ban(b) for b in page.items), page.next_cursor)
+
+    @api.route(
+        "POST",
+        "/api/v1/admin/bans/ip-ranges",
+        summary="Ban an IP range",
+        description="Nodes in the range are disconnected (code 4006) and refused at the "
+        "upgrade (403 address_banned).",
+        tag=TAG,
+        auth=ADMIN,
+        body=RangeBanRequest,
+        response=AdminBan,
+        status=201,
+        errors=(AlreadyBanned,),
+    )
+    async def ban_ip_range(call: Call) -> AdminBan:
+        ban = await admin.ban_range(
+            call.user_id, call.body.range, reason=call.body.reason, ip=call.ip
+        )
+        return _ban(ban)
+
+    @api.route(
+        "POST",
+        "/api/v1/admin/bans/users",
+        summary="Ban a user",
+        description="The user cannot log in (its sessions are revoked) or connect nodes; its "
+        "nodes are disconnected (code 4006).",
+        tag=TAG,
+        auth=ADMIN,
+        body=UserBanRequest,
+        response=AdminBan,
+        status=201,
+        errors=(UserNotFound, AlreadyBanned, CannotBanAdmin),
+    )
+    async def ban_user(call: Call) -> AdminBan:
+        ban = await admin.ban_user(
+            call.user_id, call.body.user_id, reason=call.body.reason, ip=call.ip
+        )
+        return _ban(ban)
+
+    @api.route(
+        "POST",
+        "/api/v1/admin/bans/<ban_id>/lift",
+        summary="Lift a ban",
+        description="A banned user becomes active again. The ban stays in the history.",
+        tag=TAG,
+        auth=ADMIN,
+        response=AdminBan,
+        errors=(BanNotFound,),
+    )
+    async def lift_ban(call: Call) -> AdminBan:
+        return _ban(await admin.lift_ban(call.user_id, call.path["ban_id"], ip=call.ip))
+
+    @api.route(
+        "GET",
+        "/api/v1/admin/flags",
+        summary="Feature flags",
+        description="Each flag's effective value, and whether it comes from the config or a "
+        "runtime override. Order: name.",
+        tag=TAG,
+        auth=ADMIN,
+        query=PageQuery,
+        page_of=AdminFlag,
+    )
+    async def list_flags(call: Call) -> Page[AdminFlag]:
+        page = await admin.list_flags(
+            call.user_id, cursor=call.query.cursor, limit=call.query.limit
+        )
+        return Page(tuple(_flag(v) for v in page.items), page.next_cursor)
+
+    @api.route(
+        "PUT",
+        "/api/v1/admin/flags/<name>",
+        summary="Override a feature flag",
+        description="Wins over the config on every instance, across restarts, until cleared.",
+        tag=TAG,
+        auth=ADMIN,
+        body=FlagValue,
+        response=AdminFlag,
+    )
+    async def set_flag(call: Call) -> AdminFlag:
+        view = await admin.set_flag(call.user_id, call.path["name"], call.body.enabled, ip=call.ip)
+        return _flag(view)
+
+    @api.route(
+        "DELETE",
+        "/api/v1/admin/flags/<name>",
+        summary="Clear a feature-flag override",
+        description="The config's value applies again.",
+        tag=TAG,
+        auth=ADMIN,
+        errors=(FlagNotFound,),
+    )
+    async def clear_flag(call: Call) -> None:
+        await admin.clear_flag(call.user_id, call.path["name"], ip=call.ip)
+
+    @api.route(
+        "GET",
+        "/api/v1/admin/audit",
+        summary="The audit log",
+        description="Every admin action: who, what, which target, from where, when. "
+        "Order: newest first.",
+        tag=TAG,
+        auth=ADMIN,
+        query=AuditQuery,
+        page_of=AuditLogEntry,
+    )
+    async def audit_log(call: Call) -> Page[AuditLogEntry]:
+        q = call.query
+        page = await admin.audit_log(
+            call.user_id,
+            by=q.actor_id,
+            action=q.action,
+            target_id=q.target_id,
+            cursor=q.cursor,
+            limit=q.limit,
+        )
+        return Page(tuple(_entry(e) for e in page.items), page.next_cursor)

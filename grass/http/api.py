@@ -1,0 +1,314 @@
+"""Route declarations and the one request pipeline every declared route goes through.
+
+A route is declared once, with everything the server and the OpenAPI document need::
+
+    api = api_of(app)
+
+    @api.route("GET", "/api/v1/devices/<device_id>", summary="One device", tag="devices",
+               auth=user_or_key(ApiScope.DEVICES_READ), response=DeviceView, errors=(NotFound,))
+    async def get_device(call: Call) -> DeviceView:
+        device = await service.device(call.user_id, call.path["device_id"])
+        return DeviceView.of(device)
+
+The pipeline, in order: rate limit (per IP on ``limit="auth"`` routes, per user elsewhere) ->
+bearer token -> the policy (401/403) -> query parameters -> body (422 with a message per
+field) -> handler -> the reply (JSON through the HTTP converter, ETag and Cache-Control on
+GETs, 304 when ``If-None-Match`` matches). Every error leaves as
+``{"error": {"code", "message", "details"}}`` through grass.errors.http_error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+from quart import Quart, Response, request
+
+from grass.config import LimitsConfig
+from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from grass.errors import GrassError, InvalidInput, RateLimited, ValidationFailed
+from grass.http import schema as s
+from grass.http.auth import Authenticator, Policy, Principal, authorize
+from grass.storage.shared import RateLimiter
+
+T = TypeVar("T")
+Handler = Callable[["Call"], Awaitable[Any]]
+RateClass = Literal["auth", "api", "none"]
+#: The tag of the routes every app has (health, metrics, this documentation).
+ANONYMOUS_ROUTES_TAG = "meta"
+_PATH_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+@attrs.frozen(kw_only=True)
+class PageQuery:
+    """Cursor pagination: pass ``next_cursor`` of a page back as ``cursor``."""
+
+    cursor: str | None = s.text(max_length=512, min_length=1, optional=True, default=None)
+    limit: int = s.integer(minimum=1, maximum=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
+
+
+@attrs.frozen
+class Reply(Generic[T]):
+    """A handler's answer when the route's default status or headers do not fit."""
+
+    body: T
+    status: int | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Call:
+    """What a handler gets: the caller, the validated inputs, and where the call came from."""
+
+    principal: Principal | None
+    path: dict[str, str]
+    query: Any
+    body: Any
+    ip: str
+    user_agent: str | None
+
+    @property
+    def caller(self) -> Principal:
+        """The principal of a route whose policy requires one."""
+        if self.principal is None:
+            raise RuntimeError("this route's policy lets anonymous callers in")
+        return self.principal
+
+    @property
+    def user_id(self) -> str:
+        return self.caller.user_id
+
+
+@attrs.frozen(kw_only=True)
+class Route:
+    method: str
+    path: str
+    name: str
+    summary: str
+    tag: str
+    policy: Policy
+    handler: Handler
+    body: type[Any] | None = None
+    #: Replaces the converter for bodies with their own rules (POST /checkin tolerates extra
+    #: keys, as Grass clients send them); ``body`` still describes the body in OpenAPI.
+    body_parser: Callable[[Any], Any] | None = None
+    query: type[Any] | None = None
+    #: A type for the success body, or None for no body (204).
+    response: Any = None
+    #: Set for a paginated list: the response is ``{"items": [...], "next_cursor": ...}``.
+    page_of: type[Any] | None = None
+    status: int = 200
+    errors: tuple[type[GrassError], ...] = ()
+    rate_limit: RateClass = "api"
+    #: Cache-Control of a successful GET; every successful GET also carries an ETag.
+    cache_control: str = "private, no-cache"
+    description: str = ""
+    #: Extra 2xx/3xx replies a handler may give with Reply(status=...): status -> description.
+    other_statuses: dict[int, str] = attrs.field(factory=dict)
+    #: Raw responses (HTML, Prometheus text): the handler returns a quart Response.
+    media_type: str = "application/json"
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PATH_PARAM.findall(self.path)
+
+    @property
+    def openapi_path(self) -> str:
+        return _PATH_PARAM.sub(r"{\1}", self.path)
+
+
+@attrs.frozen(kw_only=True)
+class Guard:
+    """What the pipeline needs from outside: tokens, the shared limiter and the live limits."""
+
+    authenticator: Authenticator
+    limiter: RateLimiter
+    limits: Callable[[], LimitsConfig]
+
+
+class Api:
+    """The declared routes of one app; registers each on the app and keeps it for OpenAPI."""
+
+    def __init__(self, app: Quart, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+        self.routes: list[Route] = []
+
+    def route(
+        self, method: str, path: str, *, summary: str, tag: str, auth: Policy, **options: Any
+    ) -> Callable[[Handler], Handler]:
+        """Declare a route; ``options`` are the other fields of :class:`Route`."""
+
+        if options.get("response") is None and options.get("page_of") is None:
+            options.setdefault("status", 204)  # no body to send
+
+        def register(handler: Handler) -> Handler:
+            route = Route(
+                method=method.upper(),
+                path=path,
+                name=options.pop("name", handler.__name__),
+                summary=summary,
+                tag=tag,
+                policy=auth,
+                handler=handler,
+                **options,
+            )
+            self.add(route)
+            return handler
+
+        return register
+
+    def add(self, route: Route) -> None:
+        if any(r.name == route.name for r in self.routes):
+            raise ValueError(f"two routes named {route.name!r}: give one a name=")
+        if route.page_of is not None and not (
+            route.query is not None and issubclass(route.query, PageQuery)
+        ):
+            raise ValueError(f"{route.name}: a paginated route's query must extend PageQuery")
+        self.routes.append(route)
+
+        async def view(**path: str) -> Any:
+            return await self._dispatch(route, path)
+
+        self.app.add_url_rule(route.path, route.name, view, methods=[route.method])
+
+    async def _dispatch(self, route: Route, path: dict[str, str]) -> Any:
+        ip = request.remote_addr or ""
+        principal = None
+        if route.policy.needs_auth:
+            bearer = _bearer()
+            if bearer:
+                principal = await self.guard.authenticator.resolve(bearer)
+        await self._limit(route, principal, ip)
+        authorize(route.policy, principal)
+        query = _parse_query(route.query) if route.query else None
+        body = await _parse_body(route) if route.body or route.body_parser else None
+        call = Call(
+            principal=principal,
+            path=path,
+            query=query,
+            body=body,
+            ip=ip,
+            user_agent=request.headers.get("User-Agent"),
+        )
+        result = await route.handler(call)
+        if isinstance(result, Response):
+            return result
+        return _reply(route, result)
+
+    async def _limit(self, route: Route, principal: Principal | None, ip: str) -> None:
+        if route.rate_limit == "none":
+            return
+        limits = self.guard.limits()
+        if route.rate_limit == "auth":
+            per_minute, key = limits.auth_requests_per_minute, f"http:auth:ip:{ip}"
+        elif principal is not None:
+            per_minute, key = limits.api_requests_per_minute, f"http:api:user:{principal.user_id}"
+        else:
+            per_minute, key = limits.api_requests_per_minute, f"http:api:ip:{ip}"
+        if per_minute <= 0:
+            return  # 0 turns the limit off
+        decision = await self.guard.limiter.hit(key, rate=per_minute / 60.0, burst=per_minute)
+        if not decision.allowed:
+            raise RateLimited("too many requests; retry later", retry_after=decision.retry_after)
+
+
+def api_of(app: Quart) -> Api:
+    api: Api = app.extensions["grass.api"]
+    return api
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def _parse_body(route: Route) -> Any:
+    raw = await request.get_data(as_text=False)
+    if not raw:
+        raise InvalidInput("a JSON body is required")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the body is not valid JSON") from None
+    if route.body_parser is not None:
+        return route.body_parser(data)
+    assert route.body is not None
+    return s.structure(data, route.body)
+
+
+def _parse_query(kind: type[Any]) -> Any:
+    hints = typing.get_type_hints(kind)
+    known = {field.name for field in attrs.fields(kind)}
+    unknown = sorted(set(request.args) - known)
+    if unknown:
+        fields = dict.fromkeys(unknown, "unknown parameter")
+        raise ValidationFailed(
+            f"unknown query parameter: {', '.join(unknown)}", details={"fields": fields}
+        )
+    raw: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for name in known & set(request.args):
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            problems[name] = "give it once"
+            continue
+        try:
+            raw[name] = _query_value(values[0], hints[name])
+        except ValueError as exc:
+            problems[name] = str(exc)
+    if problems:
+        summary = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        raise ValidationFailed(f"invalid query: {summary}", details={"fields": problems})
+    return s.structure(raw, kind, what="query")
+
+
+def _query_value(text: str, kind: Any) -> Any:
+    """A query string is text: turn it into what the field's type expects before structuring."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is int:
+        if not re.fullmatch(r"-?[0-9]{1,18}", text):
+            raise ValueError("must be an integer")
+        return int(text)
+    if kind is bool:
+        if text not in ("true", "false"):
+            raise ValueError("must be true or false")
+        return text == "true"
+    if kind in (str, dt.datetime) or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
+        return text
+    raise TypeError(f"query parameters of type {kind!r} are not supported")
+
+
+def _reply(route: Route, result: Any) -> Response:
+    status, headers = route.status, {}
+    if isinstance(result, Reply):
+        status, headers, result = result.status or route.status, dict(result.headers), result.body
+    if isinstance(result, Page):
+        result = {"items": list(result.items), "next_cursor": result.next_cursor}
+    if result is None:
+        return Response(b"", status=status, headers=headers)
+    body = json.dumps(s.unstructure(result), separators=(",", ":"), ensure_ascii=False).encode()
+    if route.method == "GET" and status == 200:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        headers.setdefault("Cache-Control", route.cache_control)
+        headers["ETag"] = etag
+        if etag in _if_none_match():
+            return Response(b"", status=304, headers=headers)
+    return Response(body, status=status, headers=headers, content_type="application/json")
+
+
+def _if_none_match() -> set[str]:
+    header = request.headers.get("If-None-Match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}

@@ -1,0 +1,281 @@
+"""``/api/v1/earnings/*``, ``/api/v1/epochs`` and ``/api/v1/referrals*``: what a user earned, when,
+where and from whom (DESIGN §5, §8). Amounts are integer micro-points; periods are in the
+user's time zone (the profile's, or ``tz``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+from quart import Quart
+
+from grass.domain.earnings import EarningsTotals
+from grass.domain.pages import Page
+from grass.domain.users import ApiScope
+from grass.http.api import Call, PageQuery, api_of
+from grass.http.auth import user_or_key
+from grass.http.views import time_zone
+from grass.services.earnings import EarningsService, HistoryPeriod, InvalidRange
+from grass.services.referrals import ReferralService
+
+EARNINGS = user_or_key(ApiScope.EARNINGS_READ)
+STATS = user_or_key(ApiScope.STATS_READ, ApiScope.EARNINGS_READ)
+
+
+@attrs.frozen(kw_only=True)
+class AmountView:
+    total: int
+    by_source: dict[str, int]
+
+    @classmethod
+    def of(cls, totals: EarningsTotals) -> AmountView:
+        return cls(total=totals.total, by_source={k.value: v for k, v in totals.by_source.items()})
+
+
+@attrs.frozen(kw_only=True)
+class TotalsView:
+    all_time: AmountView
+    today: AmountView
+    this_epoch: AmountView
+    epoch: int
+    today_start: dt.datetime
+    timezone: str
+
+
+@attrs.frozen(kw_only=True)
+class ZoneQuery:
+    tz: str | None = time_zone(default=None)
+
+
+@attrs.frozen(kw_only=True)
+class HistoryQuery:
+    period: HistoryPeriod = HistoryPeriod.DAY
+    tz: str | None = time_zone(default=None)
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    device_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PointView:
+    start: dt.datetime
+    points: int
+    uptime_seconds: int
+
+
+@attrs.frozen(kw_only=True)
+class RangeQuery:
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BreakdownView:
+    points_by_device: dict[str, int]
+    uptime_by_device: dict[str, int]
+    points_by_ip: dict[str, int]
+    uptime_by_ip: dict[str, int]
+
+
+@attrs.frozen(kw_only=True)
+class LevelView:
+    level: int
+    amount: int
+    referees: int
+
+
+@attrs.frozen(kw_only=True)
+class EpochView:
+    number: int
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    status: str
+    #: Frozen network totals once the epoch closed (null while open).
+    network_points: int | None
+    network_uptime_seconds: int | None
+    network_users: int | None
+    #: This user's points and uptime in the epoch.
+    points: int
+    uptime_seconds: int
+
+
+@attrs.frozen(kw_only=True)
+class ReferralQuery(PageQuery):
+    level: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RefereeView:
+    referee_id: str
+    level: int
+    status: str
+    joined_at: dt.datetime
+    rewards: int
+
+
+@attrs.frozen(kw_only=True)
+class RankView:
+    name: str
+    min_qualified: int
+
+
+@attrs.frozen(kw_only=True)
+class SummaryView:
+    counts: dict[str, int]
+    qualified: int
+    total_rewards: int
+    rank: RankView
+    next_rank: RankView | None
+
+
+def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: ReferralService) -> None:
+    api = api_of(app)
+
+    @api.route(
+        "GET",
+        "/api/v1/earnings/totals",
+        summary="My points: all time, today and this epoch, by source",
+        tag="earnings",
+        auth=EARNINGS,
+        query=ZoneQuery,
+        response=TotalsView,
+    )
+    async def earnings_totals(call: Call) -> TotalsView:
+        tz = await earnings.zone_of(call.user_id, call.query.tz)
+        t = await earnings.totals(call.user_id, tz)
+        return TotalsView(
+            all_time=AmountView.of(t.all_time),
+            today=AmountView.of(t.today),
+            this_epoch=AmountView.of(t.this_epoch),
+            epoch=t.epoch,
+            today_start=t.today_start,
+            timezone=tz,
+        )
+
+    @api.route(
+        "GET",
+        "/api/v1/earnings/history",
+        summary="Points and uptime per hour, day, week, month or epoch (zero-filled chart series)",
+        tag="earnings",
+        auth=EARNINGS,
+        query=HistoryQuery,
+        response=list[PointView],
+        errors=(InvalidRange,),
+    )
+    async def earnings_history(call: Call) -> list[PointView]:
+        q: HistoryQuery = call.query
+        tz = await earnings.zone_of(call.user_id, q.tz)
+        series = await earnings.series(
+            call.user_id, q.period, tz=tz, since=q.since, until=q.until, device_id=q.device_id
+        )
+        return [
+            PointView(start=p.start, points=p.points, uptime_seconds=p.uptime_seconds)
+            for p in series
+        ]
+
+    @api.route(
+        "GET",
+        "/api/v1/earnings/breakdown",
+        summary="Points and uptime per device and per IP",
+        tag="earnings",
+        auth=EARNINGS,
+        query=RangeQuery,
+        response=BreakdownView,
+    )
+    async def earnings_breakdown(call: Call) -> BreakdownView:
+        b = await earnings.breakdown(call.user_id, since=call.query.since, until=call.query.until)
+        return BreakdownView(
+            points_by_device=b.points_by_device,
+            uptime_by_device=b.uptime_by_device,
+            points_by_ip=b.points_by_ip,
+            uptime_by_ip=b.uptime_by_ip,
+        )
+
+    @api.route(
+        "GET",
+        "/api/v1/earnings/referrals",
+        summary="Referral earnings by level",
+        tag="earnings",
+        auth=EARNINGS,
+        response=list[LevelView],
+    )
+    async def earnings_referrals(call: Call) -> list[LevelView]:
+        levels = await earnings.referral_levels(call.user_id)
+        return [LevelView(level=t.level, amount=t.amount, referees=t.referees) for t in levels]
+
+    @api.route(
+        "GET",
+        "/api/v1/epochs",
+        summary="Epochs, newest first, with the network's frozen totals and mine",
+        tag="earnings",
+        auth=EARNINGS,
+        query=PageQuery,
+        page_of=EpochView,
+    )
+    async def list_epochs(call: Call) -> Page[EpochView]:
+        page = await earnings.epochs(call.user_id, cursor=call.query.cursor, limit=call.query.limit)
+        items = []
+        for row in page.items:
+            e, totals = row.epoch, row.epoch.totals
+            items.append(
+                EpochView(
+                    number=e.number,
+                    name=e.name,
+                    start=e.start,
+                    end=e.end,
+                    status=e.status.value,
+                    network_points=None if totals is None else totals.points,
+                    network_uptime_seconds=None if totals is None else totals.uptime_seconds,
+                    network_users=None if totals is None else totals.users,
+                    points=row.points,
+                    uptime_seconds=row.uptime_seconds,
+                )
+            )
+        return Page(tuple(items), page.next_cursor)
+
+    @api.route(
+        "GET",
+        "/api/v1/referrals",
+        summary="My referees with their status and the rewards each earned me",
+        tag="referrals",
+        auth=STATS,
+        query=ReferralQuery,
+        page_of=RefereeView,
+    )
+    async def list_referrals(call: Call) -> Page[RefereeView]:
+        q: ReferralQuery = call.query
+        page = await referrals.list(call.user_id, level=q.level, cursor=q.cursor, limit=q.limit)
+        return Page(
+            tuple(
+                RefereeView(
+                    referee_id=v.referral.referee_id,
+                    level=v.referral.level,
+                    status=v.referral.status.value,
+                    joined_at=v.referral.created_at,
+                    rewards=v.rewards,
+                )
+                for v in page.items
+            ),
+            page.next_cursor,
+        )
+
+    @api.route(
+        "GET",
+        "/api/v1/referrals/summary",
+        summary="Referees per level, qualified referees, rewards and rank",
+        tag="referrals",
+        auth=STATS,
+        response=SummaryView,
+    )
+    async def referral_summary(call: Call) -> SummaryView:
+        s = await referrals.summary(call.user_id)
+        return SummaryView(
+            counts={str(level): n for level, n in s.counts.items()},
+            qualified=s.qualified,
+            total_rewards=s.total_rewards,
+            rank=RankView(name=s.rank.name, min_qualified=s.rank.min_qualified),
+            next_rank=None
+            if s.next_rank is None
+            else RankView(name=s.next_rank.name, min_qualified=s.next_rank.min_qualified),
+        )

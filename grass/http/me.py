@@ -1,0 +1,170 @@
+"""``/api/v1/me/*``: the signed-in user's account, sessions and API keys."""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from grass.domain.pages import Page
+from grass.errors import ValidationFailed
+from grass.http.api import Call, PageQuery, api_of
+from grass.http.auth import USER
+from grass.http.views import (
+    ApiKeyView,
+    CreatedApiKey,
+    NewApiKeyBody,
+    PasswordChange,
+    PasswordConfirm,
+    PreferencesBody,
+    ProfileBody,
+    SessionView,
+    UserView,
+)
+from grass.services.accounts import Accounts, AlreadyVerified, SessionNotFound, WrongPassword
+from grass.services.me import ApiKeyNotFound, Me, TooManyApiKeys
+
+TAG = "me"
+
+
+def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
+    api = api_of(app)
+
+    @api.route("GET", "/api/v1/me", summary="My account", tag=TAG, auth=USER, response=UserView)
+    async def get_me(call: Call) -> UserView:
+        return UserView.of(await me.user(call.user_id))
+
+    @api.route(
+        "PUT",
+        "/api/v1/me/profile",
+        summary="Set my profile (display name, country, timezone)",
+        tag=TAG,
+        auth=USER,
+        body=ProfileBody,
+        response=UserView,
+    )
+    async def set_profile(call: Call) -> UserView:
+        body: ProfileBody = call.body
+        return UserView.of(await me.set_profile(call.user_id, body.to_profile()))
+
+    @api.route(
+        "PUT",
+        "/api/v1/me/preferences",
+        summary="Set my notification preferences (channels, quiet hours)",
+        tag=TAG,
+        auth=USER,
+        body=PreferencesBody,
+        response=UserView,
+        errors=(ValidationFailed,),
+        description="Quiet hours must not start and end at the same minute (422).",
+    )
+    async def set_preferences(call: Call) -> UserView:
+        body: PreferencesBody = call.body
+        return UserView.of(await me.set_preferences(call.user_id, body.to_preferences()))
+
+    @api.route(
+        "POST",
+        "/api/v1/me/password",
+        summary="Change my password; my other sessions end",
+        tag=TAG,
+        auth=USER,
+        body=PasswordChange,
+        errors=(WrongPassword,),
+        rate_limit="auth",
+    )
+    async def change_password(call: Call) -> None:
+        body: PasswordChange = call.body
+        await accounts.change_password(
+            call.user_id, call.caller.session_hash, body.current_password, body.new_password
+        )
+
+    @api.route(
+        "POST",
+        "/api/v1/me/email/verification",
+        summary="Send the verification mail again",
+        tag=TAG,
+        auth=USER,
+        status=202,
+        errors=(AlreadyVerified,),
+        rate_limit="auth",
+    )
+    async def resend_verification(call: Call) -> None:
+        await accounts.resend_verification(call.user_id)
+
+    @api.route(
+        "DELETE",
+        "/api/v1/me",
+        summary="Delete my account and everything that is mine",
+        tag=TAG,
+        auth=USER,
+        body=PasswordConfirm,
+        errors=(WrongPassword,),
+        rate_limit="auth",
+    )
+    async def delete_me(call: Call) -> None:
+        await accounts.delete_account(call.user_id, call.body.password)
+
+    @api.route(
+        "GET",
+        "/api/v1/me/sessions",
+        summary="My active sessions",
+        tag=TAG,
+        auth=USER,
+        query=PageQuery,
+        page_of=SessionView,
+    )
+    async def list_sessions(call: Call) -> Page[SessionView]:
+        page = await accounts.sessions(
+            call.user_id, cursor=call.query.cursor, limit=call.query.limit
+        )
+        current = call.caller.session_hash
+        return Page(tuple(SessionView.of(s, current) for s in page.items), page.next_cursor)
+
+    @api.route(
+        "DELETE",
+        "/api/v1/me/sessions/<session_id>",
+        summary="End one of my sessions (its live sockets close)",
+        tag=TAG,
+        auth=USER,
+        errors=(SessionNotFound,),
+    )
+    async def revoke_session(call: Call) -> None:
+        await accounts.revoke_session(call.user_id, call.path["session_id"])
+
+    @api.route(
+        "GET",
+        "/api/v1/me/api-keys",
+        summary="My API keys (revoked ones too)",
+        tag=TAG,
+        auth=USER,
+        query=PageQuery,
+        page_of=ApiKeyView,
+    )
+    async def list_api_keys(call: Call) -> Page[ApiKeyView]:
+        page = await me.api_keys(call.user_id, cursor=call.query.cursor, limit=call.query.limit)
+        return Page(tuple(ApiKeyView.of(k) for k in page.items), page.next_cursor)
+
+    @api.route(
+        "POST",
+        "/api/v1/me/api-keys",
+        summary="Create a read-only API key (shown once)",
+        tag=TAG,
+        auth=USER,
+        body=NewApiKeyBody,
+        response=CreatedApiKey,
+        status=201,
+        errors=(TooManyApiKeys,),
+    )
+    async def create_api_key(call: Call) -> CreatedApiKey:
+        body: NewApiKeyBody = call.body
+        created = await me.create_api_key(call.user_id, body.name, body.scopes)
+        return CreatedApiKey(key=created.secret, api_key=ApiKeyView.of(created.key))
+
+    @api.route(
+        "DELETE",
+        "/api/v1/me/api-keys/<key_id>",
+        summary="Revoke one of my API keys",
+        tag=TAG,
+        auth=USER,
+        errors=(ApiKeyNotFound,),
+    )
+    async def revoke_api_key(call: Call) -> None:
+        await me.revoke_api_key(call.user_id, call.path["key_id"])

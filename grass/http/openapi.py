@@ -1,0 +1,236 @@
+"""``/openapi.json`` (OpenAPI 3.1) generated from the route declarations, and ``/docs``.
+
+Nothing here is written by hand per route: paths, parameters, bodies, responses, security and
+every error status come from :class:`grass.http.api.Route`. Errors a route may raise are listed
+per status with their codes; the framework adds the ones its pipeline raises (400/422 for
+inputs, 401/403 from the policy, 429 from the rate limiter, 503 for a backend that is down).
+The docs page is a self-contained HTML file (no CDN): it works offline.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from importlib import resources
+from typing import Any
+
+from quart import Response
+
+from grass.domain.pages import InvalidPage
+from grass.errors import (
+    Forbidden,
+    GrassError,
+    InvalidInput,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+    ValidationFailed,
+)
+from grass.http import schema as s
+from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Route
+from grass.http.auth import ANONYMOUS, AccountInactive, InvalidToken
+
+_REASONS = {
+    400: "Malformed request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    422: "Invalid input",
+    429: "Too many requests",
+    503: "A backend is unavailable",
+}
+ERROR_BODY = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+
+def _errors_of(route: Route) -> list[type[GrassError]]:
+    errors: list[type[GrassError]] = [Unavailable, *route.errors]
+    if route.body or route.body_parser or route.query:
+        errors += [InvalidInput, ValidationFailed]
+    if route.page_of is not None:
+        errors.append(InvalidPage)  # a cursor no list of this route produced
+    if route.policy.needs_auth:
+        errors += [Unauthenticated, InvalidToken, Forbidden, AccountInactive]
+    if route.rate_limit != "none":
+        errors.append(RateLimited)
+    return errors
+
+
+def _error_responses(route: Route) -> dict[str, Any]:
+    codes: dict[int, set[str]] = defaultdict(set)
+    for error in _errors_of(route):
+        codes[error.http_status].add(error.code)
+    responses: dict[str, Any] = {}
+    for status in sorted(codes):
+        listed = ", ".join(f"`{code}`" for code in sorted(codes[status]))
+        response: dict[str, Any] = {
+            "description": f"{_REASONS.get(status, 'Error')}; error codes: {listed}",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        if status == 429:
+            response["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait",
+                    "schema": {"type": "integer"},
+                    "required": True,
+                }
+            }
+        responses[str(status)] = response
+    return responses
+
+
+def _success(route: Route, schemas: s.Schemas) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    if route.page_of is not None:
+        item = schemas.of(route.page_of)
+        name = f"PageOf{route.page_of.__name__}"
+        schemas.components[name] = {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {"type": "array", "items": item},
+                "next_cursor": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": "Pass it back as `cursor`; null on the last page",
+                },
+            },
+        }
+        content: dict[str, Any] | None = {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+        }
+    elif route.response is None:
+        content = None
+    elif route.media_type != "application/json":
+        content = {route.media_type: {"schema": {"type": "string"}}}
+    else:
+        content = {"application/json": {"schema": schemas.of(route.response)}}
+    success: dict[str, Any] = {"description": route.summary}
+    if content is not None and route.status != 204:
+        success["content"] = content
+    if route.method == "GET" and route.status == 200 and route.media_type == "application/json":
+        success["headers"] = {
+            "ETag": {"schema": {"type": "string"}, "required": True},
+            "Cache-Control": {"schema": {"type": "string"}, "required": True},
+        }
+        responses["304"] = {"description": "Not modified (the If-None-Match ETag matches)"}
+    responses[str(route.status)] = success
+    for status, description in route.other_statuses.items():
+        responses[str(status)] = {"description": description}
+        if content is not None and status != 204:
+            responses[str(status)]["content"] = content
+    return responses
+
+
+def _operation(route: Route, schemas: s.Schemas) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in route.path_params
+    ]
+    if route.query is not None:
+        params += s.query_params(route.query, schemas)
+    operation: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "description": (route.description + "\n\n" if route.description else "")
+        + f"Auth: {route.policy.describe()}",
+        "responses": {**_success(route, schemas), **_error_responses(route)},
+    }
+    if params:
+        operation["parameters"] = params
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.of(route.body)}},
+        }
+    if route.policy.needs_auth:
+        operation["security"] = [{"session": []}]
+        if route.policy.api_scopes:
+            operation["security"].append({"apiKey": []})
+    else:
+        operation["security"] = []
+    return operation
+
+
+def document(api: Api) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every declared route."""
+    schemas = s.Schemas()
+    paths: dict[str, dict[str, Any]] = defaultdict(dict)
+    for route in sorted(api.routes, key=lambda r: (r.openapi_path, r.method)):
+        paths[route.openapi_path][route.method.lower()] = _operation(route, schemas)
+    components = dict(sorted(schemas.components.items()))
+    components["Error"] = ERROR_BODY
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "grass",
+            "version": "1",
+            "description": "The grass dashboard API. Errors are always "
+            '`{"error": {"code", "message", "details"}}`.',
+        },
+        "paths": dict(paths),
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "session": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A session token (`gs_...`) from POST /api/v1/auth/login",
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A read-only API key (`gk_...`) from POST /api/v1/me/api-keys",
+                },
+            },
+        },
+    }
+
+
+def add_openapi_routes(api: Api) -> None:
+    cached: dict[str, bytes] = {}
+
+    @api.route(
+        "GET",
+        "/openapi.json",
+        summary="This document",
+        tag=ANONYMOUS_ROUTES_TAG,
+        auth=ANONYMOUS,
+        response=dict[str, Any],
+        rate_limit="none",
+        cache_control="public, max-age=60",
+    )
+    async def openapi(call: Call) -> Any:
+        # Built on first use: every route module has registered by then.
+        return document(api)
+
+    @api.route(
+        "GET",
+        "/docs",
+        summary="API documentation (HTML, works offline)",
+        tag=ANONYMOUS_ROUTES_TAG,
+        auth=ANONYMOUS,
+        response=str,
+        media_type="text/html",
+        rate_limit="none",
+    )
+    async def docs(call: Call) -> Response:
+        if "page" not in cached:
+            cached["page"] = (resources.files("grass.http") / "static" / "docs.html").read_bytes()
+        return Response(cached["page"], content_type="text/html; charset=utf-8")

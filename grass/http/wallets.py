@@ -1,0 +1,127 @@
+"""``/api/v1/me/wallet*`` and ``/api/v1/me/claims/{epoch}``: link a wallet, read its claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+from quart import Quart
+
+from grass.domain.users import ApiScope
+from grass.errors import ValidationFailed
+from grass.http import schema as s
+from grass.http.api import Call, api_of
+from grass.http.auth import USER, user_or_key
+from grass.ledger.abc import AccountConflict, EpochNotFound, NoBalance
+from grass.services.wallets import (
+    InvalidSignature,
+    WalletNonceNotFound,
+    WalletNotLinked,
+    Wallets,
+)
+
+TAG = "wallet"
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_EPOCH_MAX = 2**63 - 1
+
+
+@attrs.frozen(kw_only=True)
+class ChallengeView:
+    nonce: str
+    message: str = s.described("Sign exactly this text with personal_sign (EIP-191)")
+    expires_at: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class LinkWalletBody:
+    address: str = s.text(max_length=42, min_length=42, pattern=_ADDRESS)
+    nonce: str = s.text(max_length=64, min_length=1)
+    signature: str = s.text(max_length=200, min_length=1, pattern=r"^0x[0-9a-fA-F]+$")
+
+
+@attrs.frozen(kw_only=True)
+class WalletView:
+    address: str = s.described("The linked wallet (EIP-55); final once linked")
+
+
+@attrs.frozen(kw_only=True)
+class ClaimView:
+    epoch: int
+    account: str = s.described("The wallet the leaf pays (EIP-55)")
+    cumulative_amount: int = s.described("Micro-points earned up to this epoch, in total")
+    proof: tuple[str, ...] = s.described(
+        "Sibling hashes for claim(account, cumulativeAmount, proof)"
+    )
+    root: str = s.described("The epoch's Merkle root, as anchored")
+
+
+def _epoch(text: str) -> int:
+    if not text.isdigit() or int(text) > _EPOCH_MAX:
+        raise ValidationFailed(
+            "the epoch is an integer >= 0", details={"fields": {"epoch": "not an epoch number"}}
+        )
+    return int(text)
+
+
+def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
+    api = api_of(app)
+
+    @api.route(
+        "POST",
+        "/api/v1/me/wallet/nonce",
+        summary="Get a single-use text to sign with the wallet to link",
+        tag=TAG,
+        auth=USER,
+        response=ChallengeView,
+    )
+    async def wallet_nonce(call: Call) -> ChallengeView:
+        c = await wallets.challenge(call.user_id)
+        return ChallengeView(nonce=c.nonce, message=c.message, expires_at=c.expires_at)
+
+    @api.route(
+        "POST",
+        "/api/v1/me/wallet",
+        summary="Link a wallet with an EIP-191 signature of the nonce's text",
+        tag=TAG,
+        auth=USER,
+        body=LinkWalletBody,
+        response=WalletView,
+        errors=(WalletNonceNotFound, InvalidSignature, AccountConflict),
+    )
+    async def link_wallet(call: Call) -> WalletView:
+        body: LinkWalletBody = call.body
+        address = await wallets.link(
+            call.user_id, address=body.address, nonce=body.nonce, signature=body.signature
+        )
+        return WalletView(address=address)
+
+    @api.route(
+        "GET",
+        "/api/v1/me/wallet",
+        summary="My linked wallet",
+        tag=TAG,
+        auth=user_or_key(ApiScope.EARNINGS_READ),
+        response=WalletView,
+        errors=(WalletNotLinked,),
+    )
+    async def get_wallet(call: Call) -> WalletView:
+        return WalletView(address=await wallets.wallet(call.user_id))
+
+    @api.route(
+        "GET",
+        "/api/v1/me/claims/<epoch>",
+        summary="What my linked wallet can claim on the distributor for an epoch",
+        tag=TAG,
+        auth=user_or_key(ApiScope.EARNINGS_READ),
+        response=ClaimView,
+        errors=(ValidationFailed, EpochNotFound, NoBalance, WalletNotLinked),
+    )
+    async def get_claim(call: Call) -> ClaimView:
+        claim = await wallets.claim(call.user_id, _epoch(call.path["epoch"]))
+        return ClaimView(
+            epoch=claim.epoch,
+            account=claim.account,
+            cumulative_amount=claim.cumulative_amount,
+            proof=claim.proof,
+            root=claim.root,
+        )

@@ -1,0 +1,133 @@
+"""The whole HTTP app as ``grass serve`` builds it (grass.app.build_http_app), on memory
+backends, and a small world of principals to call it as.
+
+``open_full_app`` is what the OpenAPI and authorization-matrix tests use, so every route wired
+into build_http_app is covered by them automatically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import argon2
+import attrs
+import pytest
+
+from grass.app import LiveConfig, build_http_app, open_backends
+from grass.config import Config
+from grass.domain.users import ApiKey, ApiScope, Credentials, Role, Session, User
+from grass.http.auth import hash_token, new_api_key, new_session_token
+from grass.ids import short_id
+from grass.ledger.abc import Ledger
+from grass.metrics import Metrics
+from grass.storage.abc import Storage
+from grass.ws.gateway import Gateway
+
+
+def quick_config(**sections: dict[str, Any]) -> Config:
+    """Defaults, with cheap password hashing and rate limits off unless a test sets them."""
+    base = Config()
+    config = attrs.evolve(
+        base,
+        limits=attrs.evolve(base.limits, auth_requests_per_minute=0, api_requests_per_minute=0),
+        accounts=attrs.evolve(base.accounts, argon2_time_cost=1, argon2_memory_kib=1024),
+    )
+    for name, values in sections.items():
+        config = attrs.evolve(config, **{name: attrs.evolve(getattr(config, name), **values)})
+    return config
+
+
+@attrs.frozen
+class FullApp:
+    app: Any
+    storage: Storage
+    live: LiveConfig
+    ledger: Ledger | None = None
+
+    def client(self) -> Any:
+        return self.app.test_client()
+
+
+@asynccontextmanager
+async def open_full_app(config: Config | None = None) -> AsyncIterator[FullApp]:
+    config = config or quick_config()
+    live = LiveConfig(config)
+    metrics = Metrics()
+    async with open_backends(config) as backends:
+        gateway = Gateway(backends.storage, live, metrics)
+        app = build_http_app(backends, live, metrics, gateway)
+        yield FullApp(app, backends.storage, live, backends.ledger)
+
+
+@pytest.fixture
+async def full_app() -> AsyncIterator[FullApp]:
+    async with open_full_app() as opened:
+        yield opened
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+#: Every actor's password (hashed with the cheap test parameters of ``quick_config``).
+PASSWORD = "correct horse battery"
+_HASH = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+
+
+@attrs.frozen
+class Actor:
+    """A user (password :data:`PASSWORD`, email not yet verified) with a live session token
+    and an API key holding every scope."""
+
+    user: User
+    session_token: str
+    api_key: str
+    api_key_id: str
+
+    @property
+    def session_hash(self) -> str:
+        return hash_token(self.session_token)
+
+    @property
+    def id(self) -> str:
+        return self.user.id
+
+
+async def make_actor(
+    storage: Storage, *, role: Role = Role.USER, email: str | None = None
+) -> Actor:
+    at = now()
+    user = User(
+        id=short_id(),
+        email=email or f"{short_id(8).lower().replace('-', 'x').replace('_', 'y')}@example.com",
+        role=role,
+        referral_code=short_id(10),
+        credentials=Credentials(password_hash=_HASH, changed_at=at),
+        created_at=at,
+    )
+    await storage.users.create_user(user)
+    session_token = new_session_token()
+    await storage.users.create_session(
+        Session(
+            token_hash=hash_token(session_token),
+            user_id=user.id,
+            created_at=at,
+            expires_at=at + dt.timedelta(days=1),
+        )
+    )
+    key, key_id = new_api_key(), short_id()
+    await storage.users.create_api_key(
+        ApiKey(
+            id=key_id,
+            user_id=user.id,
+            name="all scopes",
+            key_hash=hash_token(key),
+            prefix=key[:8],
+            scopes=frozenset(ApiScope),
+            created_at=at,
+        )
+    )
+    return Actor(user, session_token, key, key_id)

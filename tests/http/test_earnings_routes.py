@@ -1,0 +1,70 @@
+"""The earnings, epochs and referrals routes over the app as ``grass serve`` builds it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from grass.domain.earnings import EarningSource
+from tests.http.conftest import make_actor
+from tests.http.helpers import bearer
+from tests.storage.conftest import make_entry, make_referral
+
+
+async def test_totals_history_referrals_and_epochs(full_app):
+    me = await make_actor(full_app.storage)
+    friend = await make_actor(full_app.storage)
+    await full_app.storage.referrals.add_referrals(
+        [make_referral(me.user, friend.user, 1, created_at=dt.datetime.now(dt.UTC))]
+    )
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    await full_app.storage.earnings.insert_earnings(
+        [
+            make_entry(me.user, amount=1_000_000, accrued_at=hour, bucket_start=hour),
+            make_entry(
+                me.user,
+                source=EarningSource.REFERRAL,
+                amount=200_000,
+                accrued_at=hour,
+                referee_id=friend.id,
+                referral_level=1,
+            ),
+        ]
+    )
+    client = full_app.client()
+    auth = bearer(me.session_token)
+
+    totals = await (await client.get("/api/v1/earnings/totals", headers=auth)).get_json()
+    assert totals["all_time"] == {
+        "total": 1_200_000,
+        "by_source": {"uptime": 1_000_000, "referral": 200_000, "milestone": 0}
+        | {"network": 0, "adjustment": 0},
+    }
+    assert totals["today"]["total"] == 1_200_000
+    assert totals["timezone"] == "UTC"
+
+    response = await client.get(
+        "/api/v1/earnings/history", headers=auth, query_string={"period": "hour"}
+    )
+    series = await response.get_json()
+    assert len(series) in (24, 25)  # zero-filled hours of the last day
+    assert sum(p["points"] for p in series) == 1_200_000
+    assert sorted(p["points"] for p in series)[-1] == 1_200_000
+
+    bad = await client.get(
+        "/api/v1/earnings/history", headers=auth, query_string={"tz": "Mars/Olympus"}
+    )
+    assert bad.status_code == 422
+
+    levels = await (await client.get("/api/v1/earnings/referrals", headers=auth)).get_json()
+    assert levels[0] == {"level": 1, "amount": 200_000, "referees": 1}
+
+    referees = await (await client.get("/api/v1/referrals", headers=auth)).get_json()
+    assert [(r["referee_id"], r["status"], r["rewards"]) for r in referees["items"]] == [
+        (friend.id, "pending", 200_000)
+    ]
+    summary = await (await client.get("/api/v1/referrals/summary", headers=auth)).get_json()
+    assert (summary["counts"], summary["rank"]["name"]) == ({"1": 1, "2": 0, "3": 0}, "Bronze")
+
+    epochs = await (await client.get("/api/v1/epochs", headers=auth)).get_json()
+    assert epochs["items"][0]["status"] == "open"
+    assert epochs["items"][0]["points"] == 1_200_000

@@ -1,0 +1,150 @@
+"""Wallet link (EIP-191 over a single-use nonce) and claims, through the app as served."""
+
+from __future__ import annotations
+
+import trio
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from grass.ledger.abc import Credit
+from grass.ledger.merkle import verify
+from tests.http.conftest import make_actor
+from tests.http.helpers import bearer
+
+
+async def _challenge(client, token):
+    response = await client.post("/api/v1/me/wallet/nonce", headers=bearer(token))
+    assert response.status_code == 200
+    return await response.get_json()
+
+
+def _sign(wallet, challenge) -> str:
+    signed = wallet.sign_message(encode_defunct(text=challenge["message"]))
+    return "0x" + bytes(signed.signature).hex()
+
+
+async def _link(client, token, wallet, challenge, signer=None):
+    return await client.post(
+        "/api/v1/me/wallet",
+        json={
+            "address": wallet.address,
+            "nonce": challenge["nonce"],
+            "signature": _sign(signer or wallet, challenge),
+        },
+        headers=bearer(token),
+    )
+
+
+async def _error(response) -> str:
+    return (await response.get_json())["error"]["code"]
+
+
+async def test_link_once_with_a_fresh_nonce(full_app):
+    me = await make_actor(full_app.storage)
+    client = full_app.client()
+    wallet = Account.create()
+    challenge = await _challenge(client, me.session_token)
+    assert f"User: {me.user.id}" in challenge["message"]
+    assert challenge["nonce"] in challenge["message"]
+
+    response = await client.get("/api/v1/me/wallet", headers=bearer(me.session_token))
+    assert (response.status_code, await _error(response)) == (404, "wallet_not_linked")
+    response = await _link(client, me.session_token, wallet, challenge)
+    assert response.status_code == 200
+    assert (await response.get_json()) == {"address": wallet.address}
+    response = await client.get("/api/v1/me/wallet", headers=bearer(me.api_key))
+    assert (await response.get_json()) == {"address": wallet.address}
+
+    # The nonce is spent: the same request again is refused.
+    again = await _link(client, me.session_token, wallet, challenge)
+    assert (again.status_code, await _error(again)) == (404, "wallet_nonce_not_found")
+    # A link is final: another wallet, even properly signed, conflicts.
+    other_wallet = Account.create()
+    response = await _link(
+        client, me.session_token, other_wallet, await _challenge(client, me.session_token)
+    )
+    assert (response.status_code, await _error(response)) == (409, "account_conflict")
+
+
+async def test_bad_signatures_and_foreign_nonces_are_refused(full_app):
+    me = await make_actor(full_app.storage)
+    you = await make_actor(full_app.storage)
+    client = full_app.client()
+    wallet, mallory = Account.create(), Account.create()
+
+    challenge = await _challenge(client, me.session_token)
+    response = await _link(client, me.session_token, wallet, challenge, signer=mallory)
+    assert (response.status_code, await _error(response)) == (422, "invalid_signature")
+    # ...and that attempt spent the nonce.
+    response = await _link(client, me.session_token, wallet, challenge)
+    assert response.status_code == 404
+
+    # Another user's nonce does not exist for me, even with a valid signature of its text.
+    theirs = await _challenge(client, you.session_token)
+    response = await _link(client, me.session_token, wallet, theirs)
+    assert (response.status_code, await _error(response)) == (404, "wallet_nonce_not_found")
+    # A signature of another text (here: garbage of the right shape) is refused too.
+    challenge = await _challenge(client, me.session_token)
+    response = await client.post(
+        "/api/v1/me/wallet",
+        json={"address": wallet.address, "nonce": challenge["nonce"], "signature": "0x1234"},
+        headers=bearer(me.session_token),
+    )
+    assert (response.status_code, await _error(response)) == (422, "invalid_signature")
+    # Nothing was linked by any of it: a proper link still works.
+    response = await _link(
+        client, me.session_token, wallet, await _challenge(client, me.session_token)
+    )
+    assert response.status_code == 200
+
+
+async def test_concurrent_links_with_one_nonce_link_once(full_app):
+    me = await make_actor(full_app.storage)
+    client = full_app.client()
+    wallet = Account.create()
+    challenge = await _challenge(client, me.session_token)
+    statuses = []
+
+    async def attempt():
+        statuses.append((await _link(client, me.session_token, wallet, challenge)).status_code)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            nursery.start_soon(attempt)
+    assert sorted(statuses) == [200] + [404] * 7
+
+
+async def test_claim_for_the_linked_wallet(full_app):
+    me = await make_actor(full_app.storage)
+    client = full_app.client()
+    ledger = full_app.ledger
+    await ledger.record([Credit(key="c1", user_id=me.user.id, amount=7_000_000, epoch=1)])
+    await ledger.settle(1)
+    response = await client.get("/api/v1/me/claims/1", headers=bearer(me.session_token))
+    assert (response.status_code, await _error(response)) == (404, "wallet_not_linked")
+
+    wallet = Account.create()
+    challenge = await _challenge(client, me.session_token)
+    assert (await _link(client, me.session_token, wallet, challenge)).status_code == 200
+    await ledger.record([Credit(key="c2", user_id=me.user.id, amount=3_000_000, epoch=2)])
+    await ledger.settle(2)
+    # The link applies from the next settlement: epoch 1 still pays the derived account.
+    response = await client.get("/api/v1/me/claims/1", headers=bearer(me.session_token))
+    assert response.status_code == 404
+    response = await client.get("/api/v1/me/claims/2", headers=bearer(me.api_key))
+    assert response.status_code == 200
+    claim = await response.get_json()
+    assert claim["account"] == wallet.address
+    assert claim["cumulative_amount"] == 10_000_000
+    assert claim["epoch"] == 2
+    root = bytes.fromhex(claim["root"][2:])
+    assert root == (await ledger.settlement(2)).root
+    proof = [bytes.fromhex(p[2:]) for p in claim["proof"]]
+    assert verify(root, bytes.fromhex(wallet.address[2:]), 10_000_000, proof)
+
+    for path, status, code in [
+        ("/api/v1/me/claims/3", 404, "epoch_not_found"),
+        ("/api/v1/me/claims/x1", 422, "validation_failed"),
+    ]:
+        response = await client.get(path, headers=bearer(me.session_token))
+        assert (response.status_code, await _error(response)) == (status, code)
