@@ -7,11 +7,17 @@ node WebSocket server and the HTTP server in one nursery, each with ``nursery.st
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+)
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,31 +26,56 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from grass import ids, logs
 from grass.config import Config, LedgerBackend, StorageBackend, reload_changes
-from grass.errors import StartupError
+from grass.errors import StartupError, StorageError
+from grass.http.accounts import add_auth_routes
+from grass.http.admin import add_admin_routes
+from grass.http.api import Guard
 from grass.http.app import create_app
+from grass.http.auth import Authenticator
 from grass.http.checkin import add_checkin_routes
-from grass.ledger.abc import Ledger
-from grass.ledger.memory import open_memory_ledger
+from grass.http.earnings import add_earnings_routes
+from grass.http.me import add_me_routes
+from grass.http.network import add_network_routes
+from grass.http.wallets import add_wallet_routes
+from grass.ledger.abc import AnchoredLedger, Journal, Ledger
+from grass.ledger.memory import MemoryAnchor, MemoryJournal, open_memory_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
-from grass.ledger.postgres import open_postgres_ledger
+from grass.ledger.postgres import PostgresAnchor, PostgresJournal
 from grass.metrics import Metrics
+from grass.services.accounts import Accounts
+from grass.services.closer import BucketCloser
+from grass.services.earnings import EarningsService
+from grass.services.epochs import EpochService
+from grass.services.mail import MailDelivery, transport_for
+from grass.services.me import Me
+from grass.services.passwords import Passwords
+from grass.services.referrals import ReferralService
+from grass.services.scores import ScoreService
+from grass.services.wallets import Wallets
 from grass.storage.abc import Storage, StorageUnavailable
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import open_memory_storage
+from grass.storage.memory.payouts import MemoryJobLock
+from grass.storage.payouts import JobLock
 from grass.storage.postgres import Database
 from grass.storage.postgres.partitions import ensure_partitions
+from grass.storage.postgres.payouts import PgJobLock
 from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
+from grass.storage.postgres.uptime import merge_uptime
 from grass.storage.redis import open_redis_state
 from grass.storage.shared import SharedState
 from grass.ws.gateway import Gateway
+from grass.ws.network_features import NetworkFeatures
 from grass.ws.server import NodeServer, reason
 
 log = logs.get("grass.app")
 
 Check = Callable[[], Awaitable[None]]
+NETWORK_FEATURES = "grass.network"
 
 
 @attrs.define
@@ -90,6 +121,7 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
             checks["postgres"] = pg.db.ping
             tasks = await stack.enter_async_context(trio.open_nursery())
             tasks.start_soon(_keep_partitions_ahead, pg.db)
+            tasks.start_soon(_merge_uptime_deltas, pg.db, config.node.uptime_flush_interval)
             stack.callback(tasks.cancel_scope.cancel)
             storage = pg
         if config.redis.url:
@@ -129,21 +161,110 @@ async def _keep_partitions_ahead(db: Database) -> None:
             log.info("partitions created", partitions=created)
 
 
+async def _merge_uptime_deltas(db: Database, interval: float) -> None:
+    """Uptime flushes append deltas (grass.storage.postgres.uptime): fold them into buckets
+    once per flush interval, so that reads, which add what is pending, stay cheap."""
+    while True:
+        await trio.sleep(interval)
+        try:
+            await merge_uptime(db)
+        except StorageError as exc:  # the deltas stay pending, and reads still count them
+            log.warning("uptime merge failed; retrying later", error=str(exc))
+
+
 def _open_ledger(config: Config, storage: Storage) -> AbstractAsyncContextManager[Ledger]:
+    return open_ledger(config, storage)
+
+
+def store_journal(storage: Storage) -> Journal:
+    """The journal kept in ``storage``: credits always live in the store."""
+    if isinstance(storage, PostgresStorage):
+        return PostgresJournal(storage.db)
+    return MemoryJournal()
+
+
+def open_ledger(
+    config: Config,
+    storage: Storage,
+    *,
+    backend: LedgerBackend | None = None,
+    journal: Journal | None = None,
+) -> AbstractAsyncContextManager[AnchoredLedger]:
+    """The ledger anchored on ``backend`` (default: ``ledger.backend``). ``journal``: share one
+    (``grass ledger migrate`` opens two ledgers on one store); default: the store's, except
+    that a memory ledger is all in memory."""
     settings = config.ledger
-    if settings.backend is LedgerBackend.MEMORY:
+    backend = backend or settings.backend
+    if backend is LedgerBackend.MEMORY:
+        if journal is not None:
+            return nullcontext(AnchoredLedger(journal, MemoryAnchor()))
         return open_memory_ledger()
-    if settings.backend is LedgerBackend.POSTGRES:
-        # Config validation guarantees storage.backend = postgres for this ledger.
-        assert isinstance(storage, PostgresStorage)
-        return open_postgres_ledger(storage.db)
-    if settings.backend is LedgerBackend.MOCKCHAIN:
+    if backend is LedgerBackend.POSTGRES:
+        if not isinstance(storage, PostgresStorage):
+            raise StartupError("ledger.backend: postgres needs storage.backend = postgres")
+        return nullcontext(
+            AnchoredLedger(journal or PostgresJournal(storage.db), PostgresAnchor(storage.db))
+        )
+    journal = journal or store_journal(storage)
+    if backend is LedgerBackend.MOCKCHAIN:
         return open_mockchain_ledger(
-            Path(settings.mockchain_path) / "chain.json",
+            Path(settings.mockchain_path) / "chain.jsonl",
             block_time=settings.mockchain_block_time,
             confirmations=settings.confirmations,
+            journal=journal,
         )
-    raise StartupError(f"ledger.backend = {settings.backend.value}: not built yet")
+    return _open_web3_ledger(config, storage, journal)
+
+
+@asynccontextmanager
+async def _open_web3_ledger(
+    config: Config, storage: Storage, journal: Journal
+) -> AsyncIterator[AnchoredLedger]:
+    # web3 takes a second to import: only a server anchoring on a chain pays for it.
+    from grass.ledger.web3 import (
+        DistributorClient,
+        MemoryOutbox,
+        Outbox,
+        PostgresOutbox,
+        connect,
+        load_signer,
+        open_web3_ledger,
+    )
+
+    settings = config.ledger
+    if not (settings.rpc_url and settings.contract_address):
+        raise StartupError("the web3 ledger needs ledger.rpc_url and ledger.contract_address")
+    signer = load_signer(
+        private_key=settings.private_key.reveal(),
+        keystore_path=settings.keystore_path,
+        password=settings.keystore_password.reveal(),
+    )
+    client = DistributorClient(connect(settings.rpc_url), settings.contract_address)
+    try:
+        owner = await client.owner()
+    except Exception as exc:
+        raise StartupError(
+            f"ledger.rpc_url: no distributor answers at {settings.contract_address}: {exc}"
+        ) from None
+    if owner != signer.address:
+        raise StartupError(
+            f"ledger: the distributor is owned by {owner}, not by the configured key"
+            f" {signer.address}: its setRoot would revert"
+        )
+    if isinstance(storage, PostgresStorage):
+        outbox: Outbox = PostgresOutbox(storage.db)
+    else:
+        log.warning("web3 ledger on memory storage: the journal and outbox die with the process")
+        outbox = MemoryOutbox()
+    async with open_web3_ledger(
+        client,
+        signer,
+        journal=journal,
+        outbox=outbox,
+        confirmations=settings.confirmations,
+        poll_interval=settings.poll_interval,
+    ) as ledger:
+        yield ledger
 
 
 class LiveConfig:
@@ -214,6 +335,73 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def build_http_app(
+    backends: Backends,
+    live: LiveConfig,
+    metrics: Metrics,
+    gateway: Gateway,
+    *,
+    clock: Callable[[], dt.datetime] = utc_now,
+    on_mail: Callable[[], None] = lambda: None,
+) -> QuartTrio:
+    """The HTTP app with every route: each resource's service is built here from the backends
+    and handed to that resource's ``add_<resource>_routes`` (docs/http-framework.md).
+
+    The authorization-matrix and OpenAPI tests build the app through this function too, so a
+    route added here is covered by them without further wiring.
+    """
+    guard = Guard(
+        authenticator=Authenticator(backends.storage.users, clock),
+        limiter=backends.shared.limiter,
+        limits=lambda: live.current.limits,
+    )
+    app = create_app(
+        metrics=metrics,
+        readiness=backends.readiness,
+        guard=guard,
+        cors_origins=lambda: live.current.http.cors_origins,
+    )
+    add_checkin_routes(app, gateway, backends.storage.users, live)
+    settings = live.current.accounts
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    )
+    accounts = Accounts(
+        backends.storage,
+        backends.shared.pubsub,
+        passwords,
+        lambda: live.current,
+        clock,
+        on_mail=on_mail,
+    )
+    app.extensions["grass.accounts"] = accounts  # run() starts its housekeeping
+    add_auth_routes(app, accounts)
+    add_me_routes(app, Me(backends.storage, lambda: live.current, clock), accounts)
+    features = NetworkFeatures(gateway, backends.storage, backends.shared, clock=clock)
+    app.extensions[NETWORK_FEATURES] = features  # its tasks run in run()'s nursery
+    add_network_routes(app, features.network)
+    add_admin_routes(app, features.admin)
+    epochs = EpochService(backends.storage, backends.ledger, lambda: live.current)
+    add_earnings_routes(
+        app,
+        EarningsService(backends.storage, epochs, clock),
+        ReferralService(backends.storage, lambda: live.current),
+    )
+    wallets = Wallets(
+        backends.ledger,
+        backends.storage.users,
+        backends.shared.sessions,
+        lambda: live.current,
+        clock,
+    )
+    add_wallet_routes(app, wallets)
+    return app
+
+
 async def run(
     config: Config, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -226,9 +414,23 @@ async def run(
             open_backends(config, instance_id=instance) as backends,
             trio.open_nursery() as nursery,
         ):
-            app = create_app(metrics=metrics, readiness=backends.readiness)
-            gateway = Gateway(backends.storage, live, metrics)
-            add_checkin_routes(app, gateway, backends.storage.users, live)
+            engine = _engine(backends, live)
+            gateway = Gateway(
+                backends.storage,
+                live,
+                metrics,
+                score_of=engine.scores.score_of,
+                on_auth=engine.scores.connected,
+            )
+            mail = MailDelivery(
+                backends.storage.accounts,
+                transport_for(config.mail),
+                lambda: live.current.mail,
+                utc_now,
+            )
+            await nursery.start(mail.run)
+            app = build_http_app(backends, live, metrics, gateway, on_mail=mail.notify)
+            await nursery.start(app.extensions["grass.accounts"].run_housekeeping)
             flusher = trio.CancelScope()
 
             async def run_flusher(*, task_status: trio.TaskStatus[None]) -> None:
@@ -236,6 +438,10 @@ async def run(
                     await gateway.run(task_status=task_status)
 
             await nursery.start(run_flusher)
+            features: NetworkFeatures = app.extensions[NETWORK_FEATURES]
+            await nursery.start(features.run)
+            await nursery.start(engine.scores.run)
+            await nursery.start(engine.closer.run)
             node = NodeServer(
                 gateway.handle,
                 host=config.server.node_host,
@@ -260,11 +466,39 @@ async def run(
             await node.close_all(1001, "server shutting down")
             flusher.cancel()
             await gateway.shutdown(1001)  # the sessions' last uptime, in one final flush
+            await features.stop()
             http_stop.set()
             with trio.move_on_after(live.current.server.grace_period + 1):
                 await http_done.wait()
             nursery.cancel_scope.cancel()
         log.info("stopped")
+
+
+@attrs.frozen
+class Engine:
+    scores: ScoreService
+    epochs: EpochService
+    closer: BucketCloser
+
+
+def _engine(backends: Backends, live: LiveConfig) -> Engine:
+    """The earnings engine's services and jobs over the backends (DESIGN §5)."""
+    storage = backends.storage
+    # On PostgreSQL an advisory lock keeps one closer across every instance.
+    lock: JobLock = (
+        PgJobLock(storage.db) if isinstance(storage, PostgresStorage) else MemoryJobLock()
+    )
+
+    def config() -> Config:
+        return live.current
+
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    scores = ScoreService(storage, config, now)
+    epochs = EpochService(storage, backends.ledger, config)
+    closer = BucketCloser(storage, backends.ledger, scores, epochs, lock, config, now)
+    return Engine(scores, epochs, closer)
 
 
 async def _run_http(

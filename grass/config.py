@@ -95,6 +95,12 @@ class NodeConfig:
     allowed_extension_ids: tuple[str, ...] = ()
     checkin_token_ttl: Seconds = Seconds(300.0)
     uptime_flush_interval: Seconds = Seconds(5.0)
+    #: How often the devices this instance holds are published to the presence map (joins and
+    #: leaves), and fully refreshed (entries expire after 3 refresh intervals).
+    presence_sync_interval: Seconds = Seconds(1.0)
+    presence_refresh_interval: Seconds = Seconds(30.0)
+    #: Bans reach every instance at once through pub/sub; this reload is the safety net.
+    ban_reload_interval: Seconds = Seconds(60.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -122,6 +128,10 @@ class LedgerConfig:
     keystore_path: str = ""
     keystore_password: Secret = Secret("")
     confirmations: Count = Count(2)
+    #: Seconds between two looks at the chain while the web3 writer waits for a block.
+    poll_interval: Seconds = Seconds(1.0)
+    #: Seconds a wallet-link nonce (POST /api/v1/me/wallet/nonce) stays usable.
+    wallet_nonce_ttl: Seconds = Seconds(600.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +147,52 @@ class LimitsConfig:
     min_network_score: Fraction = Fraction(0.0)
     auth_requests_per_minute: Count = Count(20)
     api_requests_per_minute: Count = Count(600)
+
+
+class MailTransport(enum.StrEnum):
+    LOG = "log"  # write each mail to the log (development; nothing leaves the machine)
+    SMTP = "smtp"
+
+
+@attrs.frozen(kw_only=True)
+class HttpConfig:
+    #: Web origins allowed to call the API from a browser (CORS), e.g. https://app.example.
+    cors_origins: tuple[str, ...] = ()
+    #: Where users open links sent by mail (verification, password reset).
+    public_url: str = "http://localhost:8000"
+
+
+@attrs.frozen(kw_only=True)
+class AccountsConfig:
+    session_ttl: Seconds = Seconds(30 * 24 * 3600.0)
+    verify_token_ttl: Seconds = Seconds(48 * 3600.0)
+    reset_token_ttl: Seconds = Seconds(3600.0)
+    #: Failed logins of one account before it is locked for ``lockout_seconds``.
+    max_failures_per_account: Count = Count(5)
+    #: Failed logins from one IP (any account) before that IP is locked out.
+    max_failures_per_ip: Count = Count(20)
+    #: The window in which failures are counted, and how long a lockout lasts.
+    lockout_seconds: Seconds = Seconds(900.0)
+    #: argon2id cost: defaults of argon2-cffi (RFC 9106 low-memory profile).
+    argon2_time_cost: Count = Count(3)
+    argon2_memory_kib: Count = Count(65536)
+    max_api_keys: Count = Count(20)
+
+
+@attrs.frozen(kw_only=True)
+class MailConfig:
+    transport: MailTransport = MailTransport.LOG
+    sender: str = "grass <no-reply@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: Port = Port(587)
+    smtp_username: str = ""
+    smtp_password: Secret = Secret("")
+    smtp_starttls: bool = True
+    smtp_timeout: Seconds = Seconds(20.0)
+    #: Delivery attempts per mail before it is marked failed; retries back off exponentially.
+    max_attempts: Count = Count(8)
+    retry_base: Seconds = Seconds(30.0)
+    poll_interval: Seconds = Seconds(5.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -156,6 +212,34 @@ class RatesConfig:
     milestone_referrer_bonus: Count = Count(2_500_000_000)
     bucket_seconds: Count = Count(3600)
     epoch_seconds: Count = Count(7 * 24 * 3600)
+    #: Unix time at which epoch 0 starts (default 2024-01-01T00:00:00Z, a Monday).
+    epoch_genesis: Count = Count(1_704_067_200)
+    #: "name:qualified referrals" from the lowest rank up; a user holds the highest it reaches.
+    referral_ranks: tuple[str, ...] = ("Bronze:0", "Silver:5", "Gold:25", "Platinum:100")
+
+
+@attrs.frozen(kw_only=True)
+class ScoreConfig:
+    """The network score (docs/score.md)."""
+
+    #: Datacenter and proxy ranges: a device on one of them has IP quality 0, so score 0.
+    datacenter_cidrs: tuple[str, ...] = ()
+    #: How often every recently active device is scored again (devices are also scored at
+    #: connect).
+    interval: Seconds = Seconds(900.0)
+
+
+@attrs.frozen(kw_only=True)
+class CloserConfig:
+    """The bucket closer (a singleton job)."""
+
+    #: How often the job looks for buckets to close and late uptime to pay.
+    interval: Seconds = Seconds(60.0)
+    #: How long after a bucket ends it is closed: uptime still in sessions and flushes must
+    #: be written first (anything later is paid by the correction pass).
+    delay: Seconds = Seconds(600.0)
+    #: How many closed buckets back the correction pass looks for late uptime.
+    correction_buckets: Count = Count(72)
 
 
 @attrs.frozen(kw_only=True)
@@ -174,7 +258,12 @@ class Config:
     secrets: SecretsConfig = SecretsConfig()
     limits: LimitsConfig = LimitsConfig()
     rates: RatesConfig = RatesConfig()
+    score: ScoreConfig = ScoreConfig()
+    closer: CloserConfig = CloserConfig()
     logging: LoggingConfig = LoggingConfig()
+    http: HttpConfig = HttpConfig()
+    accounts: AccountsConfig = AccountsConfig()
+    mail: MailConfig = MailConfig()
     features: dict[str, bool] = attrs.field(factory=dict)
 
 
@@ -279,7 +368,7 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _string)
-    for choice in (StorageBackend, LedgerBackend, LogLevel, LogFormat):
+    for choice in (StorageBackend, LedgerBackend, LogLevel, LogFormat, MailTransport):
         conv.register_structure_hook(choice, _enum)  # before str's hook: they are str subclasses
     conv.register_structure_hook(Port, _port)
     conv.register_structure_hook(Seconds, _seconds)
@@ -302,7 +391,12 @@ SECTIONS: dict[str, type[Any]] = {
     "secrets": SecretsConfig,
     "limits": LimitsConfig,
     "rates": RatesConfig,
+    "score": ScoreConfig,
+    "closer": CloserConfig,
     "logging": LoggingConfig,
+    "http": HttpConfig,
+    "accounts": AccountsConfig,
+    "mail": MailConfig,
 }
 _converter = _make_converter()
 
@@ -425,12 +519,39 @@ def _cross_checks(config: Config) -> list[str]:
             problems.append("ledger.rpc_url: required when ledger.backend is web3")
         if not (config.ledger.private_key or config.ledger.keystore_path):
             problems.append("ledger.private_key: web3 needs a private key or a keystore_path")
+        if not config.ledger.contract_address:
+            problems.append(
+                "ledger.contract_address: required when ledger.backend is web3"
+                " (deploy one with `grass ledger deploy`)"
+            )
     if bool(config.server.tls_cert) != bool(config.server.tls_key):
         problems.append("server.tls_cert, server.tls_key: give both or neither")
     if config.storage.pool_min_size > config.storage.pool_max_size:
         problems.append("storage.pool_min_size: larger than storage.pool_max_size")
     if config.rates.bucket_seconds < 1 or config.rates.epoch_seconds < config.rates.bucket_seconds:
         problems.append("rates.epoch_seconds: must be at least one bucket long")
+    elif config.rates.epoch_seconds % config.rates.bucket_seconds:
+        problems.append("rates.epoch_seconds: must be a whole number of buckets")
+    problems.extend(_engine_checks(config))
+    return problems
+
+
+def _engine_checks(config: Config) -> list[str]:
+    # Imported here: the domain imports nothing from config, and config stays importable alone.
+    from grass.domain.ranks import InvalidRanks, parse_ranks
+    from grass.domain.scoring import InvalidCidr, parse_cidrs
+
+    problems: list[str] = []
+    try:
+        parse_cidrs(config.score.datacenter_cidrs)
+    except InvalidCidr as exc:
+        problems.append(f"score.datacenter_cidrs: {exc}")
+    try:
+        parse_ranks(config.rates.referral_ranks)
+    except InvalidRanks as exc:
+        problems.append(f"rates.referral_ranks: {exc}")
+    if config.rates.epoch_genesis % config.rates.bucket_seconds:
+        problems.append("rates.epoch_genesis: must fall on a bucket boundary")
     return problems
 
 

@@ -46,6 +46,9 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "allowed_extension_ids": ["abc", "def"],
         "checkin_token_ttl": 60.0,
         "uptime_flush_interval": 1.5,
+        "presence_sync_interval": 2.0,
+        "presence_refresh_interval": 20.0,
+        "ban_reload_interval": 30.0,
     },
     "storage": {
         "backend": "postgres",
@@ -65,6 +68,8 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "keystore_path": "/tmp/keystore.json",
         "keystore_password": "hunter2",
         "confirmations": 3,
+        "poll_interval": 0.25,
+        "wallet_nonce_ttl": 120.0,
     },
     "secrets": {"token_key": "s3cret-key"},
     "limits": {
@@ -88,8 +93,40 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "milestone_referrer_bonus": 500,
         "bucket_seconds": 60,
         "epoch_seconds": 600,
+        "epoch_genesis": 1_699_999_200,
+        "referral_ranks": ["Seed:0", "Sprout:3", "Meadow:10"],
     },
+    "score": {"datacenter_cidrs": ["10.0.0.0/8", "2001:db8::/32"], "interval": 120.0},
+    "closer": {"interval": 5.0, "delay": 30.0, "correction_buckets": 12},
     "logging": {"level": "debug", "format": "json"},
+    "http": {
+        "cors_origins": ["https://app.example", "https://admin.example"],
+        "public_url": "https://grass.example",
+    },
+    "accounts": {
+        "session_ttl": 3600.0,
+        "verify_token_ttl": 600.0,
+        "reset_token_ttl": 300.0,
+        "max_failures_per_account": 3,
+        "max_failures_per_ip": 10,
+        "lockout_seconds": 60.0,
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "max_api_keys": 5,
+    },
+    "mail": {
+        "transport": "smtp",
+        "sender": "grass <mail@grass.example>",
+        "smtp_host": "smtp.example",
+        "smtp_port": 2525,
+        "smtp_username": "mailer",
+        "smtp_password": "pw",
+        "smtp_starttls": False,
+        "smtp_timeout": 5.0,
+        "max_attempts": 3,
+        "retry_base": 2.0,
+        "poll_interval": 1.0,
+    },
 }
 
 
@@ -309,3 +346,14 @@ def test_reload_takes_only_reloadable_sections() -> None:
     assert applied.server.http_port == old.server.http_port
     assert ignored == ["server"]
     assert set(RELOADABLE) == {"limits", "rates", "logging", "features"}
+
+
+def test_readme_documents_every_key() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [
+        f"{section}.{key}"
+        for section, cls in SECTIONS.items()
+        for key in attrs.fields_dict(cls)
+        if f"| `{section}.{key}` |" not in readme
+    ]
+    assert missing == []

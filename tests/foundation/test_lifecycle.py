@@ -190,4 +190,4 @@ async def test_mockchain_ledger_persists_under_its_path(
     assert (await get(server, "/readyz")).status_code == 200
     await trio.sleep(0.5)  # blocks every 0.05 s: the chain rewrites its file at each one
     server.shutdown()
-    assert (tmp_path / "chain" / "chain.json").exists()
+    assert (tmp_path / "chain" / "chain.jsonl").exists()

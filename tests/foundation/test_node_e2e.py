@@ -26,7 +26,8 @@ from grass.config import (
     StorageConfig,
 )
 from grass.storage.abc import Storage
-from grass.storage.postgres.storage import open_postgres_storage
+from grass.storage.postgres import Connection
+from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
 from tests.foundation.test_cli import _env
 from tests.foundation.test_lifecycle import local_config
 from tests.storage.conftest import make_user
@@ -66,7 +67,19 @@ async def test_grass_node_devices_accrue_uptime(nursery: trio.Nursery, config: C
     server: Server = await nursery.start(run, config)
     async with storage_of(server, config) as storage:
         await _devices_accrue_uptime(server, storage)
+        if isinstance(storage, PostgresStorage):
+            await _deltas_get_merged(storage)
     server.shutdown()
+
+
+async def _deltas_get_merged(storage: PostgresStorage) -> None:
+    # Flushes append deltas; the server merges them into buckets once per flush interval.
+    async def merged(conn: Connection) -> bool:
+        return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM uptime_buckets)"))
+
+    with trio.fail_after(30):
+        while not await storage.db.run(merged):  # noqa: ASYNC110 (the server's task merges)
+            await trio.sleep(0.1)
 
 
 async def _devices_accrue_uptime(server: Server, storage: Storage) -> None:
