@@ -37,6 +37,7 @@ from grass.http.api import Guard
 from grass.http.app import create_app
 from grass.http.auth import Authenticator
 from grass.http.checkin import add_checkin_routes
+from grass.http.clientip import ClientAddress
 from grass.http.earnings import add_earnings_routes
 from grass.http.me import add_me_routes
 from grass.http.network import add_network_routes
@@ -358,6 +359,7 @@ def build_http_app(
         authenticator=Authenticator(backends.storage.users, clock),
         limiter=backends.shared.limiter,
         limits=lambda: live.current.limits,
+        client_address=ClientAddress(lambda: live.current.http.trusted_proxies),
     )
     app = create_app(
         metrics=metrics,

@@ -160,6 +160,16 @@ class HttpConfig:
     cors_origins: tuple[str, ...] = ()
     #: Where users open links sent by mail (verification, password reset).
     public_url: str = "http://localhost:8000"
+    #: Proxies (CIDR ranges) whose X-Forwarded-For is believed: the client address of rate
+    #: limits, lockouts, logs and check-in tokens. Empty: the socket peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Events kept per user for live dashboard sockets that reconnect (?since=), and how long
+    #: a user's kept events outlive the last one.
+    live_replay_events: Count = Count(100)
+    live_replay_seconds: Seconds = Seconds(3600.0)
+    #: How often a live socket checks that its session or API key is still valid (revocations
+    #: close it at once through pub/sub; this catches a lost message).
+    live_recheck_interval: Seconds = Seconds(60.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -177,6 +187,8 @@ class AccountsConfig:
     argon2_time_cost: Count = Count(3)
     argon2_memory_kib: Count = Count(65536)
     max_api_keys: Count = Count(20)
+    #: Verified users with one of these emails become administrators when they log in.
+    admin_emails: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -552,7 +564,18 @@ def _engine_checks(config: Config) -> list[str]:
         problems.append(f"rates.referral_ranks: {exc}")
     if config.rates.epoch_genesis % config.rates.bucket_seconds:
         problems.append("rates.epoch_genesis: must fall on a bucket boundary")
+    problems.extend(_http_checks(config))
     return problems
+
+
+def _http_checks(config: Config) -> list[str]:
+    from grass.http.clientip import parse_proxies
+
+    try:
+        parse_proxies(config.http.trusted_proxies)
+    except ValueError as exc:
+        return [f"http.trusted_proxies: {exc}"]
+    return []
 
 
 def _mask_url(url: str) -> str:

@@ -10,11 +10,15 @@ A route is declared once, with everything the server and the OpenAPI document ne
         device = await service.device(call.user_id, call.path["device_id"])
         return DeviceView.of(device)
 
-The pipeline, in order: rate limit (per IP on ``limit="auth"`` routes, per user elsewhere) ->
-bearer token -> the policy (401/403) -> query parameters -> body (422 with a message per
-field) -> handler -> the reply (JSON through the HTTP converter, ETag and Cache-Control on
-GETs, 304 when ``If-None-Match`` matches). Every error leaves as
-``{"error": {"code", "message", "details"}}`` through grass.errors.http_error.
+The pipeline, in order: bearer token (a token that resolves to nobody costs the caller's
+address one hit of the auth budget, so guessing tokens is limited like guessing passwords) ->
+rate limit (per IP on ``limit="auth"`` routes, per user elsewhere, per IP when anonymous) ->
+the policy (401/403) -> path parameters, query parameters, body (422 with a message per field)
+-> handler -> the reply (JSON through the HTTP converter, ETag and Cache-Control on GETs, 304
+when ``If-None-Match`` matches). Every error leaves as ``{"error": {"code", "message",
+"details"}}`` through grass.errors.http_error; every 422 names its fields in
+``details.fields``. The caller's address is the one :mod:`grass.http.clientip` derives
+(trusted proxies, IPv6 counted per /64).
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
-from quart import Quart, Response, request
+from quart import Quart, Response, g, request
 
 from grass.config import LimitsConfig
+from grass.domain.accounts import address_key
 from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
-from grass.errors import GrassError, InvalidInput, RateLimited, ValidationFailed
+from grass.errors import GrassError, InvalidInput, RateLimited, Unauthenticated, ValidationFailed
 from grass.http import schema as s
 from grass.http.auth import Authenticator, Policy, Principal, authorize
+from grass.http.clientip import ClientAddress
 from grass.storage.shared import RateLimiter
 
 T = TypeVar("T")
@@ -132,6 +138,8 @@ class Guard:
     authenticator: Authenticator
     limiter: RateLimiter
     limits: Callable[[], LimitsConfig]
+    #: The caller's address from the socket peer and X-Forwarded-For (http.trusted_proxies).
+    client_address: ClientAddress = attrs.field(factory=lambda: ClientAddress(tuple))
 
 
 class Api:
@@ -181,12 +189,16 @@ class Api:
         self.app.add_url_rule(route.path, route.name, view, methods=[route.method])
 
     async def _dispatch(self, route: Route, path: dict[str, str]) -> Any:
-        ip = request.remote_addr or ""
+        ip = client_ip()
         principal = None
         if route.policy.needs_auth:
             bearer = _bearer()
             if bearer:
-                principal = await self.guard.authenticator.resolve(bearer)
+                try:
+                    principal = await self.guard.authenticator.resolve(bearer)
+                except Unauthenticated:
+                    await self.count_failed_auth(ip)
+                    raise
         await self._limit(route, principal, ip)
         authorize(route.policy, principal)
         query = _parse_query(route.query) if route.query else None
@@ -204,16 +216,25 @@ class Api:
             return result
         return _reply(route, result)
 
+    async def count_failed_auth(self, ip: str) -> None:
+        """A bearer token that resolves to nobody: one hit of the address's auth budget (the
+        one logins and registrations spend), 429 once it is spent."""
+        per_minute = self.guard.limits().auth_requests_per_minute
+        await self._hit(f"http:auth:ip:{address_key(ip)}", per_minute)
+
     async def _limit(self, route: Route, principal: Principal | None, ip: str) -> None:
         if route.rate_limit == "none":
             return
         limits = self.guard.limits()
         if route.rate_limit == "auth":
-            per_minute, key = limits.auth_requests_per_minute, f"http:auth:ip:{ip}"
+            per_minute, key = limits.auth_requests_per_minute, f"http:auth:ip:{address_key(ip)}"
         elif principal is not None:
             per_minute, key = limits.api_requests_per_minute, f"http:api:user:{principal.user_id}"
         else:
-            per_minute, key = limits.api_requests_per_minute, f"http:api:ip:{ip}"
+            per_minute, key = limits.api_requests_per_minute, f"http:api:ip:{address_key(ip)}"
+        await self._hit(key, per_minute)
+
+    async def _hit(self, key: str, per_minute: int) -> None:
         if per_minute <= 0:
             return  # 0 turns the limit off
         decision = await self.guard.limiter.hit(key, rate=per_minute / 60.0, burst=per_minute)
@@ -224,6 +245,12 @@ class Api:
 def api_of(app: Quart) -> Api:
     api: Api = app.extensions["grass.api"]
     return api
+
+
+def client_ip() -> str:
+    """The caller's address, as the app's before-request hook derived it (empty if unknown)."""
+    ip: str | None = g.get("client_ip")
+    return request.remote_addr or "" if ip is None else ip
 
 
 def _bearer() -> str | None:

@@ -76,6 +76,9 @@ def create_app(
     async def _begin() -> Any:
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or ids.short_id()
         g.started = time.perf_counter()
+        g.client_ip = guard.client_address(
+            request.remote_addr, request.headers.getlist("X-Forwarded-For")
+        )
         # Every line logged while this request runs carries its id.
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
         if request.content_length or "Transfer-Encoding" in request.headers:
@@ -114,6 +117,7 @@ def create_app(
             method=request.method,
             path=request.path,  # never the query string: it may carry tokens
             status=response.status_code,
+            ip=g.get("client_ip", ""),
             ms=round(elapsed * 1000, 2),
         )
         return response

@@ -9,7 +9,6 @@ field that breaks its rule, 401 unknown user, 403 an extension id outside the al
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
@@ -148,10 +147,9 @@ def add_checkin_routes(
         allowed = live.current.node.allowed_extension_ids
         if data.extensionId and allowed and data.extensionId not in allowed:
             raise ExtensionNotAllowed("this extension may not check in")
-        ip = request.remote_addr or ""
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise InvalidInput("the token needs the client's IP address") from None
-        token = gateway.issue_token(data.userId, data.browserId, ip)
+        # Behind trusted proxies, the address they saw (grass.http.clientip): the node
+        # gateway must see the same one when the node connects.
+        if not call.ip:
+            raise InvalidInput("the token needs the client's IP address")
+        token = gateway.issue_token(data.userId, data.browserId, call.ip)
         return CheckinReply(destinations=where(), token=token)

@@ -18,7 +18,7 @@ import trio
 
 from grass import logs
 from grass.config import Config
-from grass.domain.accounts import AccountToken, TokenPurpose
+from grass.domain.accounts import AccountToken, TokenPurpose, address_key
 from grass.domain.bearer import hash_token, new_mail_token, new_session_token
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.referrals import MAX_LEVEL, Referral
@@ -220,7 +220,8 @@ class Accounts:
         now = self._clock()
         keys = [
             (f"account:{email.strip().lower()}", settings.max_failures_per_account),
-            (f"ip:{ip}", settings.max_failures_per_ip),
+            # IPv6 per /64: a host holds a whole /64, one address each try would dodge the count.
+            (f"ip:{address_key(ip)}", settings.max_failures_per_ip),
         ]
         window = dt.timedelta(seconds=settings.lockout_seconds)
         for key, most in keys:

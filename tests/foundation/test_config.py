@@ -102,6 +102,10 @@ SAMPLE: dict[str, dict[str, Any]] = {
     "http": {
         "cors_origins": ["https://app.example", "https://admin.example"],
         "public_url": "https://grass.example",
+        "trusted_proxies": ["10.0.0.0/8", "2001:db8::/32"],
+        "live_replay_events": 20,
+        "live_replay_seconds": 120.0,
+        "live_recheck_interval": 30.0,
     },
     "accounts": {
         "session_ttl": 3600.0,
@@ -113,6 +117,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
         "max_api_keys": 5,
+        "admin_emails": ["ops@grass.example"],
     },
     "mail": {
         "transport": "smtp",

@@ -46,6 +46,7 @@ class FullApp:
     storage: Storage
     live: LiveConfig
     ledger: Ledger | None = None
+    gateway: Gateway | None = None
 
     def client(self) -> Any:
         return self.app.test_client()
@@ -59,7 +60,7 @@ async def open_full_app(config: Config | None = None) -> AsyncIterator[FullApp]:
     async with open_backends(config) as backends:
         gateway = Gateway(backends.storage, live, metrics)
         app = build_http_app(backends, live, metrics, gateway)
-        yield FullApp(app, backends.storage, live, backends.ledger)
+        yield FullApp(app, backends.storage, live, backends.ledger, gateway)
 
 
 @pytest.fixture

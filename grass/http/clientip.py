@@ -1,0 +1,88 @@
+"""Who is calling, by address: the socket peer, or behind trusted proxies the address they saw.
+
+``X-Forwarded-For`` is a list every proxy appends to, so anything left of the last hop our own
+proxies wrote may be made up by the client. It is read only when the peer is one of
+``http.trusted_proxies``, from the right, skipping the hops that are trusted proxies too: the
+first other address is the client. A malformed hop ends the walk (the trusted hop to its right
+stands), so a client cannot smuggle text into the limiter or the logs.
+
+Addresses are canonical (an IPv4-mapped IPv6 peer is its IPv4 address, as the node gateway
+writes it). Counting keys (rate limits, lockouts) group IPv6 by /64: one customer gets a whole
+/64, and a per-address key would give them 2**64 fresh budgets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+
+from grass.domain.accounts import address_key
+
+__all__ = ["ClientAddress", "address_key", "canonical", "parse_proxies"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_proxies(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """The trusted proxy ranges; ValueError names the first one that is not a CIDR range."""
+    networks: list[Network] = []
+    for text in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or CIDR range") from None
+    return tuple(networks)
+
+
+def _address(text: str) -> Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def canonical(text: str) -> str | None:
+    """The canonical text of an address, or None when ``text`` is not one."""
+    ip = _address(text)
+    return None if ip is None else str(ip)
+
+
+def _within(ip: Address, networks: Sequence[Network]) -> bool:
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
+class ClientAddress:
+    """The client's address of a request, under the current ``http.trusted_proxies``."""
+
+    def __init__(self, trusted: Callable[[], Sequence[str]]) -> None:
+        self._trusted = trusted
+        self._parsed: tuple[tuple[str, ...], tuple[Network, ...]] = ((), ())
+
+    def _networks(self) -> tuple[Network, ...]:
+        cidrs = tuple(self._trusted())
+        if cidrs != self._parsed[0]:
+            self._parsed = (cidrs, parse_proxies(cidrs))
+        return self._parsed[1]
+
+    def __call__(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
+        """``peer``: the socket's address; ``forwarded_for``: every X-Forwarded-For header.
+        Empty when the peer is not an address (a test client's placeholder)."""
+        ip = _address(peer or "")
+        if ip is None:
+            return ""
+        networks = self._networks()
+        if not networks or not _within(ip, networks):
+            return str(ip)
+        hops = [hop for header in forwarded_for for hop in header.split(",")]
+        for hop in reversed(hops):
+            found = _address(hop)
+            if found is None:
+                break  # made up: the trusted hop to its right is the best we know
+            ip = found
+            if not _within(ip, networks):
+                break
+        return str(ip)
