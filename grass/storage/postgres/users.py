@@ -278,6 +278,8 @@ class PgUserStore:
             # cascades.
             await merge_pending(conn)
             await conn.execute("DELETE FROM uptime_buckets WHERE user_id = $1::text", user_id)
+            # A flush that committed after the merge's snapshot: its deltas go too.
+            await conn.execute("DELETE FROM uptime_deltas WHERE user_id = $1::text", user_id)
             status = await conn.execute("DELETE FROM users WHERE id = $1::text", user_id)
             # Raised inside the transaction: the deletes above are rolled back with it.
             require_rows(status, "user", user_id)
