@@ -14,7 +14,8 @@ import attrs
 from grass.domain import _checks as check
 from grass.ids import is_short_id
 
-_FLAG_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+FLAG_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+_FLAG_NAME = re.compile(FLAG_NAME_PATTERN)
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -9,13 +9,13 @@ from typing import Any
 import attrs
 from quart import Quart
 
-from grass.domain.admin import AuditAction, AuditEntry, Ban, BanKind
+from grass.domain.admin import FLAG_NAME_PATTERN, AuditAction, AuditEntry, Ban, BanKind
 from grass.domain.devices import DeviceType
 from grass.domain.pages import Page
 from grass.http import schema as s
 from grass.http.api import Call, PageQuery, api_of
 from grass.http.auth import ADMIN
-from grass.http.network import PRINTABLE
+from grass.http.network import PRINTABLE, DevicePath
 from grass.services.admin import (
     AdminService,
     AlreadyBanned,
@@ -85,6 +85,16 @@ class AdminFlag:
     config_value: bool | None
     updated_by: str | None
     updated_at: dt.datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class BanPath:
+    ban_id: str = s.text(max_length=21, min_length=21, pattern=s.SHORT_ID_PATTERN)
+
+
+@attrs.frozen(kw_only=True)
+class FlagPath:
+    name: str = s.text(max_length=64, min_length=1, pattern=FLAG_NAME_PATTERN)
 
 
 @attrs.frozen(kw_only=True)
@@ -170,6 +180,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
     @api.route(
         "DELETE",
         "/api/v1/admin/connections/<device_id>",
+        path_fields=DevicePath,
         summary="Kick a node",
         description="Closes the device's connection (code 4005) on whichever instance holds "
         "it. The node may connect again: ban its user or range to keep it out.",
@@ -242,6 +253,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
     @api.route(
         "POST",
         "/api/v1/admin/bans/<ban_id>/lift",
+        path_fields=BanPath,
         summary="Lift a ban",
         description="A banned user becomes active again. The ban stays in the history.",
         tag=TAG,
@@ -272,6 +284,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
     @api.route(
         "PUT",
         "/api/v1/admin/flags/<name>",
+        path_fields=FlagPath,
         summary="Override a feature flag",
         description="Wins over the config on every instance, across restarts, until cleared.",
         tag=TAG,
@@ -286,6 +299,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
     @api.route(
         "DELETE",
         "/api/v1/admin/flags/<name>",
+        path_fields=FlagPath,
         summary="Clear a feature-flag override",
         description="The config's value applies again.",
         tag=TAG,

@@ -103,6 +103,9 @@ class Route:
     policy: Policy
     handler: Handler
     body: type[Any] | None = None
+    #: attrs class of the path parameters (fields named as in ``path``), checked before the
+    #: handler runs (422); without one, each parameter is a string of 1 to 256 characters.
+    path_fields: type[Any] | None = None
     #: Replaces the converter for bodies with their own rules (POST /checkin tolerates extra
     #: keys, as Grass clients send them); ``body`` still describes the body in OpenAPI.
     body_parser: Callable[[Any], Any] | None = None
@@ -181,6 +184,10 @@ class Api:
             route.query is not None and issubclass(route.query, PageQuery)
         ):
             raise ValueError(f"{route.name}: a paginated route's query must extend PageQuery")
+        if route.path_fields is not None and set(attrs.fields_dict(route.path_fields)) != set(
+            route.path_params
+        ):
+            raise ValueError(f"{route.name}: path_fields must name exactly {route.path_params}")
         self.routes.append(route)
 
         async def view(**path: str) -> Any:
@@ -201,6 +208,7 @@ class Api:
                     raise
         await self._limit(route, principal, ip)
         authorize(route.policy, principal)
+        _check_path(route, path)
         query = _parse_query(route.query) if route.query else None
         body = await _parse_body(route) if route.body or route.body_parser else None
         call = Call(
@@ -259,6 +267,20 @@ def _bearer() -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+#: A path parameter without a declared schema: any segment up to this length.
+MAX_PATH_PARAMETER = 256
+
+
+def _check_path(route: Route, path: dict[str, str]) -> None:
+    if route.path_fields is not None:
+        s.structure(path, route.path_fields, what="path")
+        return
+    problem = f"must be 1 to {MAX_PATH_PARAMETER} characters"
+    bad = {k: problem for k, v in path.items() if not 1 <= len(v) <= MAX_PATH_PARAMETER}
+    if bad:
+        raise ValidationFailed(f"invalid path: {', '.join(bad)}", details={"fields": bad})
 
 
 async def _parse_body(route: Route) -> Any:

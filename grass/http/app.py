@@ -19,10 +19,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from grass import ids, logs
-from grass.errors import http_error
+from grass.errors import ValidationFailed, http_error
 from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Guard, Reply
 from grass.http.auth import ANONYMOUS
-from grass.http.openapi import add_openapi_routes
+from grass.http.openapi import MAX_BODY_BYTES, add_openapi_routes
+from grass.http.schema import field_errors
 from grass.metrics import CONTENT_TYPE, Metrics
 
 log = logs.get("grass.http")
@@ -63,7 +64,7 @@ def create_app(
     app = QuartTrio(
         __name__, static_folder=None, template_folder=None, root_path=str(Path(__file__).parent)
     )
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["grass.shutting_down"] = False
     api = Api(app, guard)
     app.extensions["grass.api"] = api
@@ -135,6 +136,8 @@ def create_app(
 
     @app.errorhandler(Exception)
     async def _exception(exc: Exception) -> Any:
+        if isinstance(exc, ValidationFailed):
+            field_errors(exc)  # one 422 shape, whoever raised it
         reply = http_error(exc)
         if reply.status >= 500:
             log.error("unhandled error", exc_info=exc)

@@ -86,20 +86,19 @@ def parse_checkin(body: Any) -> CheckinRequest:
     try:
         checkin = _converter.structure(body, CheckinRequest)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        problems = (
-            cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
-        )
-        raise ValidationFailed(
-            "invalid check-in: " + ("; ".join(problems) or str(exc)),
-            details={"problems": problems},
-        ) from None
+        fields = s.field_problems(exc) or {"body": str(exc)}
+        summary = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        raise ValidationFailed(f"invalid check-in: {summary}", details={"fields": fields}) from None
     device_id = checkin.browserId.lower()
     if not is_uuid(device_id):
-        raise ValidationFailed("browserId must be a UUID", details={"field": "browserId"})
+        raise ValidationFailed(
+            "browserId must be a UUID", details={"fields": {"browserId": "must be a UUID"}}
+        )
     if checkin.deviceType not in DeviceType._value2member_map_:
         expected = " | ".join(DeviceType)
         raise ValidationFailed(
-            f"unknown deviceType; expected {expected}", details={"field": "deviceType"}
+            f"unknown deviceType; expected {expected}",
+            details={"fields": {"deviceType": f"must be one of {expected}"}},
         )
     return attrs.evolve(checkin, browserId=device_id)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import attrs
 from quart import Quart
 
 from grass.domain.pages import Page
 from grass.errors import ValidationFailed
+from grass.http import schema as s
 from grass.http.api import Call, PageQuery, api_of
 from grass.http.auth import USER
 from grass.http.views import (
@@ -23,6 +25,18 @@ from grass.services.accounts import Accounts, AlreadyVerified, SessionNotFound, 
 from grass.services.me import ApiKeyNotFound, Me, TooManyApiKeys
 
 TAG = "me"
+
+
+@attrs.frozen(kw_only=True)
+class SessionPath:
+    """A session's id is the SHA-256 of its token (``id`` in the session list)."""
+
+    session_id: str = s.text(max_length=64, min_length=64, pattern=s.SHA256_PATTERN)
+
+
+@attrs.frozen(kw_only=True)
+class ApiKeyPath:
+    key_id: str = s.text(max_length=21, min_length=21, pattern=s.SHORT_ID_PATTERN)
 
 
 def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
@@ -121,6 +135,7 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
     @api.route(
         "DELETE",
         "/api/v1/me/sessions/<session_id>",
+        path_fields=SessionPath,
         summary="End one of my sessions (its live sockets close)",
         tag=TAG,
         auth=USER,
@@ -161,6 +176,7 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
     @api.route(
         "DELETE",
         "/api/v1/me/api-keys/<key_id>",
+        path_fields=ApiKeyPath,
         summary="Revoke one of my API keys",
         tag=TAG,
         auth=USER,

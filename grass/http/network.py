@@ -94,6 +94,13 @@ class NetworkTotals:
 
 
 @attrs.frozen(kw_only=True)
+class DevicePath:
+    """A device id is the node's browser id: a lower-case UUID."""
+
+    device_id: str = s.text(max_length=36, min_length=36, pattern=s.UUID_PATTERN)
+
+
+@attrs.frozen(kw_only=True)
 class DeviceRename:
     """A new name; null or blank goes back to the default name."""
 
@@ -175,6 +182,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
     @api.route(
         "GET",
         "/api/v1/devices/<device_id>",
+        path_fields=DevicePath,
         summary="One of my devices",
         tag="network",
         auth=READ,
@@ -187,6 +195,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
     @api.route(
         "PATCH",
         "/api/v1/devices/<device_id>",
+        path_fields=DevicePath,
         summary="Rename a device",
         tag="network",
         auth=USER,
@@ -201,6 +210,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
     @api.route(
         "POST",
         "/api/v1/devices/<device_id>/pause",
+        path_fields=DevicePath,
         summary="Pause sharing on a device",
         description="The node is disconnected (close code 4001), refused while paused, and "
         "earns nothing.",
@@ -215,6 +225,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
     @api.route(
         "POST",
         "/api/v1/devices/<device_id>/resume",
+        path_fields=DevicePath,
         summary="Resume sharing on a device",
         tag="network",
         auth=USER,
@@ -227,6 +238,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
     @api.route(
         "DELETE",
         "/api/v1/devices/<device_id>",
+        path_fields=DevicePath,
         summary="Remove a device",
         description="Disconnects it (close code 4004); its past uptime and points stay.",
         tag="network",

@@ -26,8 +26,11 @@ from grass.errors import (
     ValidationFailed,
 )
 from grass.http import schema as s
-from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Route
+from grass.http.api import ANONYMOUS_ROUTES_TAG, MAX_PATH_PARAMETER, Api, Call, Route
 from grass.http.auth import ANONYMOUS, AccountInactive, InvalidToken
+
+#: The largest request body (grass.http.app); a larger one is refused with 413.
+MAX_BODY_BYTES = 1024 * 1024
 
 _REASONS = {
     400: "Malformed request",
@@ -35,10 +38,59 @@ _REASONS = {
     403: "Not allowed",
     404: "Not found",
     409: "Conflict",
+    413: f"The body is larger than {MAX_BODY_BYTES // 1024 // 1024} MiB",
     422: "Invalid input",
     429: "Too many requests",
     503: "A backend is unavailable",
 }
+VALIDATION_BODY = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {
+                    "type": "object",
+                    "required": ["fields"],
+                    "properties": {
+                        "fields": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "description": "What is wrong with each field, keyed by the "
+                            "body field's dotted path, or the query or path parameter's name",
+                        }
+                    },
+                },
+            },
+        }
+    },
+}
+DESCRIPTION = f"""The grass dashboard API.
+
+Errors are always `{{"error": {{"code", "message", "details"}}}}`; a 422 names every bad field
+in `details.fields` (`{{field: problem}}`), whether a body field, a query parameter or a path
+parameter. Every operation may also answer:
+
+- **405** `method_not_allowed` for a method the path does not have (with `Allow`);
+- **413** `request_entity_too_large` for a body over {MAX_BODY_BYTES // 1024 // 1024} MiB;
+- **429** `rate_limited` with `Retry-After`, where the operation lists it.
+
+Live events: `GET /api/v1/live` is a WebSocket (not an HTTP operation, so it is described
+here and in docs/live.md): authenticate with the subprotocols `grass.live.v1` and
+`bearer.<token>` (a session, or an API key with a read scope), or with a first message
+`{{"type": "auth", "token": "..."}}`; never in the URL. The server sends `hello`, then the
+events after `?since=<id>` (or `resync` when it cannot), then live events
+`{{"id", "type", ...}}`: `device.online`, `device.offline`, `device.updated`,
+`earnings.credited`, `notification`. Close codes: 4400 bad message, 4401 not authenticated,
+4403 not allowed, 4410 session or key revoked or account closed, 4503 fell behind (reconnect
+with `since`), 1001 server shutting down.
+"""
 ERROR_BODY = {
     "type": "object",
     "required": ["error"],
@@ -60,7 +112,7 @@ ERROR_BODY = {
 
 def _errors_of(route: Route) -> list[type[GrassError]]:
     errors: list[type[GrassError]] = [Unavailable, *route.errors]
-    if route.body or route.body_parser or route.query:
+    if route.body or route.body_parser or route.query or route.path_params:
         errors += [InvalidInput, ValidationFailed]
     if route.page_of is not None:
         errors.append(InvalidPage)  # a cursor no list of this route produced
@@ -78,9 +130,10 @@ def _error_responses(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in sorted(codes):
         listed = ", ".join(f"`{code}`" for code in sorted(codes[status]))
+        body = "ValidationError" if status == 422 else "Error"
         response: dict[str, Any] = {
             "description": f"{_REASONS.get(status, 'Error')}; error codes: {listed}",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
         if status == 429:
             response["headers"] = {
@@ -91,7 +144,12 @@ def _error_responses(route: Route) -> dict[str, Any]:
                 }
             }
         responses[str(status)] = response
-    return responses
+    if route.body is not None or route.body_parser is not None:
+        responses["413"] = {
+            "description": f"{_REASONS[413]}; error codes: `request_entity_too_large`",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    return dict(sorted(responses.items()))
 
 
 def _success(route: Route, schemas: s.Schemas) -> dict[str, Any]:
@@ -138,10 +196,15 @@ def _success(route: Route, schemas: s.Schemas) -> dict[str, Any]:
 
 
 def _operation(route: Route, schemas: s.Schemas) -> dict[str, Any]:
-    params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in route.path_params
-    ]
+    params: list[dict[str, Any]]
+    if route.path_fields is not None:
+        params = s.query_params(route.path_fields, schemas, "path")
+    else:
+        segment = {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAMETER}
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": dict(segment)}
+            for name in route.path_params
+        ]
     if route.query is not None:
         params += s.query_params(route.query, schemas)
     operation: dict[str, Any] = {
@@ -176,13 +239,13 @@ def document(api: Api) -> dict[str, Any]:
         paths[route.openapi_path][route.method.lower()] = _operation(route, schemas)
     components = dict(sorted(schemas.components.items()))
     components["Error"] = ERROR_BODY
+    components["ValidationError"] = VALIDATION_BODY
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "grass",
             "version": "1",
-            "description": "The grass dashboard API. Errors are always "
-            '`{"error": {"code", "message", "details"}}`.',
+            "description": DESCRIPTION,
         },
         "paths": dict(paths),
         "components": {

@@ -25,6 +25,12 @@ from grass.errors import InvalidInput, ValidationFailed
 
 SCHEMA = "grass.schema"  # attrs field metadata key: the JSON Schema fragment of the field
 
+#: Patterns of the ids that appear in paths (grass.ids): what the document promises and the
+#: pipeline checks before a handler runs.
+UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+SHORT_ID_PATTERN = "^[A-Za-z0-9_-]{21}$"
+SHA256_PATTERN = "^[0-9a-f]{64}$"
+
 
 class FieldInvalid(ValueError):
     """Raised by the field validators declared here; the message names the rule broken."""
@@ -185,7 +191,7 @@ def _make() -> cattrs.Converter:
 converter = _make()
 
 
-def _problems(exc: BaseException) -> dict[str, str]:
+def field_problems(exc: BaseException) -> dict[str, str]:
     fields: dict[str, str] = {}
     if isinstance(exc, cattrs.BaseValidationError):
         for line in cattrs.transform_error(exc, path="$", format_exception=_format):
@@ -225,7 +231,7 @@ def structure(data: Any, kind: type[Any], *, what: str = "body") -> Any:
     try:
         return converter.structure(data, kind)
     except cattrs.BaseValidationError as exc:
-        fields = _problems(exc)
+        fields = field_problems(exc)
     except (FieldInvalid, ValidationFailed) as exc:
         # A validator that looks at several fields at once (attrs __attrs_post_init__ or the
         # domain's checks) raises after the fields were structured.
@@ -236,6 +242,24 @@ def structure(data: Any, kind: type[Any], *, what: str = "body") -> Any:
         fields = {what: str(exc)}
     summary = "; ".join(f"{k}: {v}" for k, v in fields.items())
     raise ValidationFailed(f"invalid {what}: {summary}", details={"fields": fields})
+
+
+def field_errors(exc: ValidationFailed) -> ValidationFailed:
+    """``exc`` with its details in the one 422 shape, ``{"fields": {name: problem}}``.
+
+    Errors built here already have it; a domain validator's ``{"field", "problem"}``
+    (grass.domain._checks.InvalidModel) is folded into it; any other 422 names no field.
+    """
+    details = dict(exc.details)
+    fields = details.pop("fields", None)
+    field, problem = details.pop("field", None), details.pop("problem", None)
+    if not isinstance(fields, Mapping):
+        fields = {}
+    fields = {str(k): str(v) for k, v in fields.items()}
+    if isinstance(field, str) and field not in fields:
+        fields[field] = str(problem) if problem is not None else exc.message
+    exc.details = {**details, "fields": fields}
+    return exc
 
 
 def unstructure(value: Any) -> Any:
@@ -321,8 +345,8 @@ def _merge_field(schema: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, 
     return {**schema, **extra}
 
 
-def query_params(kind: type[Any], schemas: Schemas) -> list[dict[str, Any]]:
-    """OpenAPI parameters ``in: query`` for an attrs class of query fields."""
+def query_params(kind: type[Any], schemas: Schemas, where: str = "query") -> list[dict[str, Any]]:
+    """OpenAPI parameters ``in: query`` (or ``path``) for an attrs class of fields."""
     hints = typing.get_type_hints(kind)
     params = []
     for field in attrs.fields(kind):
@@ -332,8 +356,8 @@ def query_params(kind: type[Any], schemas: Schemas) -> list[dict[str, Any]]:
         params.append(
             {
                 "name": field.name,
-                "in": "query",
-                "required": field.default is attrs.NOTHING,
+                "in": where,
+                "required": where == "path" or field.default is attrs.NOTHING,
                 "schema": schema,
             }
         )

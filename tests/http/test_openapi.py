@@ -38,10 +38,17 @@ async def test_every_operation_lists_its_errors_and_auth(full_app):
                 assert {"401", "403"} <= set(responses), (method, path)
             if "requestBody" in op:
                 assert {"400", "422"} <= set(responses), (method, path)
+            if "requestBody" in op:
+                assert "413" in responses, (method, path)
             for status, reply in responses.items():
                 if int(status) >= 400:
                     schema = reply["content"]["application/json"]["schema"]
-                    assert schema == {"$ref": "#/components/schemas/Error"}
+                    name = "ValidationError" if status == "422" else "Error"
+                    assert schema == {"$ref": f"#/components/schemas/{name}"}
+            for param in op.get("parameters", []):
+                if param["in"] == "path":
+                    assert param["required"] is True
+                    assert param["schema"].get("maxLength"), (method, path, param)
 
 
 async def test_every_schema_reference_resolves(full_app):
@@ -58,3 +65,10 @@ async def test_the_docs_page_needs_no_network(full_app):
     page = (await response.get_data()).decode()
     assert "/openapi.json" in page
     assert not re.search(r"""(src|href)=["']https?://""", page), "no external assets"
+
+
+async def test_the_description_names_the_statuses_every_operation_may_give(full_app):
+    doc = document(api_of(full_app.app))
+    text = doc["info"]["description"]
+    for fragment in ("405", "413", "details.fields", "/api/v1/live"):
+        assert fragment in text
