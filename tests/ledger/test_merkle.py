@@ -11,7 +11,9 @@ from grass.ledger.merkle import (
     AccountNotInTree,
     InvalidMerkleInput,
     MerkleTree,
+    TreeBuild,
     keccak256,
+    leaf_data,
     leaf_hash,
     node_hash,
     parse_account,
@@ -216,3 +218,53 @@ def test_pycryptodome_fallback_hashes_the_same(monkeypatch):
     assert backend == "pycryptodome"
     for data in (b"", b"\x01" * 65, bytes(range(53))):
         assert new(data).digest() == keccak256(data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.dictionaries(accounts, amounts, max_size=70), step=st.integers(2, 9))
+def test_a_build_in_steps_is_the_same_tree(data, step):
+    expected = MerkleTree.build(data)
+    leaves = [leaf_data(a, v) for a, v in data.items()]
+    build = TreeBuild(list(reversed(leaves)), step=step)
+    assert build.total == (2 * len(data) - 1 if data else 0)
+    done = [build.done]
+    while build.step():
+        done.append(build.done)
+        assert done[-1] - done[-2] <= step
+    assert done == sorted(done)
+    assert done[-1] == build.total
+    tree = build.tree()
+    assert tree.root == expected.root
+    assert list(tree.items()) == list(expected.items())
+    assert tree.total == sum(data.values())
+    for account, amount in data.items():
+        assert tree.amount(account) == amount
+        assert tree.proof(account) == expected.proof(account)
+    assert MerkleTree.from_leaf_data(leaves).root == expected.root
+
+
+def test_a_tree_is_not_handed_out_before_its_last_step():
+    build = TreeBuild([leaf_data(_acct(i), i) for i in range(5)], step=2)
+    assert build.step()
+    with pytest.raises(RuntimeError, match="not built yet"):
+        build.tree()
+    assert build.run().root == MerkleTree.build({_acct(i): i for i in range(5)}).root
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [b"\x00" + bytes(20)],  # no amount
+        [leaf_data(_acct(1), 1) + b"\x00"],  # a byte too many
+        [b"\x01" + bytes(52)],  # a node's prefix
+    ],
+)
+def test_malformed_leaf_data_is_refused(bad):
+    with pytest.raises(InvalidMerkleInput):
+        MerkleTree.from_leaf_data([leaf_data(_acct(2), 2), *bad])
+
+
+def test_leaf_data_is_what_a_leaf_hashes():
+    data = leaf_data(_acct(7), 2**200 + 3)
+    assert data == b"\x00" + _acct(7) + (2**200 + 3).to_bytes(32, "big")
+    assert keccak256(data) == leaf_hash(_acct(7), 2**200 + 3)
