@@ -42,7 +42,8 @@ from grass.http.earnings import add_earnings_routes
 from grass.http.me import add_me_routes
 from grass.http.network import add_network_routes
 from grass.http.wallets import add_wallet_routes
-from grass.ledger.abc import AnchoredLedger, Journal, Ledger
+from grass.ledger.abc import Journal, Ledger
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryAnchor, MemoryJournal, open_memory_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
@@ -240,7 +241,11 @@ async def _open_web3_ledger(
         keystore_path=settings.keystore_path,
         password=settings.keystore_password.reveal(),
     )
-    client = DistributorClient(connect(settings.rpc_url), settings.contract_address)
+    client = DistributorClient(
+        connect(settings.rpc_url),
+        settings.contract_address,
+        deployed_at=settings.contract_block or None,  # 0: found once on the chain
+    )
     try:
         owner = await client.owner()
     except Exception as exc:

@@ -124,6 +124,9 @@ class LedgerConfig:
     mockchain_block_time: Seconds = Seconds(2.0)
     rpc_url: str = ""
     contract_address: str = ""
+    #: The block the distributor was deployed in (printed by `grass ledger deploy`): event logs
+    #: are read from there. 0: found once by searching the chain (needs a node with history).
+    contract_block: Count = Count(0)
     private_key: Secret = Secret("")
     keystore_path: str = ""
     keystore_password: Secret = Secret("")

@@ -44,15 +44,30 @@ class WalletView:
     address: str = s.described("The linked wallet (EIP-55); final once linked")
 
 
+_LATEST_ONLY = (
+    "The distributor checks a proof against the root of the latest epoch it holds only:"
+    " send the proof of the latest settled epoch (its cumulative amount covers every earlier"
+    " one); a proof of an older epoch is refused with InvalidProof."
+)
+
+
 @attrs.frozen(kw_only=True)
 class ClaimView:
     epoch: int
     account: str = s.described("The wallet the leaf pays (EIP-55)")
     cumulative_amount: int = s.described("Micro-points earned up to this epoch, in total")
     proof: tuple[str, ...] = s.described(
-        "Sibling hashes for claim(account, cumulativeAmount, proof)"
+        "Sibling hashes for claim(account, cumulativeAmount, proof). " + _LATEST_ONLY
     )
     root: str = s.described("The epoch's Merkle root, as anchored")
+    claimed: int | None = s.described(
+        "Micro-points this wallet has claimed on the contract so far; null when the ledger's"
+        " anchor pays no claims (memory, postgres)"
+    )
+    claimable: int | None = s.described(
+        "What claiming with this proof would pay now: cumulative_amount minus claimed"
+        " (0 if already claimed); null when the anchor pays no claims"
+    )
 
 
 def _epoch(text: str) -> int:
@@ -111,6 +126,7 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
         "GET",
         "/api/v1/me/claims/<epoch>",
         summary="What my linked wallet can claim on the distributor for an epoch",
+        description=_LATEST_ONLY,
         tag=TAG,
         auth=user_or_key(ApiScope.EARNINGS_READ),
         response=ClaimView,
@@ -124,4 +140,6 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
             cumulative_amount=claim.cumulative_amount,
             proof=claim.proof,
             root=claim.root,
+            claimed=claim.claimed,
+            claimable=claim.claimable,
         )

@@ -7,8 +7,13 @@ A ledger is two components (DESIGN §7):
 - an :class:`Anchor` publishes one Merkle root per epoch: in memory, on the simulated chain
   (``grass.ledger.mockchain``) or on the contract (web3).
 
-:class:`AnchoredLedger` composes them and is the one implementation of the :class:`Ledger`
-protocol; backends differ only in the journal and anchor they hand it.
+:class:`grass.ledger.anchored.AnchoredLedger` composes them and is the one implementation of
+the :class:`Ledger` protocol; backends differ only in the journal and anchor they hand it.
+
+Several ledgers may share one journal (``grass ledger migrate`` re-anchors the settled epochs on
+another anchor): the journal holds one settlement record per epoch, and each anchor is the
+record of its own references, so a ledger's :class:`Settlement` carries the reference *its*
+anchor holds for the root.
 
 Settlement accounts: a user's leaf is keyed by the wallet linked with :meth:`Ledger.link_account`
 for every epoch after the link, and otherwise by :func:`derived_account` - the first 20 bytes of
@@ -36,13 +41,21 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
-import trio
 
 from grass.errors import Conflict, InvalidInput, LedgerError, NotFound, Unavailable
-from grass.ledger.merkle import MerkleTree, keccak256, parse_account
+from grass.ledger.merkle import keccak256
+
+#: ``progress(phase, done, total)``, called as long work advances (``total`` None when not
+#: known yet). Phases: "read" (leaves read from the journal), "tree" (hashes of the tree),
+#: "settle <step>" (a settlement's steps), "verify" (epochs checked); migrations add theirs.
+Progress = Callable[[str, int, int | None], None]
+
+
+def no_progress(phase: str, done: int, total: int | None) -> None:
+    return None
 
 
 class InvalidCredit(LedgerError, InvalidInput):
@@ -154,6 +167,9 @@ class SettlementStatus(enum.StrEnum):
 
 @attrs.frozen(kw_only=True, slots=True)
 class Settlement:
+    """An epoch's settlement. ``anchor_ref``: what the ledger's anchor calls the posted root (a
+    transaction hash on a chain), None while that anchor holds no root for the epoch."""
+
     epoch: int
     root: bytes
     total: int
@@ -221,7 +237,15 @@ class Journal(Protocol):
         """Settlement account -> sum of the user's credits of epochs <= ``epoch``."""
         ...
 
-    async def put_settlement(self, settlement: Settlement) -> None: ...
+    async def leaves(self, epoch: int, progress: Progress) -> list[bytes]:
+        """What the epoch's tree hashes: :func:`grass.ledger.merkle.leaf_data` of each account
+        of :meth:`cumulative` and its amount, in any order (the tree sorts them). Raises
+        InvalidMerkleInput if an amount is beyond uint256."""
+        ...
+
+    async def put_settlement(self, settlement: Settlement) -> None:
+        """Insert or replace the epoch's record; its ``anchor_ref`` is the settling anchor's."""
+        ...
 
     async def settlement(self, epoch: int) -> Settlement | None: ...
 
@@ -263,7 +287,20 @@ class Anchor(Protocol):
 
     async def anchored(self, epoch: int) -> bytes | None: ...
 
+    async def ref(self, epoch: int) -> str | None:
+        """The reference of the root this anchor holds for ``epoch`` (None: it holds none)."""
+        ...
+
     async def confirmations(self, ref: str) -> int: ...
+
+
+@runtime_checkable
+class ClaimsAnchor(Anchor, Protocol):
+    """An anchor that pays claims (capability "claims"): the contract, or the simulated chain."""
+
+    async def claimed(self, account: bytes) -> int:
+        """The cumulative amount already claimed by ``account`` (0: never)."""
+        ...
 
 
 class Ledger(Protocol):
@@ -283,7 +320,7 @@ class Ledger(Protocol):
 
     async def link_account(self, user_id: str, account: bytes | str) -> None: ...
 
-    async def settle(self, epoch: int) -> Settlement: ...
+    async def settle(self, epoch: int, *, progress: Progress = no_progress) -> Settlement: ...
 
     async def settlement(self, epoch: int) -> Settlement: ...
 
@@ -291,7 +328,11 @@ class Ledger(Protocol):
 
     async def proof(self, user_id: str, epoch: int) -> Proof: ...
 
-    async def verify(self) -> VerifyReport: ...
+    async def claimed(self, account: bytes) -> int | None:
+        """What ``account`` has claimed so far on the anchor; None if the anchor pays no claims."""
+        ...
+
+    async def verify(self, *, progress: Progress = no_progress) -> VerifyReport: ...
 
 
 #: Called after each step of a settlement with the step's name; tests raise from it to
@@ -318,148 +359,3 @@ def latest_confirmed(settlements: Mapping[int, Settlement]) -> int:
     return max(
         (e for e, s in settlements.items() if s.status is SettlementStatus.CONFIRMED), default=-1
     )
-
-
-class AnchoredLedger:
-    """The :class:`Ledger`: a journal plus an anchor.
-
-    ``settle`` runs its steps (:data:`SETTLE_STEPS`) in an order that makes a re-run after a
-    crash between any two of them safe: the epoch is closed before its balances are read, the
-    pending record (with the root) is written before the anchor is touched, and the anchor's
-    ``post`` is idempotent, so a re-run finds the record and never writes a second root.
-    """
-
-    def __init__(
-        self, journal: Journal, anchor: Anchor, *, step_hook: StepHook | None = None
-    ) -> None:
-        self.journal = journal
-        self.anchor = anchor
-        self.capabilities = journal.capabilities | anchor.capabilities
-        self.step_hook = step_hook
-        # One settlement at a time per process; across processes the settler is a singleton job.
-        self._settling = trio.Lock()
-        self._tree_cache: tuple[int, MerkleTree] | None = None
-
-    async def record(self, credits: Sequence[Credit]) -> RecordResult:
-        for credit in credits:
-            if not isinstance(credit, Credit):
-                raise InvalidCredit("record() takes Credit values")
-        return await self.journal.record(credits)
-
-    async def balance(self, user_id: str) -> Balance:
-        return (await self.journal.balances([check_user_id(user_id)]))[user_id]
-
-    async def balances(self, user_ids: Sequence[str]) -> dict[str, Balance]:
-        return await self.journal.balances([check_user_id(u) for u in user_ids])
-
-    async def history(
-        self, user_id: str, cursor: str | None = None, limit: int = 50
-    ) -> HistoryPage:
-        if type(limit) is not int or not 1 <= limit <= 1000:
-            raise InvalidCredit("limit must be in [1, 1000]", details={"limit": limit})
-        return await self.journal.history(check_user_id(user_id), cursor, limit)
-
-    async def link_account(self, user_id: str, account: bytes | str) -> None:
-        await self.journal.link_account(check_user_id(user_id), parse_account(account))
-
-    async def _step(self, name: str) -> None:
-        if self.step_hook is not None:
-            await self.step_hook(name)
-
-    async def settle(self, epoch: int) -> Settlement:
-        check_epoch(epoch)
-        async with self._settling:
-            record = await self.journal.settlement(epoch)
-            if record is not None and record.status is SettlementStatus.CONFIRMED:
-                return record
-            if record is None:
-                later = [s.epoch for s in await self.journal.settlements() if s.epoch > epoch]
-                if later:
-                    raise AlreadySettled(
-                        "a later epoch is already settled; epochs settle in order",
-                        details={"epoch": epoch, "later": min(later)},
-                    )
-                await self.journal.close(epoch)
-                await self._step("close")
-                tree = await self._tree(epoch)
-                await self._step("tree")
-                record = Settlement(
-                    epoch=epoch,
-                    root=tree.root,
-                    total=sum(amount for _, amount in tree.items()),
-                    user_count=len(tree),
-                    anchor_ref=None,
-                    status=SettlementStatus.PENDING,
-                )
-                await self.journal.put_settlement(record)
-                await self._step("pending")
-            try:
-                ref = await self.anchor.post(epoch, record.root)
-                await self._step("post")
-                record = attrs.evolve(record, anchor_ref=ref, status=SettlementStatus.ANCHORED)
-                await self.journal.put_settlement(record)
-                await self._step("anchored")
-                ref = await self.anchor.wait_final(epoch, record.root, ref)
-                await self._step("final")
-            except AnchorFailed:
-                await self.journal.put_settlement(
-                    attrs.evolve(record, status=SettlementStatus.FAILED)
-                )
-                raise
-            record = attrs.evolve(record, anchor_ref=ref, status=SettlementStatus.CONFIRMED)
-            await self.journal.put_settlement(record)
-            await self._step("confirmed")
-            return record
-
-    async def _tree(self, epoch: int) -> MerkleTree:
-        # Proofs for the latest epoch come in bursts (every user claims); a closed epoch's tree
-        # never changes, so keeping the last one spares a million-leaf rebuild per request.
-        if self._tree_cache is not None and self._tree_cache[0] == epoch:
-            return self._tree_cache[1]
-        tree = MerkleTree.build(await self.journal.cumulative(epoch))
-        self._tree_cache = (epoch, tree)
-        return tree
-
-    async def settlement(self, epoch: int) -> Settlement:
-        record = await self.journal.settlement(check_epoch(epoch))
-        if record is None:
-            raise EpochNotFound("no settlement for this epoch", details={"epoch": epoch})
-        return record
-
-    async def settlements(self) -> list[Settlement]:
-        return await self.journal.settlements()
-
-    async def proof(self, user_id: str, epoch: int) -> Proof:
-        record = await self.settlement(epoch)
-        account = await self.journal.account_of(check_user_id(user_id), epoch)
-        tree = await self._tree(epoch)
-        if account not in tree:
-            raise NoBalance(
-                "no credit up to this epoch", details={"user_id": user_id, "epoch": epoch}
-            )
-        return Proof(
-            epoch=epoch,
-            account=account,
-            cumulative_amount=tree.amount(account),
-            proof=tuple(tree.proof(account)),
-            root=record.root,
-        )
-
-    async def verify(self) -> VerifyReport:
-        checks = []
-        for record in await self.journal.settlements():
-            expected = MerkleTree.build(await self.journal.cumulative(record.epoch)).root
-            anchored = await self.anchor.anchored(record.epoch)
-            ok = expected == record.root == anchored
-            if record.status is not SettlementStatus.CONFIRMED:
-                ok = False  # an unfinished settlement is a finding until settle() is re-run
-            checks.append(
-                EpochCheck(
-                    epoch=record.epoch,
-                    expected_root=expected,
-                    recorded_root=record.root,
-                    anchored_root=anchored,
-                    ok=ok,
-                )
-            )
-        return VerifyReport(epochs=tuple(checks))

@@ -1,8 +1,8 @@
 """``grass ledger status | settle | verify | migrate | deploy``, called by ``grass.cli``.
 
 Every command opens the configured store and the ledger(s) it names, does its work and closes
-them; output goes to stdout, progress to stderr. Exit codes: 0 done, 1 failed (a verification
-mismatch included), 2 bad usage.
+them; output goes to stdout, progress to stderr (a bar redrawn in place on a terminal, a line now
+and then otherwise). Exit codes: 0 done, 1 failed (a verification mismatch included), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import trio
 from grass.app import open_ledger, store_journal
 from grass.config import Config, LedgerBackend, StorageBackend
 from grass.errors import GrassError
-from grass.ledger.abc import AnchoredLedger, VerifyReport
+from grass.ledger.abc import VerifyReport
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.migrate import MigrationReport, migrate_ledger
 from grass.storage.abc import Storage
 from grass.storage.memory import open_memory_storage
@@ -47,10 +48,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     deploy.add_argument("--token", default="0x" + "00" * 20, help="ERC-20 paid on claims")
 
 
+def migrate_refusal(config: Config, source: str, target: str) -> str | None:
+    """Why ``migrate --from source --to target`` cannot do anything useful, if it cannot."""
+    if source == target:
+        return "ledger migrate needs two different backends"
+    memory = LedgerBackend.MEMORY.value
+    if memory in (source, target):
+        where = "--from" if source == memory else "--to"
+        return (
+            f"ledger migrate {where} memory: the memory anchor lives inside one process, so this"
+            " command would open an empty one and lose it at exit; migrate between persistent"
+            " backends (postgres, mockchain, web3)"
+        )
+    if config.storage.backend is StorageBackend.MEMORY:
+        return (
+            "ledger migrate with storage.backend = memory: the journal would be a new, empty one;"
+            " set storage.backend = postgres (GRASS_STORAGE=postgres)"
+        )
+    return None
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
-    if args.ledger_command == "migrate" and args.source == args.target:
-        print("grass: ledger migrate needs two different backends", file=sys.stderr)
-        return EXIT_USAGE
+    if args.ledger_command == "migrate":
+        refusal = migrate_refusal(config, args.source, args.target)
+        if refusal is not None:
+            print(f"grass: {refusal}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         return trio.run(_run, config, args)
     except GrassError as exc:
@@ -83,8 +106,10 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
                 open_ledger(config, storage, backend=target, journal=journal) as b,
             ):
                 progress = ProgressBar(sys.stderr)
-                report = await migrate_ledger(a, b, progress=progress.update, batch=args.batch)
-                progress.finish()
+                try:
+                    report = await migrate_ledger(a, b, progress=progress.update, batch=args.batch)
+                finally:
+                    progress.finish()
                 print_migration(report, source.value, target.value)
                 return EXIT_OK if report.verify.ok else EXIT_FAILURE
         backend = LedgerBackend(args.backend) if args.backend else config.ledger.backend
@@ -92,16 +117,23 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             if command == "status":
                 await print_status(ledger, backend.value)
                 return EXIT_OK
+            progress = ProgressBar(sys.stderr)
             if command == "settle":
                 started = time.perf_counter()
-                s = await ledger.settle(args.epoch)
+                try:
+                    s = await ledger.settle(args.epoch, progress=progress.update)
+                finally:
+                    progress.finish()
                 print(
                     f"epoch {s.epoch} {s.status.value}: {s.user_count} users, total {s.total},"
                     f" root 0x{s.root.hex()}, anchor {s.anchor_ref}"
                     f" ({time.perf_counter() - started:.2f} s)"
                 )
                 return EXIT_OK
-            checked = await ledger.verify()
+            try:
+                checked = await ledger.verify(progress=progress.update)
+            finally:
+                progress.finish()
             print_verify(checked, backend.value)
             return EXIT_OK if checked.ok else EXIT_FAILURE
 
@@ -118,9 +150,11 @@ async def _deploy(config: Config, token: str) -> int:
         keystore_path=settings.keystore_path,
         password=settings.keystore_password.reveal(),
     )
-    address = await deploy_distributor(connect(settings.rpc_url), signer, token=token)
-    print(f"distributor deployed at {address}, owned by {signer.address}")
-    print(f"set ledger.contract_address (GRASS_LEDGER_CONTRACT_ADDRESS) to {address}")
+    deployed = await deploy_distributor(connect(settings.rpc_url), signer, token=token)
+    print(f"distributor deployed at {deployed.address} in block {deployed.block},")
+    print(f"owned by {signer.address}; set")
+    print(f"  ledger.contract_address (GRASS_LEDGER_CONTRACT_ADDRESS) to {deployed.address}")
+    print(f"  ledger.contract_block (GRASS_LEDGER_CONTRACT_BLOCK) to {deployed.block}")
     return EXIT_OK
 
 
@@ -163,7 +197,7 @@ def print_migration(report: MigrationReport, source: str, target: str) -> None:
     for m in report.epochs:
         print(
             f"  epoch {m.epoch:>6}  {m.action:<11}  root 0x{m.root.hex()[:16]}…"
-            f"  {m.source_ref} -> {m.target_ref}"
+            f"  {source} {m.source_ref} -> {target} {m.target_ref}"
         )
     if report.skipped:
         skipped = ", ".join(f"{s.epoch} ({s.status.value})" for s in report.skipped)
@@ -172,16 +206,18 @@ def print_migration(report: MigrationReport, source: str, target: str) -> None:
 
 
 class ProgressBar:
-    """A one-line bar on a terminal; on a pipe, a line every tenth of the work at most."""
+    """A one-line bar on a terminal; elsewhere (a pipe, a log) a plain line per phase and per
+    tenth of its work, or per doubling of the count when the total is not known."""
 
     def __init__(self, out: TextIO, width: int = 30) -> None:
         self.out = out
         self.width = width
         self.tty = out.isatty()
         self._last: tuple[str, int] = ("", -1)
+        self._drawn = 0
 
     def update(self, phase: str, done: int, total: int | None) -> None:
-        if total:
+        if total is not None and total > 0:
             share = done / total
             bar = "#" * int(share * self.width)
             line = f"{phase:<8} [{bar:<{self.width}}] {share:4.0%} {done}/{total}"
@@ -190,14 +226,18 @@ class ProgressBar:
             line = f"{phase:<8} {done}"
             step = done.bit_length()  # a line per doubling when the total is unknown
         if self.tty:
-            self.out.write("\r" + line.ljust(self.width + 40))
+            # Padded to the last line's length: a shorter line must hide all of it.
+            self.out.write("\r" + line.ljust(self._drawn))
             self.out.flush()
+            self._drawn = len(line)
         elif self._last != (phase, step):
             self.out.write(line + "\n")
             self.out.flush()
         self._last = (phase, step)
 
     def finish(self) -> None:
-        if self.tty:
+        """End the bar's line (on a terminal); the next update starts a new one."""
+        if self.tty and self._drawn:
             self.out.write("\n")
             self.out.flush()
+        self._last, self._drawn = ("", -1), 0

@@ -16,7 +16,6 @@ import trio
 from grass.ledger.abc import (
     AccountConflict,
     AlreadySettled,
-    AnchoredLedger,
     AnchorFailed,
     Balance,
     Credit,
@@ -24,13 +23,15 @@ from grass.ledger.abc import (
     HistoryPage,
     InvalidCredit,
     Link,
+    Progress,
     RecordResult,
     Settlement,
     StepHook,
     derived_account,
     latest_confirmed,
 )
-from grass.ledger.merkle import to_checksum_address
+from grass.ledger.anchored import AnchoredLedger
+from grass.ledger.merkle import LEAF_PREFIX, MAX_AMOUNT, InvalidMerkleInput, to_checksum_address
 
 
 class MemoryJournal:
@@ -155,6 +156,27 @@ class MemoryJournal:
                 result[account_at(user, epoch)] = total
         return result
 
+    async def leaves(self, epoch: int, progress: Progress) -> list[bytes]:
+        await trio.lowlevel.checkpoint()
+        leaves = []
+        account_at, prefix = self._account_at, LEAF_PREFIX
+        for user, sums in self._per_epoch.items():
+            if len(sums) == 1:  # the usual case, without a generator
+                ((first, total),) = sums.items()
+                if first > epoch:
+                    continue
+            else:
+                total = sum(v for e, v in sums.items() if e <= epoch)
+                if not total:
+                    continue
+            if total > MAX_AMOUNT:
+                raise InvalidMerkleInput(
+                    "a cumulative amount is beyond uint256", details={"user_id": user}
+                )
+            leaves.append(prefix + account_at(user, epoch) + total.to_bytes(32, "big"))
+        progress("read", len(leaves), len(leaves))
+        return leaves
+
     async def put_settlement(self, settlement: Settlement) -> None:
         await trio.lowlevel.checkpoint()
         self._settlements[settlement.epoch] = settlement
@@ -226,6 +248,11 @@ class MemoryAnchor:
         await trio.lowlevel.checkpoint()
         posted = self._roots.get(epoch)
         return None if posted is None else posted.root
+
+    async def ref(self, epoch: int) -> str | None:
+        await trio.lowlevel.checkpoint()
+        posted = self._roots.get(epoch)
+        return None if posted is None else posted.ref
 
     async def confirmations(self, ref: str) -> int:
         await trio.lowlevel.checkpoint()

@@ -7,37 +7,45 @@ What moves depends on whether the two ledgers share their journal (the store):
   link replayed just before the first epoch it applies to, so the target's trees are the
   source's;
 - one journal (postgres -> mockchain -> web3 on one database): the settlement records are
-  already there; each root is posted on the target's anchor and the record points to it.
+  already there; each confirmed epoch is re-anchored through ``target.settle`` (its lock, its
+  idempotent post and its wait for finality), which posts the recorded root on the target's
+  anchor and leaves the record - and the source anchor's references - as they are.
 
-Either way every epoch is checked root by root as it moves (the target's recorded root, the
-source's and what the target's anchor now holds must be one value) and the target is verified
-as a whole at the end. Only confirmed settlements move; the others are reported as skipped.
+Every epoch is checked root by root before the next one moves: the root recomputed from the
+source's journal (and from the target's when it is another), the settlement record's root and
+what the target's anchor now holds must be one value, or the migration stops with
+VerificationFailed naming the epoch and what had moved. The target is then verified as a whole.
+Only confirmed settlements move; the others are reported as skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import attrs
 
 from grass.ledger.abc import (
-    AnchoredLedger,
+    Progress,
     Settlement,
     SettlementStatus,
     VerificationFailed,
     VerifyReport,
+    no_progress,
 )
+from grass.ledger.anchored import AnchoredLedger
 
-#: ``progress(phase, done, total)``: called as work advances (``total`` None when unknown).
-Progress = Callable[[str, int, int | None], None]
+#: What happened to an epoch on the target.
+SETTLED = "settled"  # a new record in the target's journal (journals apart)
+REANCHORED = "re-anchored"  # the root posted on the target's anchor (shared journal)
+ALREADY_THERE = "already there"  # the target's anchor held the root already (a re-run)
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class EpochMove:
     epoch: int
     root: bytes
-    action: str  # "settled" (a new record on the target) or "re-anchored" (shared journal)
-    source_ref: str | None
+    action: str
+    source_ref: str | None  # the source anchor's reference (None: it holds no root)
     target_ref: str | None
 
 
@@ -52,65 +60,87 @@ class MigrationReport:
     verify: VerifyReport
 
 
-def _quiet(phase: str, done: int, total: int | None) -> None:
-    return None
+def _hex(root: bytes | None) -> str | None:
+    return None if root is None else "0x" + root.hex()
+
+
+def _check(epoch: int, roots: Mapping[str, bytes | None], moves: list[EpochMove]) -> None:
+    if len(set(roots.values())) != 1:
+        raise VerificationFailed(
+            f"epoch {epoch} does not have one root; migration stopped before it moved",
+            details={
+                "epoch": epoch,
+                "roots": {where: _hex(root) for where, root in roots.items()},
+                "moved": [m.epoch for m in moves],
+            },
+        )
+
+
+async def _copy_credits(
+    source: AnchoredLedger, target: AnchoredLedger, progress: Progress, batch: int
+) -> tuple[int, int]:
+    copied = present = cursor = 0
+    while True:
+        page, cursor = await source.journal.export(cursor, batch)
+        if not page:
+            return copied, present
+        result = await target.record(page)
+        copied += result.new
+        present += result.duplicates
+        progress("credits", copied + present, None)
 
 
 async def migrate_ledger(
     source: AnchoredLedger,
     target: AnchoredLedger,
     *,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     batch: int = 10_000,
 ) -> MigrationReport:
     shared = source.journal is target.journal
-    settlements = await source.settlements()
+    settlements = await source.journal.settlements()
     confirmed = [s for s in settlements if s.status is SettlementStatus.CONFIRMED]
     skipped = tuple(s for s in settlements if s.status is not SettlementStatus.CONFIRMED)
-    copied = present = 0
     links = [] if shared else sorted(await source.journal.links(), key=lambda k: k.first_epoch)
-    if not shared:
-        cursor = 0
-        while True:
-            page, cursor = await source.journal.export(cursor, batch)
-            if not page:
-                break
-            result = await target.record(page)
-            copied += result.new
-            present += result.duplicates
-            progress("credits", copied + present, None)
-    moves = []
+    links_copied = len(links)
+    copied, present = (0, 0) if shared else await _copy_credits(source, target, progress, batch)
+    moves: list[EpochMove] = []
+    progress("epochs", 0, len(confirmed))
     for i, record in enumerate(confirmed):
-        while links and links[0].first_epoch <= record.epoch:
+        epoch = record.epoch
+        while links and links[0].first_epoch <= epoch:
             link = links.pop(0)
             await target.link_account(link.user_id, link.account)
-        existing = await target.journal.settlement(record.epoch)
-        if existing is not None and existing.status is SettlementStatus.CONFIRMED:
-            ref = await target.anchor.post(record.epoch, existing.root)
-            ref = await target.anchor.wait_final(record.epoch, existing.root, ref)
-            moved = attrs.evolve(existing, anchor_ref=ref)
-            await target.journal.put_settlement(moved)
-            action = "re-anchored"
-        else:
-            moved = await target.settle(record.epoch)
-            action = "settled"
-        anchored = await target.anchor.anchored(record.epoch)
-        if not moved.root == record.root == anchored:
-            raise VerificationFailed(
-                "the target's root differs from the source's",
-                details={
-                    "epoch": record.epoch,
-                    "source": record.root.hex(),
-                    "target": moved.root.hex(),
-                    "anchored": anchored.hex() if anchored else None,
-                },
+        expected = await source.journal_root(epoch, progress=progress)
+        # Checked before the target's anchor is touched: a wrong root posted on a chain stays.
+        ahead = {
+            "recorded on the source": record.root,
+            "recomputed from the source's journal": expected,
+        }
+        if not shared:
+            ahead["recomputed from the target's journal"] = await target.journal_root(
+                epoch, progress=progress
             )
+        _check(epoch, ahead, moves)
+        before = await target.anchor.anchored(epoch)
+        existing = None if shared else await target.journal.settlement(epoch)
+        moved = await target.settle(epoch, progress=progress)
+        if before is not None and before == moved.root:
+            action = ALREADY_THERE
+        else:
+            action = REANCHORED if shared or existing is not None else SETTLED
+        after = {
+            "recomputed from the source's journal": expected,
+            "recorded on the target": moved.root,
+            "held by the target's anchor": await target.anchor.anchored(epoch),
+        }
+        _check(epoch, after, moves)
         moves.append(
             EpochMove(
-                epoch=record.epoch,
+                epoch=epoch,
                 root=record.root,
                 action=action,
-                source_ref=record.anchor_ref,
+                source_ref=await source.anchor.ref(epoch),
                 target_ref=moved.anchor_ref,
             )
         )
@@ -122,8 +152,8 @@ async def migrate_ledger(
         shared_journal=shared,
         credits_copied=copied,
         credits_already_there=present,
-        links_copied=0 if shared else len(await source.journal.links()),
+        links_copied=links_copied,
         epochs=tuple(moves),
         skipped=skipped,
-        verify=await target.verify(),
+        verify=await target.verify(progress=progress),
     )

@@ -23,7 +23,6 @@ from decimal import Decimal
 from grass.ledger.abc import (
     AccountConflict,
     AlreadySettled,
-    AnchoredLedger,
     AnchorFailed,
     Balance,
     Credit,
@@ -31,12 +30,15 @@ from grass.ledger.abc import (
     HistoryPage,
     InvalidCredit,
     Link,
+    Progress,
     RecordResult,
     Settlement,
     SettlementStatus,
     StepHook,
     derived_account,
 )
+from grass.ledger.anchored import AnchoredLedger
+from grass.ledger.leafcopy import LEAVES_QUERY, LeafCopy
 from grass.ledger.merkle import to_checksum_address
 from grass.storage.abc import StorageConflict
 from grass.storage.postgres.pool import Connection, Database, Record
@@ -319,6 +321,14 @@ class PostgresJournal:
         rows = await self._db.run(lambda conn: conn.fetch(_CUMULATIVE, epoch), readonly=True)
         return {bytes(row["account"]): int(row["total"]) for row in rows}
 
+    async def leaves(self, epoch: int, progress: Progress) -> list[bytes]:
+        async def work(conn: Connection) -> list[bytes]:
+            rows = LeafCopy(progress)  # a new one per attempt: a retried run starts over
+            await conn.raw.copy_from_query(LEAVES_QUERY, epoch, output=rows.write, format="binary")
+            return rows.finish()
+
+        return await self._db.run(work, readonly=True)
+
     async def put_settlement(self, settlement: Settlement) -> None:
         s = settlement
         await self._db.run(
@@ -430,6 +440,15 @@ class PostgresAnchor:
 
     async def wait_final(self, epoch: int, root: bytes, ref: str) -> str:
         return ref
+
+    async def ref(self, epoch: int) -> str | None:
+        ref = await self._db.run(
+            lambda conn: conn.fetchval(
+                "SELECT ref FROM ledger_anchored_roots WHERE epoch = $1", epoch
+            ),
+            readonly=True,
+        )
+        return None if ref is None else str(ref)
 
     async def anchored(self, epoch: int) -> bytes | None:
         root = await self._db.run(

@@ -51,13 +51,23 @@ class Challenge:
 
 @attrs.frozen(kw_only=True)
 class Claim:
-    """The arguments of the distributor's ``claim(account, cumulativeAmount, proof)``."""
+    """The arguments of the distributor's ``claim(account, cumulativeAmount, proof)``, and
+    what is left to claim.
+
+    The contract checks a proof against the root of the latest epoch it holds only, and pays
+    ``cumulative_amount`` minus what the account claimed before: the proof of the latest
+    settled epoch is the one to send, and it covers every earlier epoch.
+    """
 
     epoch: int
     account: str  # EIP-55
     cumulative_amount: int
     proof: tuple[str, ...]  # 0x-hex, 32 bytes each
     root: str
+    #: Claimed so far by the account on the anchor, and what this proof would still pay; None
+    #: when the anchor pays no claims (memory, postgres).
+    claimed: int | None
+    claimable: int | None
 
 
 def challenge_text(user_id: str, nonce: str, expires_at: dt.datetime) -> str:
@@ -146,10 +156,13 @@ class Wallets:
                 "no wallet linked for this epoch: link one, it applies from the next settlement",
                 details={"epoch": epoch},
             )
+        claimed = await self._ledger.claimed(proof.account)
         return Claim(
             epoch=epoch,
             account=to_checksum_address(proof.account),
             cumulative_amount=proof.cumulative_amount,
             proof=tuple("0x" + p.hex() for p in proof.proof),
             root="0x" + proof.root.hex(),
+            claimed=claimed,
+            claimable=None if claimed is None else max(0, proof.cumulative_amount - claimed),
         )

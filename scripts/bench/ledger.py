@@ -22,7 +22,8 @@ from decimal import Decimal
 import trio
 from _pg import DEFAULT_DSN, throwaway_database
 
-from grass.ledger.abc import AnchoredLedger, Credit, derived_account
+from grass.ledger.abc import Credit, derived_account
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import open_memory_ledger
 from grass.ledger.merkle import KECCAK_BACKEND, MerkleTree
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal

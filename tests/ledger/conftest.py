@@ -6,7 +6,10 @@ manager yielding a :class:`Harness`. The ``ledger_harness`` fixture runs each co
 once per entry. Tests take ``autojump_clock`` themselves (pytest-trio only uses a clock
 that the test function asks for): the mockchain mines on Trio time.
 
-To add a backend (e.g. "postgres", "web3"):
+The web3 backends run twice: over the memory journal and outbox, and over the PostgreSQL
+journal and outbox (what ``grass serve`` runs with ``GRASS_STORAGE=postgres``).
+
+To add a backend:
 
 1. write an ``@asynccontextmanager`` factory ``(path, step_hook) -> Harness`` that opens the
    ledger (asking pytest for services the usual way: take ``postgres_dsn`` through a fixture and
@@ -31,13 +34,15 @@ import trio
 from eth_account.signers.local import LocalAccount
 from trio.testing import MockClock
 
-from grass.ledger.abc import AnchoredLedger, Proof, StepHook
+from grass.ledger.abc import Proof, StepHook
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.contract import load_artifact
 from grass.ledger.memory import MemoryAnchor, open_memory_ledger
 from grass.ledger.mockchain import MockchainAnchor, open_mockchain_ledger
-from grass.ledger.postgres import open_postgres_ledger
-from grass.ledger.web3 import Web3Anchor, open_web3_ledger
+from grass.ledger.postgres import PostgresJournal, open_postgres_ledger
+from grass.ledger.web3 import PostgresOutbox, Web3Anchor, open_web3_ledger
 from grass.ledger.web3.rpc import decode_revert
+from grass.storage.postgres import Database
 from grass.storage.postgres.migrate import migrate
 from tests.ledger.evm import EvmNode, anvil_node, anvil_url, eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
@@ -106,7 +111,8 @@ async def _mockchain(path: Path, step_hook: StepHook | None) -> AsyncIterator[Ha
 
 
 _LEDGER_TABLES = (
-    "ledger_credits, ledger_balances, ledger_accounts, ledger_settlements, ledger_anchored_roots"
+    "ledger_credits, ledger_balances, ledger_accounts, ledger_settlements, ledger_anchored_roots,"
+    " ledger_outbox"
 )
 
 
@@ -121,38 +127,46 @@ class PgLedgerSchema:
 
 
 @asynccontextmanager
-async def _postgres(
-    path: Path, step_hook: StepHook | None, *, pg_ledger_schema: PgLedgerSchema
-) -> AsyncIterator[Harness]:
-    schema = pg_ledger_schema
+async def _pg_database(schema: PgLedgerSchema) -> AsyncIterator[Database]:
+    """A pool on the module's schema: migrated once, emptied by the first open of each test (a
+    second open in the same test - a restart - finds the first one's rows)."""
     async with open_test_database(schema.dsn, schema.name, max_size=8) as db:
         if not schema.migrated:
             await migrate(db)
             schema.migrated = True
         if not schema.emptied:
-            # A second open in the same test (reopen tests) must find the first one's rows.
             await db.run(lambda c: c.execute(f"TRUNCATE {_LEDGER_TABLES} RESTART IDENTITY"))
             await db.run(lambda c: c.execute("UPDATE ledger_state SET closed = -1"))
             schema.emptied = True
-        async with open_postgres_ledger(db, step_hook=step_hook) as ledger:
+        yield db
 
-            async def writes(epoch: int) -> int:
-                return int(
-                    await db.run(
-                        lambda c: c.fetchval(
-                            "SELECT count(*) FROM ledger_anchored_roots WHERE epoch = $1", epoch
-                        )
-                    )
-                )
 
-            async def tamper(epoch: int, root: bytes) -> None:
+@asynccontextmanager
+async def _postgres(
+    path: Path, step_hook: StepHook | None, *, pg_ledger_schema: PgLedgerSchema
+) -> AsyncIterator[Harness]:
+    async with (
+        _pg_database(pg_ledger_schema) as db,
+        open_postgres_ledger(db, step_hook=step_hook) as ledger,
+    ):
+
+        async def writes(epoch: int) -> int:
+            return int(
                 await db.run(
-                    lambda c: c.execute(
-                        "UPDATE ledger_anchored_roots SET root = $2 WHERE epoch = $1", epoch, root
+                    lambda c: c.fetchval(
+                        "SELECT count(*) FROM ledger_anchored_roots WHERE epoch = $1", epoch
                     )
                 )
+            )
 
-            yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path)
+        async def tamper(epoch: int, root: bytes) -> None:
+            await db.run(
+                lambda c: c.execute(
+                    "UPDATE ledger_anchored_roots SET root = $2 WHERE epoch = $1", epoch, root
+                )
+            )
+
+        yield Harness(ledger=ledger, anchor_writes=writes, tamper=tamper, path=path)
 
 
 @attrs.define
@@ -181,14 +195,17 @@ def anvil_deployment(anvil_url: str) -> Deployment:
 
 @asynccontextmanager
 async def _web3(
-    path: Path, step_hook: StepHook | None, *, deployment: Deployment
+    path: Path, step_hook: StepHook | None, *, deployment: Deployment, db: Database | None = None
 ) -> AsyncIterator[Harness]:
+    """The web3 ledger; over ``db``'s journal and outbox when given, else the memory ones."""
     node = deployment.node
     async with trio.open_nursery() as nursery:
         nursery.start_soon(node.mine_forever)
         async with open_web3_ledger(
             node.client(deployment.address),
             deployment.signer,
+            journal=None if db is None else PostgresJournal(db),
+            outbox=None if db is None else PostgresOutbox(db),
             confirmations=2,
             poll_interval=0.02,
             step_hook=step_hook,
@@ -256,6 +273,36 @@ async def _web3_anvil(
         yield harness
 
 
+@asynccontextmanager
+async def _web3_ethtester_postgres(
+    path: Path,
+    step_hook: StepHook | None,
+    *,
+    ethtester_deployment: Deployment,
+    pg_ledger_schema: PgLedgerSchema,
+) -> AsyncIterator[Harness]:
+    async with (
+        _pg_database(pg_ledger_schema) as db,
+        _web3(path, step_hook, deployment=ethtester_deployment, db=db) as harness,
+    ):
+        yield harness
+
+
+@asynccontextmanager
+async def _web3_anvil_postgres(
+    path: Path,
+    step_hook: StepHook | None,
+    *,
+    anvil_deployment: Deployment,
+    pg_ledger_schema: PgLedgerSchema,
+) -> AsyncIterator[Harness]:
+    async with (
+        _pg_database(pg_ledger_schema) as db,
+        _web3(path, step_hook, deployment=anvil_deployment, db=db) as harness,
+    ):
+        yield harness
+
+
 HarnessFactory = Callable[..., AbstractAsyncContextManager[Harness]]
 
 LEDGER_BACKENDS: dict[str, HarnessFactory] = {
@@ -264,6 +311,8 @@ LEDGER_BACKENDS: dict[str, HarnessFactory] = {
     "postgres": _postgres,
     "web3-ethtester": _web3_ethtester,
     "web3-anvil": _web3_anvil,
+    "web3-ethtester-postgres": _web3_ethtester_postgres,
+    "web3-anvil-postgres": _web3_anvil_postgres,
 }
 
 #: Fixtures a backend needs, passed to its factory by name.
@@ -271,6 +320,8 @@ BACKEND_FIXTURES: dict[str, tuple[str, ...]] = {
     "postgres": ("pg_ledger_schema",),
     "web3-ethtester": ("ethtester_deployment",),
     "web3-anvil": ("anvil_deployment",),
+    "web3-ethtester-postgres": ("ethtester_deployment", "pg_ledger_schema"),
+    "web3-anvil-postgres": ("anvil_deployment", "pg_ledger_schema"),
 }
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 from trio.testing import MockClock
 
-from grass.ledger.abc import AnchoredLedger, Credit, NoBalance, SettlementStatus
-from grass.ledger.memory import open_memory_ledger
-from grass.ledger.merkle import verify
+from grass.ledger.abc import Credit, NoBalance, SettlementStatus, VerificationFailed
+from grass.ledger.anchored import AnchoredLedger
+from grass.ledger.memory import MemoryAnchor, MemoryJournal, open_memory_ledger
+from grass.ledger.merkle import keccak256, verify
 from grass.ledger.migrate import migrate_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
@@ -104,14 +106,25 @@ async def test_memory_to_postgres_to_mockchain_to_web3(postgres_dsn, schema, aut
         async with open_mockchain_ledger(
             None, block_time=0.05, confirmations=2, journal=journal
         ) as mockchain:
+            before = await postgres.settlements()
             report = await migrate_ledger(postgres, mockchain)
             assert report.shared_journal
             assert report.credits_copied == 0
             assert [m.action for m in report.epochs] == ["re-anchored"] * 3
             assert all(m.target_ref and m.target_ref.startswith("0x") for m in report.epochs)
+            assert [m.source_ref for m in report.epochs] == [s.anchor_ref for s in before]
             assert report.verify.ok
             assert [await mockchain.anchor.anchored(e) for e in (1, 2, 3)] == roots
             assert (await postgres.verify()).ok  # the old anchor still agrees with the journal
+            # Each backend shows its own references; the shared records are untouched.
+            assert await postgres.settlements() == before
+            assert all(s.anchor_ref.startswith("postgres:") for s in before)
+            assert [s.anchor_ref for s in await mockchain.settlements()] == [
+                m.target_ref for m in report.epochs
+            ]
+            again = await migrate_ledger(postgres, mockchain)
+            assert [m.action for m in again.epochs] == ["already there"] * 3
+            assert [m.target_ref for m in again.epochs] == [m.target_ref for m in report.epochs]
             await _same_books(memory, mockchain)
 
             # mockchain -> web3 (eth-tester): the contract takes the roots; claims work.
@@ -145,3 +158,23 @@ async def test_memory_to_postgres_to_mockchain_to_web3(postgres_dsn, schema, aut
                         fourth.user_count,
                     )
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_record_that_disagrees_with_the_journal_stops_the_migration():
+    source = AnchoredLedger(MemoryJournal(), MemoryAnchor())
+    await _fill(source)
+    # The shared record of epoch 2 now claims a root its credits do not give.
+    forged = keccak256(b"forged")
+    second = await source.journal.settlement(2)
+    await source.journal.put_settlement(attrs.evolve(second, root=forged))
+    target = AnchoredLedger(source.journal, MemoryAnchor())
+    with pytest.raises(VerificationFailed) as info:
+        await migrate_ledger(source, target)
+    details = info.value.details
+    assert (details["epoch"], details["moved"]) == (2, [1])
+    assert details["roots"]["recorded on the source"] == "0x" + forged.hex()
+    assert details["roots"]["recomputed from the source's journal"] != "0x" + forged.hex()
+    # Epoch 1 moved; the forged root was never posted, and nothing after it moved.
+    assert await target.anchor.anchored(1) == (await source.journal.settlement(1)).root
+    assert await target.anchor.anchored(2) is None
+    assert await target.anchor.anchored(3) is None

@@ -7,8 +7,8 @@ anvil; these tests reach inside the writer.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import attrs
 import pytest
@@ -19,10 +19,13 @@ from trio.testing import MockClock
 from grass import app
 from grass.config import load_config
 from grass.errors import ConfigError, StartupError
-from grass.ledger.abc import AnchoredLedger, AnchorFailed, Credit, SettlementStatus, StepHook
+from grass.ledger.abc import AnchorFailed, Credit, Journal, SettlementStatus, StepHook
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryJournal
 from grass.ledger.merkle import keccak256
+from grass.ledger.postgres import PostgresJournal
 from grass.ledger.web3 import (
+    DistributorClient,
     MemoryOutbox,
     Outbox,
     OutboxEntry,
@@ -57,7 +60,7 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
 async def open_ledger(
     d: Deployment,
     *,
-    journal: MemoryJournal,
+    journal: Journal,
     outbox: Outbox,
     confirmations: int = 2,
     step_hook: StepHook | None = None,
@@ -89,17 +92,45 @@ class Crash(Exception):
     pass
 
 
-async def test_crash_after_signing_then_restart_broadcasts_the_same_transaction(
-    deployment, autojump_clock
-):
-    # The journal and the outbox stand for the store: they outlive the "process".
-    journal, outbox = MemoryJournal(), MemoryOutbox()
+Store = Callable[[], AbstractAsyncContextManager[tuple[Journal, Outbox]]]
 
+
+@pytest.fixture(params=["memory", "postgres"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """Opens a journal and an outbox: in memory (objects that stand for the store and outlive
+    the "process"), or in PostgreSQL (each open a new pool, as a restarted process has)."""
+    if request.param == "memory":
+        journal, outbox = MemoryJournal(), MemoryOutbox()
+
+        @asynccontextmanager
+        async def memory() -> AsyncIterator[tuple[Journal, Outbox]]:
+            yield journal, outbox
+
+        yield memory
+        return
+    dsn = request.getfixturevalue("postgres_dsn")
+    with temporary_schema(dsn, prefix="web3store") as name:
+
+        @asynccontextmanager
+        async def postgres() -> AsyncIterator[tuple[Journal, Outbox]]:
+            async with open_test_database(dsn, name) as db:
+                await migrate(db)
+                yield PostgresJournal(db), PostgresOutbox(db)
+
+        yield postgres
+
+
+async def test_crash_after_signing_then_restart_broadcasts_the_same_transaction(
+    deployment, store, autojump_clock
+):
     async def crash(step: str) -> None:
         raise Crash(step)
 
-    await journal.record([credit("a1"), credit("b1", user="bob")])
-    async with open_ledger(deployment, journal=journal, outbox=outbox, writer_hook=crash) as a:
+    async with (
+        store() as (journal, outbox),
+        open_ledger(deployment, journal=journal, outbox=outbox, writer_hook=crash) as a,
+    ):
+        await journal.record([credit("a1"), credit("b1", user="bob")])
         ledger = AnchoredLedger(journal, a)
         with pytest.raises(AnchorFailed, match="Crash"):
             await ledger.settle(1)
@@ -109,7 +140,10 @@ async def test_crash_after_signing_then_restart_broadcasts_the_same_transaction(
         assert await a.client.root(1) is None
         assert await a.client.receipt(entry.tx_hash) is None
 
-    async with open_ledger(deployment, journal=journal, outbox=outbox) as b:
+    async with (
+        store() as (journal, outbox),
+        open_ledger(deployment, journal=journal, outbox=outbox) as b,
+    ):
         ledger = AnchoredLedger(journal, b)
         settled = await ledger.settle(1)
         assert settled.status is SettlementStatus.CONFIRMED
@@ -282,3 +316,51 @@ async def test_the_app_opens_the_web3_ledger_from_its_config(anvil_url, autojump
     with pytest.raises(StartupError, match="no distributor answers"):
         async with app.open_ledger(nobody, MemoryStorage()):
             pass
+
+
+async def test_logs_are_read_from_the_deployment_block_in_windows(deployment, autojump_clock):
+    node = deployment.node
+    for _ in range(6):  # history before the contract, which no log query should need
+        await node.run(node.mine)
+    signer = node.new_signer()
+    address = await node.run(lambda: node.deploy(signer.address))
+    deployed_at = await node.run(lambda: node.w3.eth.block_number)
+    found = node.client(address)
+    assert await found.deployment_block() == deployed_at  # found on the chain, once
+    journal = MemoryJournal()
+    await journal.record([credit("a1")])
+    d = Deployment(node=node, signer=signer, address=address)
+    async with open_ledger(d, journal=journal, outbox=MemoryOutbox(), confirmations=1) as anchor:
+        settled = await AnchoredLedger(journal, anchor).settle(1)
+    head = await node.run(lambda: node.w3.eth.block_number)
+    windowed = DistributorClient(
+        node.w3, address, limiter=node.limiter(), deployed_at=deployed_at, log_window=2
+    )
+    assert await windowed.root_posts(1) == [settled.anchor_ref]
+    assert await found.root_posts(1) == [settled.anchor_ref]
+    # The configured block is where the search starts: from after the post, nothing is seen.
+    late = DistributorClient(node.w3, address, limiter=node.limiter(), deployed_at=head + 1)
+    assert await late.root_posts(1) == []
+    with pytest.raises(AnchorFailed, match="no contract"):
+        await node.client("0x" + "00" * 19 + "07").deployment_block()
+
+
+async def test_claimed_amounts_are_read_from_the_contract(deployment, autojump_clock):
+    journal = MemoryJournal()
+    wallet = bytes.fromhex("ab" * 20)
+    await journal.record([credit("a1", amount=30)])
+    await journal.link_account("alice", wallet)
+    async with open_ledger(deployment, journal=journal, outbox=MemoryOutbox()) as anchor:
+        ledger = AnchoredLedger(journal, anchor)
+        await ledger.settle(1)
+        proof = await ledger.proof("alice", 1)
+        assert await ledger.claimed(wallet) == 0
+        node = deployment.node
+        fn = anchor.client.contract.functions.claim(
+            node.w3.to_checksum_address(wallet), 30, list(proof.proof)
+        )
+        await node.run(
+            lambda: node.w3.eth.wait_for_transaction_receipt(fn.transact({"from": node.funder}))
+        )
+        assert await ledger.claimed(wallet) == 30
+        assert await ledger.claimed(bytes(20)) == 0

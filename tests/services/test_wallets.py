@@ -11,6 +11,7 @@ from eth_account.messages import encode_defunct
 
 from grass.ledger.abc import AccountConflict, Credit, NoBalance
 from grass.ledger.memory import open_memory_ledger
+from grass.ledger.mockchain import open_mockchain_ledger
 from grass.services.wallets import (
     InvalidSignature,
     WalletNonceNotFound,
@@ -90,8 +91,44 @@ async def test_link_then_claim(storage):
         claim = await wallets.claim(me, 0)
         assert (claim.account, claim.cumulative_amount, claim.epoch) == (wallet.address, 42, 0)
         assert claim.root == "0x" + (await ledger.settlement(0)).root.hex()
+        # The memory anchor pays no claims: it cannot tell what is left, and says so.
+        assert (claim.claimed, claim.claimable) == (None, None)
         with pytest.raises(NoBalance):
             await wallets.claim(other, 0)
+
+
+async def test_a_claim_says_what_the_chain_still_owes(autojump_clock):
+    storage = MemoryStorage()
+    config = quick_config()
+    async with open_mockchain_ledger(None, block_time=1.0, confirmations=1) as ledger:
+        wallets = Wallets(ledger, storage.users, InProcessSessions(), lambda: config, lambda: NOW)
+        me = (await make_actor(storage)).user.id
+        wallet = Account.create()
+        challenge = await wallets.challenge(me)
+        await wallets.link(
+            me,
+            address=wallet.address,
+            nonce=challenge.nonce,
+            signature=_signature(wallet, challenge.message),
+        )
+        await ledger.record([Credit(key="k0", user_id=me, amount=42, epoch=0)])
+        await ledger.settle(0)
+        claim = await wallets.claim(me, 0)
+        assert (claim.cumulative_amount, claim.claimed, claim.claimable) == (42, 0, 42)
+
+        chain = ledger.anchor.chain
+        proof = await ledger.proof(me, 0)
+        tx = chain.claim(proof.account, 42, list(proof.proof), sender=wallet.address)
+        while chain.receipt(tx) is None:
+            await chain.wait_change()
+        assert chain.receipt(tx).ok
+        claim = await wallets.claim(me, 0)
+        assert (claim.cumulative_amount, claim.claimed, claim.claimable) == (42, 42, 0)
+
+        await ledger.record([Credit(key="k1", user_id=me, amount=8, epoch=1)])
+        await ledger.settle(1)
+        claim = await wallets.claim(me, 1)
+        assert (claim.cumulative_amount, claim.claimed, claim.claimable) == (50, 42, 8)
 
 
 async def test_a_nonce_expires(autojump_clock):

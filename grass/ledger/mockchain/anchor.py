@@ -21,7 +21,8 @@ from pathlib import Path
 
 import trio
 
-from grass.ledger.abc import AnchoredLedger, AnchorFailed, Journal, StepHook
+from grass.ledger.abc import AnchorFailed, Journal, StepHook
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryJournal
 from grass.ledger.mockchain.chain import MockChain
 
@@ -57,6 +58,14 @@ class MockchainAnchor:
     async def confirmations(self, ref: str) -> int:
         await trio.lowlevel.checkpoint()
         return self.chain.confirmations(ref)
+
+    async def ref(self, epoch: int) -> str | None:
+        await trio.lowlevel.checkpoint()
+        return self.chain.root_tx(epoch)
+
+    async def claimed(self, account: bytes) -> int:
+        await trio.lowlevel.checkpoint()
+        return self.chain.claimed(account)
 
     async def _ensure(self, epoch: int, root: bytes, confirmations: int) -> str:
         chain = self.chain

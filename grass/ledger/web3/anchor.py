@@ -29,7 +29,8 @@ import trio
 from eth_account.signers.local import LocalAccount
 
 from grass.errors import LedgerError
-from grass.ledger.abc import AnchoredLedger, AnchorFailed, Journal, StepHook
+from grass.ledger.abc import AnchorFailed, Journal, StepHook
+from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryJournal
 from grass.ledger.web3.outbox import MemoryOutbox, Outbox, OutboxEntry, OutboxStatus
 from grass.ledger.web3.rpc import DistributorClient
@@ -84,6 +85,27 @@ class Web3Anchor:
         if receipt is None or not receipt.ok:
             return 0
         return await self.client.head() - receipt.block + 1
+
+    async def ref(self, epoch: int) -> str | None:
+        root = await self.client.root(epoch)
+        return None if root is None else await self._posted_by(epoch, root, writer=False)
+
+    async def claimed(self, account: bytes) -> int:
+        return await self.client.claimed(account)
+
+    async def _posted_by(self, epoch: int, root: bytes, *, writer: bool = True) -> str | None:
+        """The transaction that posted ``root`` (on chain) for ``epoch``: ours from the outbox
+        when it was mined, else the first RootPosted event for the epoch (another writer).
+        Only the writer task (``writer``) updates the outbox."""
+        entry = await self.outbox.get(epoch)
+        if entry is not None and entry.root == root:
+            receipt = await self.client.receipt(entry.tx_hash)
+            if receipt is not None and receipt.ok:
+                if writer and entry.status is not OutboxStatus.MINED:
+                    await self.outbox.put(attrs.evolve(entry, status=OutboxStatus.MINED))
+                return entry.tx_hash
+        posts = await self.client.root_posts(epoch)
+        return posts[0] if posts else None
 
     # -- writes: through the writer task ------------------------------------------------------
 
@@ -142,16 +164,10 @@ class Web3Anchor:
                         "the contract holds another root for this epoch",
                         details={"epoch": epoch, "anchored": on_chain.hex()},
                     )
-                if entry is not None and entry.root == root:
-                    receipt = await client.receipt(entry.tx_hash)
-                    if receipt is not None and receipt.ok:
-                        if entry.status is not OutboxStatus.MINED:
-                            await self.outbox.put(attrs.evolve(entry, status=OutboxStatus.MINED))
-                        return entry.tx_hash
-                # Posted by a writer whose outbox we do not have (another store, a lost one).
-                posts = await client.root_posts(epoch)
-                if posts:
-                    return posts[0]
+                # Ours, or posted by a writer whose outbox we do not have (a lost store).
+                posted = await self._posted_by(epoch, root)
+                if posted is not None:
+                    return posted
             elif entry is not None and entry.status is not OutboxStatus.FAILED:
                 await self._see_through(entry)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import attrs
 import trio
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -23,7 +24,13 @@ def connect(rpc_url: str) -> Web3:
     return Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT}))
 
 
-def _deploy(w3: Web3, signer: LocalAccount, owner: str, token: str) -> str:
+@attrs.frozen(kw_only=True)
+class Deployed:
+    address: str
+    block: int  # where its RootPosted events start (``ledger.contract_block``)
+
+
+def _deploy(w3: Web3, signer: LocalAccount, owner: str, token: str) -> Deployed:
     artifact = load_artifact(DISTRIBUTOR)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     tx = factory.constructor(
@@ -39,13 +46,13 @@ def _deploy(w3: Web3, signer: LocalAccount, owner: str, token: str) -> str:
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
     if receipt["status"] != 1 or receipt["contractAddress"] is None:
         raise AnchorFailed("the distributor's deployment reverted", details={"tx": tx_hash.hex()})
-    return str(receipt["contractAddress"])
+    return Deployed(address=str(receipt["contractAddress"]), block=int(receipt["blockNumber"]))
 
 
 async def deploy_distributor(
     w3: Web3, signer: LocalAccount, *, owner: str | None = None, token: str = NO_TOKEN
-) -> str:
-    """Deploy a distributor owned by ``owner`` (default: the signer); its address."""
+) -> Deployed:
+    """Deploy a distributor owned by ``owner`` (default: the signer); its address and block."""
     return await trio.to_thread.run_sync(
         partial(_deploy, w3, signer, owner or signer.address, token)
     )

@@ -11,6 +11,12 @@ async provider, and the ledger makes only a handful of calls per settlement anyw
 
 The limiter is 1 for eth-tester (py-evm is not thread-safe) and a few for HTTP providers.
 Only this module and ``anchor.py`` import web3.
+
+Event logs are asked for from the contract's deployment block, never from block 0, and in
+windows of :data:`LOG_WINDOW` blocks: public endpoints refuse both a scan from genesis and a
+range longer than some thousands of blocks. The deployment block comes from the configuration
+(``ledger.contract_block``, printed by ``grass ledger deploy``) or, when it is not set, is found
+once by bisecting ``eth_getCode`` over the chain's history (which needs a node that keeps it).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ T = TypeVar("T")
 
 ZERO_ROOT = bytes(32)
 _REVERTED_TEXT = "execution reverted: "
+#: Blocks per eth_getLogs request (public endpoints cap the range at 10 000 or less).
+LOG_WINDOW = 5_000
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -87,13 +95,21 @@ class DistributorClient:
     """Reads and raw writes on one deployed distributor; every method is a thread hop."""
 
     def __init__(
-        self, w3: Web3, address: str, *, limiter: trio.CapacityLimiter | None = None
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        limiter: trio.CapacityLimiter | None = None,
+        deployed_at: int | None = None,
+        log_window: int = LOG_WINDOW,
     ) -> None:
         self.w3 = w3
         self.contract: Contract = w3.eth.contract(
             address=Web3.to_checksum_address(address), abi=load_artifact().abi
         )
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(4)
+        self._deployed_at = deployed_at
+        self.log_window = log_window
 
     @property
     def address(self) -> str:
@@ -119,16 +135,55 @@ class DistributorClient:
     async def owner(self) -> str:
         return str(await self._run(lambda: self.contract.functions.owner().call()))
 
+    async def claimed(self, account: bytes) -> int:
+        checksum = Web3.to_checksum_address(account)
+        return int(await self._run(lambda: self.contract.functions.claimed(checksum).call()))
+
+    async def deployment_block(self) -> int:
+        """The block holding the contract's creation: configured, or found once and kept."""
+        if self._deployed_at is None:
+            self._deployed_at = await self._run(self._find_deployment)
+        return self._deployed_at
+
+    def _find_deployment(self) -> int:
+        eth, address = self.w3.eth, self.contract.address
+        high = int(eth.block_number)
+        try:
+            if not eth.get_code(address, high):
+                raise AnchorFailed(
+                    "no contract at the distributor's address", details={"address": address}
+                )
+            low = 0  # invariant: no code at low - 1, code at high
+            while low < high:
+                middle = (low + high) // 2
+                if eth.get_code(address, middle):
+                    high = middle
+                else:
+                    low = middle + 1
+        except (Web3Exception, ValueError) as exc:
+            raise AnchorFailed(
+                "cannot find the distributor's deployment block (the node keeps no history?):"
+                " set ledger.contract_block",
+                details={"address": address, "error": str(exc)},
+            ) from exc
+        return high
+
     async def root_posts(self, epoch: int) -> list[str]:
         """Hashes of the transactions whose RootPosted event names ``epoch``, oldest first."""
+        start = await self.deployment_block()
+        head = await self.head()
+        posts: list[str] = []
+        for first in range(start, head + 1, self.log_window):
+            last = min(first + self.log_window - 1, head)
 
-        def fetch() -> list[str]:
-            logs = self.contract.events.RootPosted.get_logs(
-                from_block=0, argument_filters={"epoch": epoch}
-            )
-            return [HexBytes(log["transactionHash"]).to_0x_hex() for log in logs]
+            def fetch(first: int = first, last: int = last) -> list[str]:
+                logs = self.contract.events.RootPosted.get_logs(
+                    from_block=first, to_block=last, argument_filters={"epoch": epoch}
+                )
+                return [HexBytes(log["transactionHash"]).to_0x_hex() for log in logs]
 
-        return await self._run(fetch)
+            posts += await self._run(fetch)
+        return posts
 
     async def nonce(self, account: str, block: str = "pending") -> int:
         return int(
