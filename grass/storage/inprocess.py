@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from grass.storage.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL, InProcessEventLog
 from grass.storage.shared import (
     JSON,
     Decision,
@@ -345,13 +346,17 @@ async def open_inprocess_state(
     instance_id: str = "local",
     cache_max_entries: int = 10_000,
     subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
+    event_log_size: int = DEFAULT_MAX_EVENTS,
+    event_log_ttl: float = DEFAULT_TTL,
 ) -> AsyncIterator[SharedState]:
     """Shared state for a single instance; nothing to connect to, nothing persisted."""
+    pubsub = InProcessPubSub(subscriber_buffer=subscriber_buffer)
     yield SharedState(
         instance_id=instance_id,
         cache=InProcessCache(max_entries=cache_max_entries),
         sessions=InProcessSessions(),
         presence=InProcessPresence(),
         limiter=InProcessLimiter(),
-        pubsub=InProcessPubSub(subscriber_buffer=subscriber_buffer),
+        pubsub=pubsub,
+        events=InProcessEventLog(pubsub, max_events=event_log_size, ttl=event_log_ttl),
     )

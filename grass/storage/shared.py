@@ -194,6 +194,61 @@ class PubSub(Protocol):
         ...
 
 
+def frame(event_id: str | None, message: bytes) -> bytes:
+    """A message on a user channel: ``<id>\n<message>``; control messages (never kept for
+    replay: a revoked session, say) have an empty id."""
+    return (event_id or "").encode() + b"\n" + message
+
+
+def unframe(raw: bytes) -> tuple[str | None, bytes]:
+    """The id (None for a control message) and the message of a framed user-channel message."""
+    head, _, message = raw.partition(b"\n")
+    return (head.decode() or None), message
+
+
+def event_order(event_id: str) -> tuple[int, int] | None:
+    """Ids are ``<a>-<b>`` (Redis stream ids, or the process's start and a counter); their
+    order is that of ``(a, b)``. None for text that is not an id."""
+    a, sep, b = event_id.partition("-")
+    if not (sep and a.isdigit() and b.isdigit() and len(a) <= 20 and len(b) <= 20):
+        return None
+    return int(a), int(b)
+
+
+@attrs.frozen(kw_only=True)
+class Replay:
+    """What a channel's log holds after an id."""
+
+    #: ``(id, message)`` of every kept message after the id asked for, oldest first.
+    events: tuple[tuple[str, bytes], ...]
+    #: False when the log no longer holds (or never held) the id asked for: messages may be
+    #: missing, and the subscriber must refetch what it shows.
+    complete: bool
+    #: The id of the channel's newest kept message (None when nothing is kept).
+    last_id: str | None
+
+
+class EventLog(Protocol):
+    """A bounded, expiring history of the messages of each channel, for subscribers that
+    reconnect (the live dashboard socket's ``since``).
+
+    :meth:`publish` keeps each message in its channel's log (the newest ``max_events``; the
+    whole log expires ``ttl`` seconds after its newest message) under a new id, increasing per
+    channel, and publishes it on the channel through the pub/sub as ``frame(id, message)``.
+    A subscriber subscribes first, then asks for the :meth:`replay` after the last id it saw,
+    and drops live messages whose id is not after what the replay gave: nothing is lost or
+    seen twice in between.
+    """
+
+    async def publish(self, messages: Sequence[tuple[str, bytes]]) -> list[str]:
+        """Keep and publish ``(channel, message)`` pairs, in order; their ids."""
+        ...
+
+    async def replay(self, channel: str, after: str | None) -> Replay:
+        """The kept messages after ``after`` (none when None: only ``last_id`` is wanted)."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class SharedState:
     """Everything instances share beside the database, opened and closed together."""
@@ -204,6 +259,7 @@ class SharedState:
     presence: Presence
     limiter: RateLimiter
     pubsub: PubSub
+    events: EventLog
 
 
 def sorted_unique(items: Iterable[str]) -> Sequence[str]:

@@ -42,14 +42,17 @@ from contextlib import asynccontextmanager
 import trio
 
 from grass.storage.abc import StorageUnavailable
+from grass.storage.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL
 from grass.storage.inprocess import DEFAULT_MAX_TTL, DEFAULT_SUBSCRIBER_BUFFER
 from grass.storage.redis._client import RedisRunner, close_client, make_client, safe_url
+from grass.storage.redis.events import RedisEventLog
 from grass.storage.redis.pubsub import RedisPubSub
 from grass.storage.redis.stores import RedisCache, RedisLimiter, RedisPresence, RedisSessions
 from grass.storage.shared import SharedState
 
 __all__ = [
     "RedisCache",
+    "RedisEventLog",
     "RedisLimiter",
     "RedisPresence",
     "RedisPubSub",
@@ -69,6 +72,8 @@ async def open_redis_state(
     max_connections: int = 32,
     subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
     cache_max_ttl: float = DEFAULT_MAX_TTL,
+    event_log_size: int = DEFAULT_MAX_EVENTS,
+    event_log_ttl: float = DEFAULT_TTL,
 ) -> AsyncIterator[SharedState]:
     """Connects, checks that Redis answers, and runs the pub/sub subscriber until exit.
 
@@ -100,6 +105,7 @@ async def open_redis_state(
                     presence=RedisPresence(runner),
                     limiter=RedisLimiter(runner),
                     pubsub=pubsub,
+                    events=RedisEventLog(runner, max_events=event_log_size, ttl=event_log_ttl),
                 )
             finally:
                 nursery.cancel_scope.cancel()

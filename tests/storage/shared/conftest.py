@@ -17,6 +17,9 @@ from grass.storage.inprocess import open_inprocess_state
 from grass.storage.redis import open_redis_state
 
 SUBSCRIBER_BUFFER = 8
+#: The event log of the state under test: a few events, kept a short (real, on Redis) time.
+EVENT_LOG_SIZE = 5
+EVENT_LOG_TTL = 1.0
 
 
 @pytest.fixture(params=["inprocess", "redis"])
@@ -58,7 +61,11 @@ def namespace(backend, request):
 @pytest.fixture
 async def state(namespace):
     if namespace is None:
-        async with open_inprocess_state(subscriber_buffer=SUBSCRIBER_BUFFER) as opened:
+        async with open_inprocess_state(
+            subscriber_buffer=SUBSCRIBER_BUFFER,
+            event_log_size=EVENT_LOG_SIZE,
+            event_log_ttl=EVENT_LOG_TTL,
+        ) as opened:
             yield opened
         return
     url, prefix = namespace
@@ -68,5 +75,7 @@ async def state(namespace):
         prefix=prefix,
         max_connections=16,
         subscriber_buffer=SUBSCRIBER_BUFFER,
+        event_log_size=EVENT_LOG_SIZE,
+        event_log_ttl=EVENT_LOG_TTL,
     ) as opened:
         yield opened
