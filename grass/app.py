@@ -39,6 +39,7 @@ from grass.http.auth import Authenticator
 from grass.http.checkin import add_checkin_routes
 from grass.http.clientip import ClientAddress
 from grass.http.earnings import add_earnings_routes
+from grass.http.live import add_live_route
 from grass.http.me import add_me_routes
 from grass.http.network import add_network_routes
 from grass.http.wallets import add_wallet_routes
@@ -78,6 +79,7 @@ log = logs.get("grass.app")
 
 Check = Callable[[], Awaitable[None]]
 NETWORK_FEATURES = "grass.network"
+LIVE_HUB = "grass.live"
 
 
 @attrs.define
@@ -128,7 +130,12 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
             storage = pg
         if config.redis.url:
             shared = await stack.enter_async_context(
-                open_redis_state(config.redis.url.reveal(), instance_id=instance_id)
+                open_redis_state(
+                    config.redis.url.reveal(),
+                    instance_id=instance_id,
+                    event_log_size=config.http.live_replay_events,
+                    event_log_ttl=config.http.live_replay_seconds,
+                )
             )
 
             async def redis_answers() -> None:
@@ -136,7 +143,13 @@ async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncI
 
             checks["redis"] = redis_answers
         else:
-            shared = await stack.enter_async_context(open_inprocess_state(instance_id=instance_id))
+            shared = await stack.enter_async_context(
+                open_inprocess_state(
+                    instance_id=instance_id,
+                    event_log_size=config.http.live_replay_events,
+                    event_log_ttl=config.http.live_replay_seconds,
+                )
+            )
         ledger = await stack.enter_async_context(_open_ledger(config, storage))
         log.info(
             "backends",
@@ -377,19 +390,24 @@ def build_http_app(
     passwords = Passwords(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
     )
+    features = NetworkFeatures(gateway, backends.storage, backends.shared, clock=clock)
+    app.extensions[NETWORK_FEATURES] = features  # its tasks run in run()'s nursery
     accounts = Accounts(
         backends.storage,
-        backends.shared.pubsub,
+        features.events,
         passwords,
         lambda: live.current,
         clock,
+        nodes=features.control,
         on_mail=on_mail,
     )
     app.extensions["grass.accounts"] = accounts  # run() starts its housekeeping
     add_auth_routes(app, accounts)
-    add_me_routes(app, Me(backends.storage, lambda: live.current, clock), accounts)
-    features = NetworkFeatures(gateway, backends.storage, backends.shared, clock=clock)
-    app.extensions[NETWORK_FEATURES] = features  # its tasks run in run()'s nursery
+    me = Me(backends.storage, lambda: live.current, clock, features.events)
+    add_me_routes(app, me, accounts)
+    app.extensions[LIVE_HUB] = add_live_route(
+        app, backends.shared.events, backends.shared.pubsub, lambda: live.current.http
+    )
     add_network_routes(app, features.network)
     add_admin_routes(app, features.admin)
     epochs = EpochService(backends.storage, backends.ledger, lambda: live.current)
@@ -469,6 +487,7 @@ async def run(
             await server._shutdown.wait()
             log.info("shutting down", grace_period=live.current.server.grace_period)
             app.extensions["grass.shutting_down"] = True
+            app.extensions[LIVE_HUB].close_all()  # dashboards reconnect elsewhere (1001)
             node.stop_accepting()
             await node.close_all(1001, "server shutting down")
             flusher.cancel()

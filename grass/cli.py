@@ -8,6 +8,7 @@ before the graceful shutdown had finished.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ import trio
 
 from grass import logs
 from grass.app import Server, run
-from grass.config import Config, Port, load_config, show
+from grass.config import Config, Port, StorageBackend, load_config, show
+from grass.domain.users import Role
 from grass.errors import ConfigError, GrassError
 from grass.ledger import cli as ledger_cli
 
@@ -49,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--jitter", type=float, default=0.2, help="share of the interval, random")
     node.add_argument("--checkin", help="v5: the /checkin URL (e.g. http://127.0.0.1:8000/checkin)")
     ledger_cli.add_parser(commands)
+    user = commands.add_parser(
+        "user", help="make a user an administrator, or a plain user again (PostgreSQL)"
+    )
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    promote = user_commands.add_parser(
+        "promote", help="the user with this (verified) email becomes an administrator"
+    )
+    promote.add_argument("email")
+    demote = user_commands.add_parser("demote", help="the administrator becomes a plain user")
+    demote.add_argument("email")
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser("show", help="print the effective config, secrets masked")
@@ -93,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ledger":
         logs.configure(config.logging)
         return ledger_cli.run(config, args)
+    if args.command == "user":
+        return _user(config, args.user_command, args.email)
     if args.command == "node":
         logs.configure(config.logging)
         trio.run(_nodes, args)
@@ -154,6 +168,36 @@ async def _nodes(args: argparse.Namespace) -> None:
         errors=sum(s.errors for s in stats),
         last_close_codes=sorted(str(s.last_close) for s in stats),
     )
+
+
+def _user(config: Config, command: str, email: str) -> int:
+    if config.storage.backend is not StorageBackend.POSTGRES:
+        print(
+            "grass: `grass user` changes the PostgreSQL store (storage.backend = postgres); the"
+            " memory store lives inside `grass serve`: list the address in"
+            " accounts.admin_emails instead",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    logs.configure(config.logging)
+    try:
+        trio.run(_set_role, config, Role.ADMIN if command == "promote" else Role.USER, email)
+    except GrassError as exc:
+        print(f"grass: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _set_role(config: Config, role: Role, email: str) -> None:
+    """Audited as ``user.promote``/``user.demote`` by the CLI (grass.services.roles)."""
+    from grass.services.roles import Roles
+    from grass.storage.postgres.storage import open_postgres_storage
+
+    dsn = config.storage.postgres_dsn.reveal()
+    async with open_postgres_storage(dsn, min_size=1, max_size=2) as storage:
+        user = await Roles(storage, lambda: dt.datetime.now(dt.UTC)).set_role(email, role, by="cli")
+    what = "an administrator" if user.role is Role.ADMIN else "a plain user"
+    print(f"{user.email} ({user.id}) is now {what}")
 
 
 async def _migrate(dsn: str) -> None:

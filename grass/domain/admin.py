@@ -33,6 +33,8 @@ class AuditAction(enum.StrEnum):
     USER_UNBAN = "user.unban"
     FLAG_SET = "flag.set"
     FLAG_CLEAR = "flag.clear"
+    USER_PROMOTE = "user.promote"
+    USER_DEMOTE = "user.demote"
 
 
 def parse_network(text: str, field: str = "target") -> IpNetwork:

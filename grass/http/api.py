@@ -230,6 +230,12 @@ class Api:
         per_minute = self.guard.limits().auth_requests_per_minute
         await self._hit(f"http:auth:ip:{address_key(ip)}", per_minute)
 
+    async def limit_address(self, ip: str) -> None:
+        """One hit of the address's API budget (what an anonymous call spends): opening a
+        live socket spends it too."""
+        per_minute = self.guard.limits().api_requests_per_minute
+        await self._hit(f"http:api:ip:{address_key(ip)}", per_minute)
+
     async def _limit(self, route: Route, principal: Principal | None, ip: str) -> None:
         if route.rate_limit == "none":
             return

@@ -1,16 +1,16 @@
 """Accounts: registration with referral links, email verification, login with lockout,
 sessions, password reset and change, account deletion.
 
-Every revoked session is announced on the user's pub/sub channel as
-``{"type": "session_revoked", "session": <token hash>}``, so the live dashboard socket (on any
-instance) closes the sockets opened with it.
+Every revoked session is announced on the user's channel (grass.services.live:
+``session_revoked`` with the token hash), so the live dashboard sockets opened with it close
+on whichever instance holds them; a deleted account is also announced (``account_closed``)
+and its nodes are disconnected.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 from collections.abc import Callable, Iterable
 
 import attrs
@@ -34,16 +34,12 @@ from grass.errors import (
     ValidationFailed,
 )
 from grass.ids import short_id
+from grass.services.live import LiveEvents
 from grass.services.mail import new_mail
+from grass.services.network import NodeControl
 from grass.services.passwords import Passwords
-from grass.storage.abc import (
-    Storage,
-    StorageConflict,
-    StorageNotFound,
-    StorageUnavailable,
-    Stores,
-)
-from grass.storage.shared import PubSub, user_channel
+from grass.services.roles import Roles
+from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
 
 log = logs.get("grass.accounts")
 
@@ -105,19 +101,22 @@ class Accounts:
     def __init__(
         self,
         storage: Storage,
-        pubsub: PubSub,
+        events: LiveEvents,
         passwords: Passwords,
         config: Callable[[], Config],
         clock: Callable[[], dt.datetime],
         *,
+        nodes: NodeControl,
         on_mail: Callable[[], None] = lambda: None,
     ) -> None:
         self._storage = storage
-        self._pubsub = pubsub
+        self._events = events
         self._passwords = passwords
         self._config = config
         self._clock = clock
+        self._nodes = nodes
         self._on_mail = on_mail
+        self._roles = Roles(storage, clock)
 
     # --- registration and verification ---------------------------------------------------
 
@@ -244,6 +243,7 @@ class Accounts:
         if user.status is not UserStatus.ACTIVE:
             raise AccountInactive(f"the account is {user.status.value}")
         await self._storage.accounts.clear_login_failures(keys[0][0])
+        user = await self._roles.at_login(user, settings.admin_emails, _ip_or_none(ip))
         if self._passwords.needs_rehash(user.credentials.password_hash):
             rehashed = await self._passwords.hash(password)
             user = attrs.evolve(
@@ -283,13 +283,7 @@ class Accounts:
         await self.logout(user_id, session_hash)
 
     async def _announce(self, user_id: str, session_hashes: Iterable[str]) -> None:
-        for session_hash in session_hashes:
-            event = {"type": "session_revoked", "session": session_hash}
-            try:
-                await self._pubsub.publish(user_channel(user_id), json.dumps(event).encode())
-            except StorageUnavailable as exc:
-                # The session is revoked in the store either way; sockets recheck on reconnect.
-                log.warning("cannot announce a revoked session", user=user_id, error=str(exc))
+        await self._events.sessions_revoked(user_id, session_hashes)
 
     # --- passwords -------------------------------------------------------------------------
 
@@ -368,17 +362,24 @@ class Accounts:
         await self._announce(user_id, revoked)
 
     async def delete_account(self, user_id: str, password: str) -> None:
-        """Delete the user and everything keyed by it, after checking the password."""
+        """Delete the user and everything keyed by it, after checking the password: its
+        mails not sent yet go too, its nodes are disconnected and its live sockets closed."""
         user = await self._storage.users.get_user(user_id)
         if not await self._passwords.verify(user.credentials.password_hash, password):
             raise WrongPassword(
                 "the password is wrong", details={"fields": {"password": "wrong password"}}
             )
         now = self._clock()
-        revoked = await self._storage.users.revoke_user_sessions(user_id, now)
-        await self._storage.users.delete_user(user_id)
+        async with self._storage.transaction() as tx:
+            revoked = await tx.users.revoke_user_sessions(user_id, now)
+            mails = await tx.accounts.delete_pending_mail(user.email)
+            await tx.users.delete_user(user_id)
+        # Gone from the store first, so a node reconnecting meanwhile is refused as unknown;
+        # then every instance closes the user's nodes and drops what they would still write.
+        await self._nodes.disconnect_user(user_id)
         await self._announce(user_id, revoked)
-        log.info("account deleted", user=user_id)
+        await self._events.account_closed(user_id)
+        log.info("account deleted", user=user_id, mails_dropped=mails)
 
     # --- housekeeping ----------------------------------------------------------------------
 

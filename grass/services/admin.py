@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -33,15 +32,10 @@ from grass.errors import Conflict, Forbidden, NotFound
 from grass.ids import is_short_id, short_id
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags, FlagView
+from grass.services.live import LiveEvents
 from grass.services.network import NodeControl, utc_now
-from grass.storage.abc import (
-    Storage,
-    StorageConflict,
-    StorageNotFound,
-    StorageUnavailable,
-    Stores,
-)
-from grass.storage.shared import Presence, PubSub, user_channel
+from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
+from grass.storage.shared import Presence
 
 __all__ = ["AdminService", "Connection"]
 
@@ -97,7 +91,7 @@ class AdminService:
         presence: Presence,
         bans: BanGuard,
         flags: FeatureFlags,
-        events: PubSub,
+        events: LiveEvents,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self._storage = storage
@@ -231,7 +225,9 @@ class AdminService:
             ) from None
         await self._bans_changed()
         await self._control.ban_user(user_id)
-        await self._announce_revoked(user_id, revoked)
+        # Its live sockets close: those of sessions, and those of API keys too.
+        await self._events.sessions_revoked(user_id, revoked)
+        await self._events.account_closed(user_id)
         return ban
 
     async def lift_ban(self, actor_id: str, ban_id: str, *, ip: str | None = None) -> Ban:
@@ -348,16 +344,6 @@ class AdminService:
             at=self._clock(),
         )
         await stores.audit.add_audit(entry)
-
-    async def _announce_revoked(self, user_id: str, session_hashes: Sequence[str]) -> None:
-        """Live dashboard sockets opened with these sessions close (same event as a logout)."""
-        for session_hash in session_hashes:
-            event = {"type": "session_revoked", "session": session_hash}
-            try:
-                await self._events.publish(user_channel(user_id), json.dumps(event).encode())
-            except StorageUnavailable as exc:
-                # Revoked in the store either way: the sockets recheck when they reconnect.
-                log.warning("cannot announce a revoked session", user=user_id, error=str(exc))
 
     async def _bans_changed(self) -> None:
         # This instance at once (the caller's next request must see it), then every instance.

@@ -13,6 +13,7 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from grass.domain.users import ApiKey, ApiScope, Preferences, Profile, User
 from grass.errors import Conflict, NotFound
 from grass.ids import short_id
+from grass.services.live import LiveEvents
 from grass.storage.abc import Storage, StorageNotFound, UserStore
 
 
@@ -33,11 +34,16 @@ class NewApiKey:
 
 class Me:
     def __init__(
-        self, storage: Storage, config: Callable[[], Config], clock: Callable[[], dt.datetime]
+        self,
+        storage: Storage,
+        config: Callable[[], Config],
+        clock: Callable[[], dt.datetime],
+        events: LiveEvents,
     ) -> None:
         self._storage = storage
         self._config = config
         self._clock = clock
+        self._events = events
 
     async def user(self, user_id: str) -> User:
         return await self._storage.users.get_user(user_id)
@@ -91,7 +97,10 @@ class Me:
         return await self._storage.users.list_api_keys(user_id, cursor=cursor, limit=limit)
 
     async def revoke_api_key(self, user_id: str, key_id: str) -> ApiKey:
+        """Revoke the key; the live sockets opened with it close."""
         try:
-            return await self._storage.users.revoke_api_key(user_id, key_id, self._clock())
+            key = await self._storage.users.revoke_api_key(user_id, key_id, self._clock())
         except StorageNotFound:
             raise ApiKeyNotFound("no such API key") from None
+        await self._events.api_key_revoked(user_id, key_id)
+        return key

@@ -25,6 +25,7 @@ from grass.domain.periods import Period, period_start
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.uptime import UptimeStats
 from grass.errors import NotFound
+from grass.services.live import LiveEvents
 from grass.storage.abc import Storage, StorageNotFound
 from grass.storage.shared import Presence
 
@@ -58,6 +59,11 @@ class NodeControl(Protocol):
 
     async def ban_user(self, user_id: str) -> None:
         """Disconnect every node of the user, on every instance."""
+        ...
+
+    async def disconnect_user(self, user_id: str) -> None:
+        """The user's account is deleted: disconnect its nodes on every instance and drop
+        what their sessions would still write."""
         ...
 
     async def ban_range(self, network: str) -> None:
@@ -132,11 +138,15 @@ class NetworkService:
         presence: Presence,
         control: NodeControl,
         clock: Callable[[], dt.datetime] = utc_now,
+        *,
+        events: LiveEvents | None = None,
     ) -> None:
         self._storage = storage
         self._presence = presence
         self._control = control
         self._clock = clock
+        #: Where the owner's other dashboards learn of a change (None: nowhere).
+        self._events = events
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -213,6 +223,7 @@ class NetworkService:
         cleaned = name.strip() if name is not None else None
         renamed = attrs.evolve(device, name=cleaned or None)  # validates (1-64 characters)
         await self._storage.devices.update_device(renamed)
+        await self._changed(user_id, device_id, "renamed")
         return await self.get_device(user_id, device_id)
 
     async def pause(self, user_id: str, device_id: str) -> DeviceView:
@@ -221,6 +232,7 @@ class NetworkService:
         if not device.paused:
             await self._storage.devices.update_device(attrs.evolve(device, paused=True))
         await self._control.pause(device_id)
+        await self._changed(user_id, device_id, "paused")
         return await self.get_device(user_id, device_id)
 
     async def resume(self, user_id: str, device_id: str) -> DeviceView:
@@ -228,6 +240,7 @@ class NetworkService:
         device = await self._owned(user_id, device_id)
         if device.paused:
             await self._storage.devices.update_device(attrs.evolve(device, paused=False))
+        await self._changed(user_id, device_id, "resumed")
         return await self.get_device(user_id, device_id)
 
     async def remove(self, user_id: str, device_id: str) -> None:
@@ -240,8 +253,13 @@ class NetworkService:
             await self._storage.devices.delete_device(device_id)
         except StorageNotFound:
             raise DeviceNotFound("device not found", details={"device_id": device_id}) from None
+        await self._changed(user_id, device_id, "removed")
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def _changed(self, user_id: str, device_id: str, change: str) -> None:
+        if self._events is not None:
+            await self._events.device(user_id, device_id, change)
 
     async def _owned(self, user_id: str, device_id: str) -> Device:
         device = await self._storage.devices.find_device(device_id)

@@ -2,7 +2,8 @@
 
 Part of :class:`grass.storage.abc.Stores` (``storage.accounts``), so a registration writes the
 user, its referral links, its verification token and the mail carrying it in one unit of work.
-Deleting a user deletes its tokens; mails and login failures are not keyed by user.
+Deleting a user deletes its tokens; mails and login failures are not keyed by user (the
+account deletion drops the pending mails to its address itself).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class AccountStore(Protocol):
         ...
 
     async def enqueue_mail(self, mail: Mail) -> None: ...
+
+    async def delete_pending_mail(self, recipient: str) -> int:
+        """Drop the mails to ``recipient`` not sent yet (an account being deleted); sent and
+        failed ones stay as the delivery record. How many went."""
+        ...
 
     async def get_mail(self, mail_id: str) -> Mail: ...
 

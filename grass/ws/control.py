@@ -14,6 +14,7 @@ Close codes added here (the session's own are in ``grass.ws.session``/``registry
 4004  removed: the owner removed the device
 4005  kicked: an operator disconnected it
 4006  banned: its user or its address range was banned
+4007  account deleted: its user deleted their account
 ====  ======================================================================================
 """
 
@@ -28,6 +29,7 @@ import trio
 
 from grass import logs
 from grass.domain.admin import parse_network
+from grass.services.live import DEVICE_OFFLINE, DEVICE_ONLINE, LiveEvents
 from grass.storage.shared import SharedState, SubscriptionOverflow
 from grass.ws.registry import PAUSED, Registry
 
@@ -36,6 +38,7 @@ log = logs.get(__name__)
 REMOVED = 4004
 KICKED = 4005
 BANNED = 4006
+ACCOUNT_DELETED = 4007
 
 ALL = "nodes:all"
 
@@ -74,6 +77,9 @@ class ClusterControl:
 
     async def ban_user(self, user_id: str) -> None:
         await self._everywhere({"op": "user", "user_id": user_id})
+
+    async def disconnect_user(self, user_id: str) -> None:
+        await self._everywhere({"op": "user", "user_id": user_id, "deleted": True})
 
     async def ban_range(self, network: str) -> None:
         parse_network(network)  # refuse a bad range here, not on every instance
@@ -122,8 +128,13 @@ class ClusterControl:
             if command.get("forget"):
                 self._forget(command["device_id"])
         elif op == "user":
+            deleted = bool(command.get("deleted"))
             for device_id in self._registry.devices_of(command["user_id"]):
-                self._close_local(device_id, BANNED, "user banned")
+                if deleted:
+                    self._close_local(device_id, ACCOUNT_DELETED, "account deleted")
+                    self._forget(device_id)  # its last flush would write rows of nobody
+                else:
+                    self._close_local(device_id, BANNED, "user banned")
         elif op == "range":
             network = parse_network(command["network"])
             for session in self._registry:
@@ -182,7 +193,13 @@ def _within(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network
 class PresenceKeeper:
     """Publishes the devices this instance holds: joins and leaves every ``sync_interval``,
     and a full refresh (entries live ``3 * refresh_interval``) so a crashed instance's entries
-    expire by themselves."""
+    expire by themselves.
+
+    The same joins and leaves go to their owners' live dashboards (``device.online`` and
+    ``device.offline``, one batch per sync). A device is announced online once the flusher has
+    written its row, so that the dashboard finds it when it fetches it; one that connects and
+    leaves before that is not announced at all.
+    """
 
     def __init__(
         self,
@@ -191,12 +208,17 @@ class PresenceKeeper:
         *,
         sync_interval: Callable[[], float],
         refresh_interval: Callable[[], float],
+        events: LiveEvents | None = None,
     ) -> None:
         self._registry = registry
         self._shared = shared
         self._sync = sync_interval
         self._refresh = refresh_interval
+        self._events = events
         self._published: set[str] = set()
+        #: Devices announced online, with their owner (to announce the leave once the
+        #: session is gone).
+        self._announced: dict[str, str] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -223,6 +245,28 @@ class PresenceKeeper:
         if left:
             await self._shared.presence.remove_many(left, instance_id=instance)
         self._published = held
+        await self._announce()
+
+    async def _announce(self) -> None:
+        if self._events is None:
+            return
+        saved = {
+            s.device_id: s.user_id
+            for s in self._registry
+            if s.device_id is not None
+            and s.user_id is not None
+            and s.accrual is not None
+            and s.accrual.saved
+        }
+        came = sorted(set(saved) - set(self._announced))
+        went = sorted(d for d in self._announced if d not in self._published)
+        events = [(saved[d], {"type": DEVICE_ONLINE, "device_id": d}) for d in came]
+        events += [(self._announced[d], {"type": DEVICE_OFFLINE, "device_id": d}) for d in went]
+        for d in went:
+            del self._announced[d]
+        self._announced.update((d, saved[d]) for d in came)
+        if events:
+            await self._events.publish(events)  # best effort: it logs a failure itself
 
     async def withdraw(self) -> None:
         """At shutdown: this instance holds nothing any more."""

@@ -1,7 +1,8 @@
 """The gateway checks of the network and admin features, installed as gateway hooks.
 
 At the upgrade (an HTTP 403 with a JSON error, before any WebSocket exists): an address in a
-banned range; for a v5 token, a banned user or a paused device (the token names both). At AUTH
+banned range; for a v5 token, a banned or deleted user or a paused device (the token names
+both). At AUTH
 (a close): a banned user (4006), for v4 nodes that name their user only there.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 from grass.errors import Forbidden
 from grass.services.bans import BanGuard
-from grass.storage.abc import DeviceStore
-from grass.ws.control import BANNED
+from grass.storage.abc import DeviceStore, StorageNotFound, UserStore
+from grass.ws.control import ACCOUNT_DELETED, BANNED
 from grass.ws.registry import DevicePaused
 from grass.ws.token import TokenClaims
 
@@ -25,10 +26,16 @@ class UserBanned(Forbidden):
     ws_close_code = BANNED
 
 
+class UserGone(Forbidden):
+    code = "unknown_user"
+    ws_close_code = ACCOUNT_DELETED
+
+
 class NetworkGuards:
-    def __init__(self, bans: BanGuard, devices: DeviceStore) -> None:
+    def __init__(self, bans: BanGuard, devices: DeviceStore, users: UserStore) -> None:
         self._bans = bans
         self._devices = devices
+        self._users = users
 
     async def at_upgrade(self, ip: str, claims: TokenClaims | None) -> None:
         if (network := self._bans.banned_range(ip)) is not None:
@@ -37,6 +44,11 @@ class NetworkGuards:
             return
         if self._bans.user_banned(claims.user_id):
             raise UserBanned("this user is banned")
+        try:
+            # A check-in token outlives the account it was issued to, by up to its TTL.
+            await self._users.get_user(claims.user_id)
+        except StorageNotFound:
+            raise UserGone("this account was deleted") from None
         device = await self._devices.find_device(claims.device_id)
         if device is not None and device.paused and device.user_id == claims.user_id:
             raise DevicePaused("this device is paused by its owner")

@@ -1,6 +1,7 @@
 """The network and admin features assembled over one gateway: services for the HTTP routes,
-gateway hooks (bans, paused devices), and their background tasks (ban reloads, the node
-command channel, the presence map)."""
+gateway hooks (bans, paused devices, deleted users), their background tasks (ban reloads, the
+node command channel, the presence map) and the live events of devices (online and offline,
+published with each presence sync)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from grass import logs
 from grass.services.admin import AdminService
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags
+from grass.services.live import LiveEvents
 from grass.services.network import NetworkService, utc_now
 from grass.storage.abc import Storage
 from grass.storage.shared import SharedState
@@ -41,23 +43,27 @@ class NetworkFeatures:
             forget=gateway.flusher.forget,
             reloads={"bans": self.bans.reload, "flags": self.flags.reload},
         )
+        self.events = LiveEvents(shared.events, shared.pubsub)
         self.presence = PresenceKeeper(
             gateway.registry,
             shared,
             sync_interval=lambda: live.current.node.presence_sync_interval,
             refresh_interval=lambda: live.current.node.presence_refresh_interval,
+            events=self.events,
         )
-        guards = NetworkGuards(self.bans, storage.devices)
+        guards = NetworkGuards(self.bans, storage.devices, storage.users)
         gateway.upgrade_checks.append(guards.at_upgrade)
         gateway.auth_checks.append(guards.at_auth)
-        self.network = NetworkService(storage, shared.presence, self.control, clock)
+        self.network = NetworkService(
+            storage, shared.presence, self.control, clock, events=self.events
+        )
         self.admin = AdminService(
             storage,
             self.control,
             shared.presence,
             self.bans,
             self.flags,
-            shared.pubsub,
+            self.events,
             clock,
         )
 

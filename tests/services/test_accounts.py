@@ -26,12 +26,15 @@ from grass.services.accounts import (
     UnknownReferralCode,
     WrongPassword,
 )
+from grass.services.live import LiveEvents
 from grass.services.me import ApiKeyNotFound, Me, TooManyApiKeys
 from grass.services.passwords import Passwords
 from grass.storage.abc import StorageNotFound
+from grass.storage.event_log import InProcessEventLog
 from grass.storage.inprocess import InProcessPubSub
-from grass.storage.shared import user_channel
+from grass.storage.shared import unframe, user_channel
 from tests.http.conftest import quick_config
+from tests.services.test_network_admin import Control
 
 T0 = dt.datetime(2025, 1, 6, 12, tzinfo=dt.UTC)
 PW = "a fine password"
@@ -57,6 +60,7 @@ class Env:
     clock: Clock
     config: Config
     mails: list[int]
+    nodes: Control
 
 
 @pytest.fixture
@@ -66,14 +70,21 @@ async def env(storage) -> Env:
     )
     clock = Clock()
     pubsub = InProcessPubSub()
+    events = LiveEvents(InProcessEventLog(pubsub), pubsub)
     passwords = Passwords(time_cost=1, memory_kib=1024)
     notified: list[int] = []
+    nodes = Control()
     accounts = Accounts(
-        storage, pubsub, passwords, lambda: config, clock, on_mail=lambda: notified.append(1)
+        storage,
+        events,
+        passwords,
+        lambda: config,
+        clock,
+        nodes=nodes,
+        on_mail=lambda: notified.append(1),
     )
-    return Env(
-        accounts, Me(storage, lambda: config, clock), storage, pubsub, clock, config, notified
-    )
+    me = Me(storage, lambda: config, clock, events)
+    return Env(accounts, me, storage, pubsub, clock, config, notified, nodes)
 
 
 async def pending_mails(env: Env) -> list:
@@ -192,13 +203,15 @@ async def test_a_suspended_account_cannot_log_in(env):
 
 
 async def events_while(env: Env, user_id: str, action) -> list[dict]:
-    """The events published on the user's channel while ``action`` runs."""
+    """The control events published on the user's channel while ``action`` runs."""
     seen: list[dict] = []
     async with env.pubsub.subscribe(user_channel(user_id)) as messages:
         await action()
         with trio.move_on_after(0.05):
             async for message in messages:
-                seen.append(json.loads(message))
+                event_id, payload = unframe(message)
+                assert event_id is None  # revocations are never kept for replay
+                seen.append(json.loads(payload))
     return seen
 
 
@@ -284,12 +297,25 @@ async def test_deleting_the_account_needs_the_password_and_removes_it(env):
     session = (await env.accounts.login("ann@example.com", PW, "203.0.113.5", None)).session
     with pytest.raises(WrongPassword):
         await env.accounts.delete_account(user.id, "not it")
+    assert env.nodes.calls == []
     events = await events_while(env, user.id, lambda: env.accounts.delete_account(user.id, PW))
-    assert events == [{"type": "session_revoked", "session": session.token_hash}]
+    assert events == [
+        {"type": "session_revoked", "session": session.token_hash},
+        {"type": "account_closed"},
+    ]
+    assert env.nodes.calls == [("disconnect_user", user.id)]
     with pytest.raises(StorageNotFound):
         await env.storage.users.get_user(user.id)
     with pytest.raises(InvalidCredentials):
         await env.accounts.login("ann@example.com", PW, "203.0.113.5", None)
+
+
+async def test_deleting_the_account_drops_its_pending_mails_only(env):
+    user = await env.accounts.register("ann@example.com", PW, None)  # a verification mail
+    await env.accounts.register("bob@example.com", PW, None)
+    await env.accounts.request_password_reset("ann@example.com")
+    await env.accounts.delete_account(user.id, PW)
+    assert [m.recipient for m in await pending_mails(env)] == ["bob@example.com"]
 
 
 async def test_api_keys_are_hashed_limited_and_revoked_by_their_owner(env):

@@ -16,9 +16,11 @@ from grass.ids import new_uuid
 from grass.services.admin import AdminService
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags, FlagSource
+from grass.services.live import LiveEvents
 from grass.services.network import DeviceNotFound, NetworkService
+from grass.storage.event_log import InProcessEventLog
 from grass.storage.inprocess import InProcessPresence, InProcessPubSub
-from grass.storage.shared import user_channel
+from grass.storage.shared import unframe, user_channel
 from tests.storage.conftest import T0, add_device, add_user, delta, make_entry, make_session
 
 NOW = T0 + dt.timedelta(hours=30)  # Tuesday 06:00 UTC
@@ -41,6 +43,9 @@ class Control:
 
     async def ban_user(self, user_id: str) -> None:
         self.calls.append(("ban_user", user_id))
+
+    async def disconnect_user(self, user_id: str) -> None:
+        self.calls.append(("disconnect_user", user_id))
 
     async def ban_range(self, network: str) -> None:
         self.calls.append(("ban_range", network))
@@ -76,7 +81,8 @@ def events():
 def admin_service(storage, control, events, presence):
     bans = BanGuard(storage.bans, interval=lambda: 60.0)
     flags = FeatureFlags(storage.flags, lambda: {"beta": False, "legacy": True})
-    return AdminService(storage, control, presence, bans, flags, events, lambda: NOW)
+    live = LiveEvents(InProcessEventLog(events), events)
+    return AdminService(storage, control, presence, bans, flags, live, lambda: NOW)
 
 
 async def test_devices_with_uptime_today_in_the_users_zone_points_and_status(
@@ -224,8 +230,11 @@ async def test_banning_a_user_revokes_and_announces_its_sessions(storage, admin_
     async with events.subscribe(user_channel(user.id)) as messages:
         await admin_service.ban_user(admin.id, user.id, reason="fraud")
         with trio.fail_after(1):
-            event = json.loads(await messages.__anext__())
-    assert event == {"type": "session_revoked", "session": session.token_hash}
+            got = [unframe(await messages.__anext__()) for _ in range(2)]
+    assert [(i, json.loads(p)) for i, p in got] == [
+        (None, {"type": "session_revoked", "session": session.token_hash}),
+        (None, {"type": "account_closed"}),
+    ]
     assert (await storage.users.get_session(session.token_hash)).revoked_at == NOW
 
 

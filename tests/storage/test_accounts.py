@@ -188,3 +188,20 @@ async def test_login_failures_are_counted_per_key_in_a_window(storage):
     assert await storage.accounts.login_failures("ip:203.0.113.1", T0, limit=10) == [T0]
     assert await storage.accounts.delete_login_failures_before(T0 + MINUTE) == 1
     assert await storage.accounts.login_failures("ip:203.0.113.1", T0, limit=10) == []
+
+
+async def test_pending_mails_to_an_address_can_be_dropped(storage):
+    mine = [mail(recipient="gone@example.com") for _ in range(2)]
+    sent = mail(recipient="gone@example.com")
+    other = mail(recipient="stays@example.com")
+    for m in (*mine, sent, other):
+        await storage.accounts.enqueue_mail(m)
+    await storage.accounts.mail_sent(sent.id, T0)
+    assert await storage.accounts.delete_pending_mail("gone@example.com") == 2
+    assert await storage.accounts.delete_pending_mail("gone@example.com") == 0
+    for m in mine:
+        with pytest.raises(StorageNotFound):
+            await storage.accounts.get_mail(m.id)
+    assert (await storage.accounts.get_mail(sent.id)).state is MailState.SENT
+    claimed = await storage.accounts.claim_mail(T0, T0 + MINUTE, limit=10)
+    assert [m.id for m in claimed] == [other.id]

@@ -44,6 +44,17 @@ class MemoryAccountStore:
         async with self._scope.op() as db:
             db.accounts.mail.insert(mail)
 
+    async def delete_pending_mail(self, recipient: str) -> int:
+        async with self._scope.op() as db:
+            pending = [
+                m.id
+                for m in db.accounts.mail.rows()
+                if m.recipient == recipient and m.sent_at is None and m.failed_at is None
+            ]
+            for mail_id in pending:
+                db.accounts.mail.delete(mail_id)
+            return len(pending)
+
     async def get_mail(self, mail_id: str) -> Mail:
         async with self._scope.op() as db:
             return found(db.accounts.mail.get(mail_id), "mail", mail_id)

@@ -106,6 +106,17 @@ class PgAccountStore:
 
         await self._scope.write(insert)
 
+    async def delete_pending_mail(self, recipient: str) -> int:
+        async def delete(conn: Connection) -> str:
+            status: str = await conn.execute(
+                "DELETE FROM mail_outbox"
+                " WHERE recipient = $1 AND sent_at IS NULL AND failed_at IS NULL",
+                recipient,
+            )
+            return status
+
+        return row_count(await self._scope.write(delete))
+
     async def get_mail(self, mail_id: str) -> Mail:
         async def fetch(conn: Connection) -> Record | None:
             row: Record | None = await conn.fetchrow(
