@@ -439,7 +439,7 @@ async def run(
             open_backends(config, instance_id=instance) as backends,
             trio.open_nursery() as nursery,
         ):
-            engine = _engine(backends, live)
+            engine = _engine(backends, live, metrics)
             gateway = Gateway(
                 backends.storage,
                 live,
@@ -507,7 +507,7 @@ class Engine:
     closer: BucketCloser
 
 
-def _engine(backends: Backends, live: LiveConfig) -> Engine:
+def _engine(backends: Backends, live: LiveConfig, metrics: Metrics) -> Engine:
     """The earnings engine's services and jobs over the backends (DESIGN §5)."""
     storage = backends.storage
     # On PostgreSQL an advisory lock keeps one closer across every instance.
@@ -523,7 +523,9 @@ def _engine(backends: Backends, live: LiveConfig) -> Engine:
 
     scores = ScoreService(storage, config, now)
     epochs = EpochService(storage, backends.ledger, config)
-    closer = BucketCloser(storage, backends.ledger, scores, epochs, lock, config, now)
+    closer = BucketCloser(
+        storage, backends.ledger, scores, epochs, lock, config, now, metrics=metrics
+    )
     return Engine(scores, epochs, closer)
 
 

@@ -242,6 +242,25 @@ class ScoreConfig:
     #: How often every recently active device is scored again (devices are also scored at
     #: connect).
     interval: Seconds = Seconds(900.0)
+    #: A device refused at the gate for its score is scored again at most this often, when it
+    #: tries to connect (its score recovers as the window slides: docs/score.md).
+    recheck_interval: Seconds = Seconds(60.0)
+    #: The trailing window availability, stability and latency are measured over.
+    window: Seconds = Seconds(24 * 3600.0)
+    #: Online this share of the window (or more) is availability 100.
+    full_availability: Fraction = Fraction(0.95)
+    #: Reconnects per window that cost nothing, and what each further one costs.
+    free_reconnects: Count = Count(1)
+    reconnect_penalty: Count = Count(10)
+    #: Mean round trip (ms) at or below which latency is 100, at or above which it is 0.
+    good_rtt_ms: Count = Count(150)
+    bad_rtt_ms: Count = Count(1000)
+    #: What each further device on one IP takes off the IP's quality.
+    crowd_penalty: Count = Count(10)
+    #: The weights of availability, stability and latency in the score.
+    weight_availability: Count = Count(40)
+    weight_stability: Count = Count(30)
+    weight_latency: Count = Count(30)
 
 
 @attrs.frozen(kw_only=True)
@@ -253,8 +272,9 @@ class CloserConfig:
     #: How long after a bucket ends it is closed: uptime still in sessions and flushes must
     #: be written first (anything later is paid by the correction pass).
     delay: Seconds = Seconds(600.0)
-    #: How many closed buckets back the correction pass looks for late uptime.
-    correction_buckets: Count = Count(72)
+    #: How long after a bucket ends late uptime in it is still paid (by a correction
+    #: revision); later uptime is reported (log and metric), not paid: docs/score.md.
+    correction_window: Seconds = Seconds(3 * 24 * 3600.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -554,13 +574,19 @@ def _cross_checks(config: Config) -> list[str]:
 def _engine_checks(config: Config) -> list[str]:
     # Imported here: the domain imports nothing from config, and config stays importable alone.
     from grass.domain.ranks import InvalidRanks, parse_ranks
-    from grass.domain.scoring import InvalidCidr, parse_cidrs
+    from grass.domain.scoring import InvalidCidr, InvalidScoreParams, parse_cidrs, score_params
 
     problems: list[str] = []
     try:
         parse_cidrs(config.score.datacenter_cidrs)
     except InvalidCidr as exc:
         problems.append(f"score.datacenter_cidrs: {exc}")
+    try:
+        score_params(config.score)
+    except InvalidScoreParams as exc:
+        problems.append(f"score: {exc}")
+    if config.closer.correction_window < config.closer.delay + config.rates.bucket_seconds:
+        problems.append("closer.correction_window: must be at least closer.delay plus one bucket")
     try:
         parse_ranks(config.rates.referral_ranks)
     except InvalidRanks as exc:

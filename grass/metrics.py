@@ -39,6 +39,17 @@ class Metrics:
         self.config_reloads = Counter(
             "grass_config_reloads_total", "SIGHUP reloads, by result", ["result"], registry=r
         )
+        self.closer_revisions = Counter(
+            "grass_closer_revisions_total",
+            "Bucket close revisions written (first: a first close; correction: late uptime)",
+            ["kind"],
+            registry=r,
+        )
+        self.closer_late_unpaid = Counter(
+            "grass_closer_late_uptime_unpaid_seconds_total",
+            "Uptime seconds found in buckets past closer.correction_window, not paid",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

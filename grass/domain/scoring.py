@@ -1,16 +1,22 @@
 """The network score formula (DESIGN §5), pure and deterministic; ``docs/score.md`` explains it.
 
 Every component is an integer 0-100 and every step is integer arithmetic, so two backends,
-two processes or a re-run always agree on a score::
+two processes or a re-run always agree on a score (``p`` are the :class:`ScoreParams`, from the
+``score`` section of the configuration)::
 
-    availability = min(100, round(100 * seconds / (expected * FULL_AVAILABILITY)))
-    stability    = max(0, 100 - RECONNECT_PENALTY * max(0, reconnects - FREE_RECONNECTS))
-    latency      = 100 at a mean RTT <= GOOD_RTT_MS, 0 at >= BAD_RTT_MS, linear between
-    ip_quality   = 0 on a datacenter/proxy range, else max(0, 100 - CROWD_PENALTY * (devices - 1))
-    value        = (40 * availability + 30 * stability + 30 * latency) * ip_quality // 10_000
+    availability = min(100, round(100 * seconds / (expected * p.full_availability)))
+    stability    = max(0, 100 - p.reconnect_penalty * max(0, reconnects - p.free_reconnects))
+    latency      = 100 at a mean RTT <= p.good_rtt_ms, 0 at >= p.bad_rtt_ms, linear between
+    ip_quality   = 0 on a datacenter/proxy range, else max(0, 100 - p.crowd_penalty * (devices - 1))
+    value        = (wa * availability + ws * stability + wl * latency) * ip_quality
+                   // (100 * (wa + ws + wl))                        (w: the weights, 40/30/30)
 
 IP quality multiplies rather than adds: a datacenter address earns nothing however well the
 device behaves. The score is monotone: improving any component never lowers the value.
+
+:func:`admission` is the value the gateway compares with ``limits.min_network_score``: the same
+formula with availability and IP quality held at 100, because a refused device can never raise
+its availability, and the gate does not see the address the device connects from now.
 """
 
 from __future__ import annotations
@@ -18,31 +24,105 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import attrs
 
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.uptime import UptimeStats
 
-#: The trailing window availability, stability and latency look at.
-WINDOW = dt.timedelta(hours=24)
-#: Online this fraction of the expected time (or more) is full availability: a restart or a
-#: short outage costs nothing.
-FULL_AVAILABILITY_PERMILLE = 950
-#: Reconnects per window that cost nothing (a daily restart); each further one costs this much.
-FREE_RECONNECTS = 1
-RECONNECT_PENALTY = 10
-GOOD_RTT_MS = 150
-BAD_RTT_MS = 1000
-#: Each further device on the same IP (any user's) lowers the IP's quality by this much.
-CROWD_PENALTY = 10
-WEIGHTS = (40, 30, 30)  # availability, stability, latency; they sum to 100
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class InvalidCidr(ValueError):
     pass
+
+
+class InvalidScoreParams(ValueError):
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class ScoreParams:
+    """The formula's parameters; the defaults are the documented ones (docs/score.md)."""
+
+    #: The trailing window availability, stability and latency look at.
+    window_seconds: int = 24 * 3600
+    #: Online this share of the expected time (per mille) or more is full availability: a
+    #: restart or a short outage costs nothing.
+    full_availability_permille: int = 950
+    #: Reconnects per window that cost nothing (a daily restart); each further one costs this.
+    free_reconnects: int = 1
+    reconnect_penalty: int = 10
+    good_rtt_ms: int = 150
+    bad_rtt_ms: int = 1000
+    #: Each further device on the same IP (any user's) lowers the IP's quality by this much.
+    crowd_penalty: int = 10
+    weight_availability: int = 40
+    weight_stability: int = 30
+    weight_latency: int = 30
+
+    def __attrs_post_init__(self) -> None:
+        if self.window_seconds <= 0:
+            raise InvalidScoreParams("the window must be positive")
+        if not 0 < self.full_availability_permille <= 1000:
+            raise InvalidScoreParams("full availability must be above 0 and at most 1")
+        for name in ("free_reconnects", "reconnect_penalty", "good_rtt_ms", "crowd_penalty"):
+            if getattr(self, name) < 0:
+                raise InvalidScoreParams(f"{name} must not be negative")
+        if self.bad_rtt_ms <= self.good_rtt_ms:
+            raise InvalidScoreParams("bad_rtt_ms must be above good_rtt_ms")
+        weights = (self.weight_availability, self.weight_stability, self.weight_latency)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise InvalidScoreParams("the weights must not be negative, nor all zero")
+
+    @property
+    def window(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.window_seconds)
+
+
+DEFAULT = ScoreParams()
+
+
+class ScoreSettings(Protocol):
+    """The ``score`` section of the configuration, as far as the formula reads it."""
+
+    @property
+    def window(self) -> float: ...
+    @property
+    def full_availability(self) -> float: ...
+    @property
+    def free_reconnects(self) -> int: ...
+    @property
+    def reconnect_penalty(self) -> int: ...
+    @property
+    def good_rtt_ms(self) -> int: ...
+    @property
+    def bad_rtt_ms(self) -> int: ...
+    @property
+    def crowd_penalty(self) -> int: ...
+    @property
+    def weight_availability(self) -> int: ...
+    @property
+    def weight_stability(self) -> int: ...
+    @property
+    def weight_latency(self) -> int: ...
+
+
+def score_params(settings: ScoreSettings) -> ScoreParams:
+    """The parameters of a ``score`` configuration section; InvalidScoreParams says why not."""
+    return ScoreParams(
+        window_seconds=int(settings.window),
+        full_availability_permille=round(settings.full_availability * 1000),
+        free_reconnects=settings.free_reconnects,
+        reconnect_penalty=settings.reconnect_penalty,
+        good_rtt_ms=settings.good_rtt_ms,
+        bad_rtt_ms=settings.bad_rtt_ms,
+        crowd_penalty=settings.crowd_penalty,
+        weight_availability=settings.weight_availability,
+        weight_stability=settings.weight_stability,
+        weight_latency=settings.weight_latency,
+    )
 
 
 def parse_cidrs(cidrs: Iterable[str]) -> tuple[Network, ...]:
@@ -79,58 +159,71 @@ class ScoreInput:
     devices_on_ip: int
 
 
-def availability(seconds: int, expected: int) -> int:
+def availability(seconds: int, expected: int, params: ScoreParams = DEFAULT) -> int:
     if expected <= 0:
         return 100  # nothing could have been online yet: a new device starts in full
-    return min(
-        100,
-        (200_000 * seconds + expected * FULL_AVAILABILITY_PERMILLE)
-        // (2 * expected * FULL_AVAILABILITY_PERMILLE),
-    )
+    full = params.full_availability_permille
+    # round(100 * seconds / (expected * full / 1000)), half up, in integers.
+    return min(100, (200_000 * seconds + expected * full) // (2 * expected * full))
 
 
-def stability(reconnects: int) -> int:
-    return max(0, 100 - RECONNECT_PENALTY * max(0, reconnects - FREE_RECONNECTS))
+def stability(reconnects: int, params: ScoreParams = DEFAULT) -> int:
+    extra = max(0, reconnects - params.free_reconnects)
+    return max(0, 100 - params.reconnect_penalty * extra)
 
 
-def latency(rtt_count: int, rtt_sum_ms: int) -> int:
+def latency(rtt_count: int, rtt_sum_ms: int, params: ScoreParams = DEFAULT) -> int:
     if rtt_count == 0:
         return 100  # not measured yet: no penalty
-    # mean <= GOOD: 100; mean >= BAD: 0; linear between, in integers (mean = sum / count).
-    over = rtt_sum_ms - GOOD_RTT_MS * rtt_count
+    # mean <= GOOD: 100; mean >= BAD: 0; linear between, rounded down, in integers
+    # (mean = sum / count).
+    over = rtt_sum_ms - params.good_rtt_ms * rtt_count
     if over <= 0:
         return 100
-    span = (BAD_RTT_MS - GOOD_RTT_MS) * rtt_count
+    span = (params.bad_rtt_ms - params.good_rtt_ms) * rtt_count
     return max(0, 100 - (100 * over + span - 1) // span)
 
 
-def ip_quality(datacenter: bool, devices_on_ip: int) -> int:
+def ip_quality(datacenter: bool, devices_on_ip: int, params: ScoreParams = DEFAULT) -> int:
     if datacenter:
         return 0
-    return max(0, 100 - CROWD_PENALTY * max(0, devices_on_ip - 1))
+    return max(0, 100 - params.crowd_penalty * max(0, devices_on_ip - 1))
 
 
-def combine(components: ScoreComponents) -> int:
-    wa, ws, wl = WEIGHTS
+def combine(components: ScoreComponents, params: ScoreParams = DEFAULT) -> int:
+    wa, ws, wl = params.weight_availability, params.weight_stability, params.weight_latency
     behaviour = wa * components.availability + ws * components.stability
     behaviour += wl * components.latency
-    return behaviour * components.ip_quality // 10_000
+    return behaviour * components.ip_quality // (100 * (wa + ws + wl))
 
 
-def score(data: ScoreInput, at: dt.datetime) -> NetworkScore:
+def admission(components: ScoreComponents, params: ScoreParams = DEFAULT) -> int:
+    """The value the connection gate compares with the minimum (see the module docstring):
+    stability and latency recover on their own as the window slides; availability and IP
+    quality do not gate."""
+    return combine(attrs.evolve(components, availability=100, ip_quality=100), params)
+
+
+def score(data: ScoreInput, at: dt.datetime, params: ScoreParams = DEFAULT) -> NetworkScore:
     stats = data.stats
     components = ScoreComponents(
-        availability=availability(stats.seconds, data.expected_seconds),
-        stability=stability(stats.reconnects),
-        latency=latency(stats.rtt_count, stats.rtt_sum_ms),
-        ip_quality=ip_quality(data.datacenter, data.devices_on_ip),
+        availability=availability(stats.seconds, data.expected_seconds, params),
+        stability=stability(stats.reconnects, params),
+        latency=latency(stats.rtt_count, stats.rtt_sum_ms, params),
+        ip_quality=ip_quality(data.datacenter, data.devices_on_ip, params),
     )
-    return NetworkScore(value=combine(components), components=components, computed_at=at)
+    return NetworkScore(value=combine(components, params), components=components, computed_at=at)
 
 
-def expected_seconds(first_seen: dt.datetime, at: dt.datetime, *, unwritten_seconds: int) -> int:
+def expected_seconds(
+    first_seen: dt.datetime,
+    at: dt.datetime,
+    *,
+    unwritten_seconds: int,
+    params: ScoreParams = DEFAULT,
+) -> int:
     """Seconds of the trailing window the device could have been online and written."""
-    since = max(first_seen, at - WINDOW)
+    since = max(first_seen, at - params.window)
     return max(0, int((at - since).total_seconds()) - unwritten_seconds)
 
 

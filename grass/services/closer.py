@@ -6,18 +6,25 @@ One pass (:meth:`BucketCloser.tick`), on one instance at a time (the job lock):
    to the ledger again;
 2. every bucket that ended at least ``closer.delay`` ago and holds uptime is closed, oldest
    first; a bucket already closed whose uptime grew since (late uptime) gets a correction:
-   a new *revision* paying only what is still owed (:func:`grass.domain.payouts.top_up`);
-3. per bucket: compute the targets (uptime shares, referral credits, milestone bonuses),
-   subtract what the bucket's entries already paid, write the rest and the close record in
-   one atomic call (``record_payouts``), update referral statuses, credit the ledger, mark the
-   close credited;
-4. epochs whose end is past and whose buckets are all closed are closed (totals frozen) and
-   settled on the ledger.
+   a new *revision* paying only what is still owed (:func:`grass.domain.payouts.top_up`), as
+   long as the bucket started less than ``closer.correction_window`` ago;
+3. per bucket: price its lines (a line paid before keeps the score and device type it was
+   first paid at), compute the targets (uptime shares, referral credits, milestone bonuses),
+   subtract what the bucket's entries already paid, write the rest, the lines priced now and
+   the close record in one atomic call (``record_payouts``), update referral statuses, credit
+   the ledger, mark the close credited;
+4. uptime found in buckets past the correction window that was never paid is reported (a
+   warning and ``grass_closer_late_uptime_unpaid_seconds_total``), once per bucket length;
+5. epochs whose end is ``closer.delay`` past and whose buckets are all closed are closed
+   (totals frozen) and settled on the ledger.
 
 Crash safety: step 3's write is atomic and its keys name bucket, revision and recipient, so a
 re-run after a crash before it pays everything, and after it pays nothing again (the targets
-minus what was paid is zero) and only finishes the ledger hand-over. ``step_hook`` lets tests
-stop the closer between any two steps.
+minus what was paid is zero) and only finishes the ledger hand-over. The hand-over puts the
+credits of one revision in one ledger epoch chosen from state that cannot change until the
+revision is credited (:meth:`BucketCloser._ledger_epoch`), so a re-run sends the same credits.
+``step_hook`` lets tests stop the closer between any two steps (:data:`STEPS`,
+:data:`CHUNK_STEP`, :data:`FINISH_STEPS`).
 """
 
 from __future__ import annotations
@@ -34,16 +41,23 @@ from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.referrals import Referral, ReferralStatus
-from grass.ledger.abc import AlreadySettled, Credit, Ledger
+from grass.ledger.abc import Credit, Ledger
+from grass.metrics import Metrics
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
 from grass.storage.abc import EarningsStore, ReferralStore, UptimeStore
-from grass.storage.payouts import BucketClose, JobLock, KeyedPayout, PayoutStore
+from grass.storage.payouts import BucketClose, JobLock, KeyedPayout, LineScore, PayoutStore
 
 log = logs.get(__name__)
 
 JOB = "bucket-closer"
+#: Where ``step_hook`` is called while a revision is closed: after it is recorded, after the
+#: referral statuses, after the ledger hand-over, after it is marked credited;
 STEPS = ("recorded", "statuses", "ledger", "credited")
+#: after each ledger chunk (both while closing and in a re-run);
+CHUNK_STEP = "ledger-chunk"
+#: and in the re-run of an uncredited close, after its statuses and after it is credited.
+FINISH_STEPS = ("finish-statuses", "finish-credited")
 LEDGER_CHUNK = 10_000
 
 StepHook = Callable[[str, dt.datetime], Awaitable[None]]
@@ -92,7 +106,9 @@ class BucketCloser:
         config: Callable[[], Config],
         clock: Callable[[], dt.datetime],
         *,
+        metrics: Metrics | None = None,
         step_hook: StepHook | None = None,
+        ledger_chunk: int = LEDGER_CHUNK,
     ) -> None:
         self._stores = stores
         self._ledger = ledger
@@ -101,8 +117,13 @@ class BucketCloser:
         self._lock = lock
         self._config = config
         self._clock = clock
+        self._metrics = metrics
         self.step_hook = step_hook
+        self._ledger_chunk = ledger_chunk
         self.closed = 0  # revisions written by this process
+        self._next_report: dt.datetime | None = None
+        #: Unpaid seconds already reported per bucket past the window (reported once).
+        self._reported: dict[dt.datetime, int] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -123,28 +144,66 @@ class BucketCloser:
                 await self._finish(close)
             for start, revision, seconds in await self._due(now):
                 await self.close_bucket(start, revision, seconds, now)
+            await self._past_window(now)
             await self._epochs.close_due(now, self._all_closed)
             return True
 
+    def _window(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """[since, until): the buckets that have ended ``delay`` ago and are still corrected."""
+        closer = self._config().closer
+        length = self._bucket_length()
+        until = _bucket_floor(now - dt.timedelta(seconds=closer.delay), length)
+        since = _bucket_floor(now - dt.timedelta(seconds=closer.correction_window), length)
+        return min(since, until), until
+
+    def _bucket_length(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self._config().rates.bucket_seconds)
+
     async def _due(self, now: dt.datetime) -> list[tuple[dt.datetime, int, int]]:
-        config = self._config()
-        length = dt.timedelta(seconds=config.rates.bucket_seconds)
-        until = _bucket_floor(now - dt.timedelta(seconds=config.closer.delay), length) - length
-        since = until - length * config.closer.correction_buckets
-        until += length  # exclusive: the last bucket that has ended `delay` ago
-        seconds = await self._stores.payouts.bucket_seconds(since=since, until=until)
-        closes = {
-            c.bucket_start: c
-            for c in await self._stores.payouts.list_closes(since=since, until=until)
-        }
-        due = []
-        for start in sorted(seconds):
+        since, until = self._window(now)
+        unpaid = await self._unpaid(since, until)
+        return [
+            (start, 0 if close is None else close.revision + 1, seconds)
+            for start, (seconds, close) in sorted(unpaid.items())
+        ]
+
+    async def _unpaid(
+        self, since: dt.datetime, until: dt.datetime
+    ) -> dict[dt.datetime, tuple[int, BucketClose | None]]:
+        """Buckets in [since, until) holding more uptime than their close paid for."""
+        payouts = self._stores.payouts
+        seconds = await payouts.bucket_seconds(since=since, until=until)
+        closes = {c.bucket_start: c for c in await payouts.list_closes(since=since, until=until)}
+        out = {}
+        for start, total in seconds.items():
             close = closes.get(start)
-            if close is None:
-                due.append((start, 0, seconds[start]))
-            elif seconds[start] > close.seconds:
-                due.append((start, close.revision + 1, seconds[start]))
-        return due
+            if close is None or total > close.seconds:
+                out[start] = (total, close)
+        return out
+
+    async def _past_window(self, now: dt.datetime) -> None:
+        """Report uptime that landed in buckets past the window (one more window back), and
+        forget the prices of those buckets' lines: they are never paid again."""
+        if self._next_report is not None and now < self._next_report:
+            return
+        self._next_report = now + self._bucket_length()
+        since, _ = self._window(now)
+        earliest = since - dt.timedelta(seconds=self._config().closer.correction_window)
+        for start, (seconds, close) in sorted((await self._unpaid(earliest, since)).items()):
+            missed = seconds - (0 if close is None else close.seconds)
+            new = missed - self._reported.get(start, 0)
+            if new > 0:
+                log.warning(
+                    "late uptime past closer.correction_window is not paid",
+                    bucket=start.isoformat(),
+                    seconds=new,
+                    unpaid_seconds=missed,
+                )
+                if self._metrics is not None:
+                    self._metrics.closer_late_unpaid.inc(new)
+                self._reported[start] = missed
+        self._reported = {b: s for b, s in self._reported.items() if b >= earliest}
+        await self._stores.payouts.drop_frozen_lines(before=since)
 
     async def _all_closed(self, since: dt.datetime, until: dt.datetime) -> bool:
         seconds = await self._stores.payouts.bucket_seconds(since=since, until=until)
@@ -162,8 +221,8 @@ class BucketCloser:
     ) -> None:
         stores = self._stores
         rates = rates_of(self._config())
-        end = start + dt.timedelta(seconds=self._config().rates.bucket_seconds)
-        lines = await self._scored_lines(start, end)
+        end = start + self._bucket_length()
+        lines, priced = await self._priced_lines(start, end)
         uptime = rules.uptime_payouts(lines, rates)
         points = rules.points_by_user(uptime)
         chains = await stores.referrals.referrers_of(list(points))
@@ -172,35 +231,23 @@ class BucketCloser:
             {u: [(r.level, r.referrer_id) for r in links] for u, links in chains.items()},
             rates,
         )
-        # Milestones: referees not yet qualified whose all-time uptime reached the hours.
-        level1 = {
-            u: r.referrer_id
-            for u, links in chains.items()
-            for r in links
-            if r.level == 1 and r.status is not ReferralStatus.QUALIFIED
-        }
-        reached: list[str] = []
-        if level1:
-            totals = await stores.uptime.uptime_by_user(list(level1), until=end)
-            reached = [u for u, s in totals.items() if s.seconds >= rates.milestone_seconds]
-        milestones = [
-            KeyedPayout(key=key, payout=payout)
-            for key, payout in rules.milestone_payouts(reached, level1, rates)
-            if await stores.earnings.find_earning(key) is None
-        ]
+        milestones = await self._milestones(chains, rates)
         paid = await stores.payouts.paid_slots(start)
         owed = rules.top_up([*uptime, *referral], paid)
         keyed = [KeyedPayout(key=rules.bucket_key(start, revision, p.slot), payout=p) for p in owed]
         keyed.extend(milestones)
         close = BucketClose(bucket_start=start, revision=revision, seconds=seconds, closed_at=now)
-        await stores.payouts.record_payouts(close, keyed, accrued_at=start, created_at=now)
+        await self._epochs.ensure(self._epochs.number_at(start))
+        await stores.payouts.record_payouts(close, keyed, frozen=priced, accrued_at=start)
         self.closed += 1
+        if self._metrics is not None:
+            self._metrics.closer_revisions.labels("correction" if revision else "first").inc()
         await self._step("recorded", start)
         qualified = [m.payout.user_id for m in milestones if m.payout.referee_id is None]
         await self._statuses(points, chains, qualified)
         await self._step("statuses", start)
         rows = [(k.key, k.payout.user_id, k.payout.amount, k.payout.source.value) for k in keyed]
-        await self._credit(rows, start, now)
+        await self._credit(rows, close)
         await self._step("ledger", start)
         await stores.payouts.mark_credited(start, revision)
         await self._step("credited", start)
@@ -212,13 +259,18 @@ class BucketCloser:
             amount=sum(k.payout.amount for k in keyed),
         )
 
-    async def _scored_lines(self, start: dt.datetime, end: dt.datetime) -> list[rules.UptimeLine]:
+    async def _priced_lines(
+        self, start: dt.datetime, end: dt.datetime
+    ) -> tuple[list[rules.UptimeLine], list[rules.UptimeLine]]:
+        """The bucket's lines with the score and type they are paid at, and those of them
+        priced now (never paid before: frozen by this revision)."""
         rows = await self._stores.payouts.bucket_lines(start)
-        unscored = {line.device_id for line, has_score in rows if not has_score}
-        scores = await self._scores.score_devices(unscored, end) if unscored else {}
+        missing = {line.device_id for line, how in rows if how is LineScore.MISSING}
+        scores = await self._scores.score_devices(missing, end) if missing else {}
         lines = []
-        for line, has_score in rows:
-            if not has_score:
+        priced = []
+        for line, how in rows:
+            if how is LineScore.MISSING:
                 score = scores.get(line.device_id)
                 # A device removed before it was ever scored: scored as a full device would be.
                 line = rules.UptimeLine(
@@ -230,7 +282,32 @@ class BucketCloser:
                     score=100 if score is None else score.value,
                 )
             lines.append(line)
-        return lines
+            if how is not LineScore.FROZEN and line.seconds > 0:
+                priced.append(line)
+        return lines, priced
+
+    async def _milestones(
+        self, chains: Mapping[str, Sequence[Referral]], rates: rules.Rates
+    ) -> list[KeyedPayout]:
+        """Referees of the bucket, not yet qualified, whose uptime written so far (every
+        bucket, every device) reached the milestone: counting beyond this bucket means late
+        uptime in an earlier bucket can never hide a milestone reached in a later one."""
+        stores = self._stores
+        level1 = {
+            u: r.referrer_id
+            for u, links in chains.items()
+            for r in links
+            if r.level == 1 and r.status is not ReferralStatus.QUALIFIED
+        }
+        if not level1:
+            return []
+        totals = await stores.uptime.uptime_by_user(list(level1))
+        reached = [u for u, s in totals.items() if s.seconds >= rates.milestone_seconds]
+        return [
+            KeyedPayout(key=key, payout=payout)
+            for key, payout in rules.milestone_payouts(reached, level1, rates)
+            if await stores.earnings.find_earning(key) is None
+        ]
 
     async def _statuses(
         self,
@@ -248,36 +325,41 @@ class BucketCloser:
 
     async def _finish(self, close: BucketClose) -> None:
         """A close written before a crash: statuses and ledger again, then credited."""
-        entries = await self._stores.payouts.revision_entries(close.bucket_start, close.revision)
+        entries = await self._stores.payouts.revision_entries(close)
         uptime_users = {e.user_id for e in entries if e.source is EarningSource.UPTIME}
         chains = await self._stores.referrals.referrers_of(list(uptime_users))
         qualified = [
             e.user_id for e in entries if e.source is EarningSource.MILESTONE and not e.referee_id
         ]
         await self._statuses(uptime_users, chains, qualified)
-        await self._credit(_credit_rows(entries), close.bucket_start, self._clock())
+        await self._step("finish-statuses", close.bucket_start)
+        await self._credit(_credit_rows(entries), close)
         await self._stores.payouts.mark_credited(close.bucket_start, close.revision)
+        await self._step("finish-credited", close.bucket_start)
 
-    async def _credit(
-        self,
-        rows: Iterable[tuple[str, str, int, str]],
-        accrued_at: dt.datetime,
-        now: dt.datetime,
-    ) -> None:
-        epoch = self._epochs.number_at(accrued_at)
+    async def _ledger_epoch(self, close: BucketClose) -> int:
+        """The ledger epoch of a revision's credits: its bucket's, or, when that epoch is no
+        longer open (late uptime), the epoch the revision was closed in.
+
+        Neither changes between writing a revision and crediting it: epochs are closed only
+        at the end of a tick, after every uncredited close is credited, and an epoch with an
+        uncredited close in it does not close. So a re-run sends exactly the same credits.
+        """
+        epoch = self._epochs.number_at(close.bucket_start)
+        if await self._epochs.accepts_credits(epoch):
+            return epoch
+        return self._epochs.number_at(close.closed_at)
+
+    async def _credit(self, rows: Iterable[tuple[str, str, int, str]], close: BucketClose) -> None:
+        epoch = await self._ledger_epoch(close)
         credits = [
             Credit(key=key, user_id=user, amount=amount, epoch=epoch, source=source)
             for key, user, amount, source in rows
             if amount > 0
         ]
-        for i in range(0, len(credits), LEDGER_CHUNK):
-            chunk = credits[i : i + LEDGER_CHUNK]
-            try:
-                await self._ledger.record(chunk)
-            except AlreadySettled:
-                # Late uptime of an epoch already settled is paid in the current epoch.
-                current = self._epochs.number_at(now)
-                await self._ledger.record([_with_epoch(c, current) for c in chunk])
+        for i in range(0, len(credits), self._ledger_chunk):
+            await self._ledger.record(credits[i : i + self._ledger_chunk])
+            await self._step(CHUNK_STEP, close.bucket_start)
 
     async def _step(self, name: str, bucket: dt.datetime) -> None:
         if self.step_hook is not None:
@@ -286,17 +368,6 @@ class BucketCloser:
 
 def _credit_rows(entries: Iterable[EarningEntry]) -> Iterable[tuple[str, str, int, str]]:
     return ((e.idempotency_key, e.user_id, e.amount, e.source.value) for e in entries)
-
-
-def _with_epoch(credit: Credit, epoch: int) -> Credit:
-    return Credit(
-        key=credit.key,
-        user_id=credit.user_id,
-        amount=credit.amount,
-        epoch=epoch,
-        source=credit.source,
-        created=credit.created,
-    )
 
 
 def _bucket_floor(at: dt.datetime, length: dt.timedelta) -> dt.datetime:

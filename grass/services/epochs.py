@@ -1,8 +1,15 @@
 """Epochs (DESIGN §5): fixed-length periods numbered from ``rates.epoch_genesis``.
 
-An epoch row is created when first needed; once its end is past and every bucket in it is
-closed and credited, it is closed (its totals computed from the earnings and uptime and frozen
-in the row), then settled on the ledger (cumulative balances -> Merkle root -> anchor). A
+An epoch has a row only once something needs it: a bucket closed in it (the closer), or a look
+at the epoch list during it (the earnings API). Epochs without activity have no row and are
+never settled one by one: with genesis in 2024 and short demo epochs, a fresh install creates
+one row, not thousands, and posts no empty roots.
+
+Once an epoch's end is ``closer.delay`` past (its last bucket's uptime is written by then) and
+every bucket in it is closed and credited, it is closed (its totals computed from the earnings
+and uptime and frozen in the row), then settled on the ledger (cumulative balances -> Merkle
+root -> anchor). An epoch without points is marked settled without a settlement of its own: a
+ledger settlement is cumulative, so the next one covers anything credited to it meanwhile. A
 settlement that fails leaves the epoch closing; the next pass tries again.
 """
 
@@ -17,9 +24,18 @@ from grass.config import Config
 from grass.domain.epochs import Epoch, EpochStatus, EpochTotals
 from grass.domain.pages import MAX_PAGE_SIZE
 from grass.ledger.abc import Ledger
-from grass.storage.abc import EarningsStore, EpochStore, UptimeStore
+from grass.storage.abc import (
+    EarningsStore,
+    EpochStore,
+    StorageConflict,
+    StorageNotFound,
+    UptimeStore,
+)
 
 log = logs.get(__name__)
+
+#: Open and closing epochs are read this many at a time (all of them, page after page).
+PAGE_SIZE = MAX_PAGE_SIZE
 
 AllClosed = Callable[[dt.datetime, dt.datetime], Awaitable[bool]]
 
@@ -53,42 +69,72 @@ class EpochService:
         return _utc(start), _utc(start + rates.epoch_seconds)
 
     async def ensure(self, number: int) -> Epoch:
-        """The epoch's row, created (open) when missing."""
+        """The epoch's row, created (open) when missing; only that one."""
         epochs = self._stores.epochs
-        latest = await epochs.latest_epoch()
-        if latest is not None and latest.number >= number:
+        try:
             return await epochs.get_epoch(number)
-        first = 0 if latest is None else latest.number + 1
-        created = None
-        for n in range(first, number + 1):
-            start, end = self.bounds(n)
-            created = Epoch(number=n, name=f"Epoch {n}", start=start, end=end)
-            await epochs.create_epoch(created)
-        assert created is not None
-        return created
+        except StorageNotFound:
+            pass
+        start, end = self.bounds(number)
+        epoch = Epoch(number=number, name=f"Epoch {number}", start=start, end=end)
+        try:
+            await epochs.create_epoch(epoch)
+        except StorageConflict:
+            # Another instance (or the API beside the closer) created it meanwhile. A row that
+            # overlaps with other bounds (epoch_seconds changed) is not found here, and says so.
+            return await epochs.get_epoch(number)
+        return epoch
+
+    async def accepts_credits(self, number: int) -> bool:
+        """Whether credits may still go to this epoch: it is open (or has no row yet) and the
+        ledger has settled no epoch from it on."""
+        try:
+            epoch = await self._stores.epochs.get_epoch(number)
+        except StorageNotFound:
+            pass
+        else:
+            if epoch.status is not EpochStatus.OPEN:
+                return False
+        return all(s.epoch < number for s in await self._ledger.settlements())
 
     async def close_due(self, now: dt.datetime, all_closed: AllClosed) -> list[int]:
-        """Close and settle every epoch that has ended and whose buckets are all paid."""
+        """Close and settle, in order, every epoch that ended ``closer.delay`` ago and whose
+        buckets are all paid."""
         current = self.number_at(now)
-        await self.ensure(current)
+        delay = dt.timedelta(seconds=self._config().closer.delay)
         done = []
-        page = await self._stores.epochs.list_epochs(limit=MAX_PAGE_SIZE)
-        for epoch in sorted(page.items, key=lambda e: e.number):
-            if epoch.status is EpochStatus.SETTLED or epoch.number >= current:
-                continue
+        for epoch in await self._unsettled():
+            if epoch.number >= current or epoch.end + delay > now:
+                break
             if epoch.status is EpochStatus.OPEN:
                 if not await all_closed(epoch.start, epoch.end):
                     break  # epochs close in order
                 epoch = epoch.close(await self.totals(epoch))
                 await self._stores.epochs.update_epoch(epoch)
-            try:
-                await self._ledger.settle(epoch.number)
-            except Exception as exc:  # the anchor is down: settle again on the next pass
-                log.warning("epoch settlement failed", epoch=epoch.number, error=str(exc))
-                break
+            assert epoch.totals is not None
+            if epoch.totals.points:
+                try:
+                    await self._ledger.settle(epoch.number)
+                except Exception as exc:  # the anchor is down: settle again on the next pass
+                    log.warning("epoch settlement failed", epoch=epoch.number, error=str(exc))
+                    break
             await self._stores.epochs.update_epoch(epoch.settle())
             done.append(epoch.number)
         return done
+
+    async def _unsettled(self) -> list[Epoch]:
+        """Every open or closing epoch, oldest first (all pages: there are few)."""
+        found: list[Epoch] = []
+        for status in (EpochStatus.OPEN, EpochStatus.CLOSING):
+            cursor = None
+            while True:
+                page = await self._stores.epochs.list_epochs(
+                    status=status, cursor=cursor, limit=PAGE_SIZE
+                )
+                found.extend(page.items)
+                if (cursor := page.next_cursor) is None:
+                    break
+        return sorted(found, key=lambda e: e.number)
 
     async def totals(self, epoch: Epoch) -> EpochTotals:
         stores = self._stores

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import attrs
 
+from grass.domain import scoring
 from grass.domain.devices import Device, DeviceType
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, check_limit, decode_cursor, encode_cursor
 from grass.domain.periods import Period, period_start
@@ -114,7 +115,8 @@ class IpView:
     devices_online: int
     uptime_today_seconds: int
     uptime_total_seconds: int
-    #: The mean of its devices' scores (components likewise); None when none is scored yet.
+    #: Its devices' scores (components likewise) weighted by their uptime in the score window
+    #: (grass.domain.scoring.ip_score); None when none is scored yet.
     score: int | None
     score_components: ScoreComponents | None
     points: int
@@ -180,11 +182,18 @@ class NetworkService:
         today_stats = await uptime.uptime_by_ip(user_id=user_id, since=today)
         points = await self._storage.earnings.earnings_by_ip(user_id)
         scores = {d.device_id: d.score for d in await self._all_devices(user_id) if d.score}
+        # The IP's score weights its devices by their uptime in the score's window.
+        recent = await uptime.uptime_by_device(
+            user_id, since=self._clock() - scoring.DEFAULT.window
+        )
         online = await self._presence.lookup([d for ip in chosen for d in ips[ip]])
         views = []
         for ip in chosen:
             members = ips[ip]
-            value, components = _mean_score([scores[d] for d in members if d in scores])
+            value, components = _ip_score(
+                [(scores[d], recent.get(d, UptimeStats()).seconds) for d in members if d in scores],
+                self._clock(),
+            )
             views.append(
                 IpView(
                     ip=ip,
@@ -316,18 +325,10 @@ class NetworkService:
         ]
 
 
-def _mean_score(scores: Sequence[NetworkScore]) -> tuple[int | None, ScoreComponents | None]:
+def _ip_score(
+    scores: Sequence[tuple[NetworkScore, int]], at: dt.datetime
+) -> tuple[int | None, ScoreComponents | None]:
     if not scores:
         return None, None
-    n = len(scores)
-
-    def mean(values: Sequence[int]) -> int:
-        return round(sum(values) / n)
-
-    parts = [s.components for s in scores]
-    return mean([s.value for s in scores]), ScoreComponents(
-        availability=mean([p.availability for p in parts]),
-        stability=mean([p.stability for p in parts]),
-        latency=mean([p.latency for p in parts]),
-        ip_quality=mean([p.ip_quality for p in parts]),
-    )
+    score = scoring.ip_score(scores, at)
+    return score.value, score.components

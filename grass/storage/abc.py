@@ -200,8 +200,11 @@ class DeviceStore(Protocol):
         """The user's current IPs, each with its devices (sorted ids)."""
         ...
 
-    async def count_devices_on_ips(self, ips: Collection[str]) -> dict[str, int]:
-        """Devices of any user currently on each IP (absent IPs: no device)."""
+    async def count_devices_on_ips(
+        self, ips: Collection[str], *, since: dt.datetime | None = None
+    ) -> dict[str, int]:
+        """Devices of any user whose latest IP is each IP (absent IPs: no device); with
+        ``since``, only devices seen since then (the score's window)."""
         ...
 
     async def set_scores(self, scores: Mapping[str, NetworkScore]) -> int:

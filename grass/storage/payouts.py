@@ -1,12 +1,16 @@
 """The bucket closer's store: its input rows, what it paid, and the record of each close.
 
 A close of a bucket has a *revision*: 0 for the first, one more for each correction pass that
-paid late uptime. ``record_payouts`` writes a revision's earnings entries and its close record
-in ONE atomic call, so after a crash either both exist or neither does; the entries' keys name
-the bucket, the revision and the recipient, so a second writer of the same revision fails
-(StorageConflict) instead of paying twice. ``credited`` says the revision's entries reached the
-ledger; a close found uncredited is handed to the ledger again (the ledger's keys make that
-harmless).
+paid late uptime. ``record_payouts`` writes a revision's earnings entries, its close record and
+the lines it priced first (:class:`FrozenLine`) in ONE atomic call, so after a crash either all
+exist or none does; the entries' keys name the bucket, the revision and the recipient, so a
+second writer of the same revision fails (StorageConflict) instead of paying twice.
+``credited`` says the revision's entries reached the ledger; a close found uncredited is handed
+to the ledger again (the ledger's keys make that harmless).
+
+A line of a bucket (one device on one IP) is paid at the score and device type it had when a
+revision first paid it: corrections reuse them, so late uptime is paid at the bucket's rate,
+not at whatever the device scores days later, and a re-run computes the same amounts.
 
 Backends also provide a :class:`JobLock`: singleton background jobs (the closer, the epoch job)
 run on one instance at a time.
@@ -15,6 +19,7 @@ run on one instance at a time.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -22,6 +27,7 @@ from typing import Protocol
 import attrs
 
 from grass.domain import _checks as check
+from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry
 from grass.domain.payouts import Payout, UptimeLine
 from grass.domain.uptime import UptimeStats
@@ -36,6 +42,26 @@ class BucketClose:
     seconds: int = attrs.field(validator=check.non_negative)
     credited: bool = False
     closed_at: dt.datetime = attrs.field(validator=check.utc)
+
+
+class LineScore(enum.StrEnum):
+    """Where the score (and device type) of a bucket line comes from."""
+
+    FROZEN = "frozen"  # fixed by the revision that first paid the line
+    STORED = "stored"  # the device's stored score: the line was never paid
+    MISSING = "missing"  # the device has no score yet (line.score is 0): the caller scores it
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class FrozenLine:
+    """The score and device type a line of a bucket was first paid at, and by which revision."""
+
+    bucket_start: dt.datetime
+    device_id: str
+    ip: str
+    device_type: DeviceType
+    score: int
+    revision: int
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -64,10 +90,19 @@ class PayoutStore(Protocol):
         seen since then; unknown ids are left out."""
         ...
 
-    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, bool]]:
-        """Every uptime row of the bucket with its device's type and stored score; the flag
-        says whether the device had a score (``False``: ``line.score`` is 0 and the caller
-        must score the device). A removed device counts as an extension."""
+    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, LineScore]]:
+        """Every uptime row of the bucket, priced: with the frozen score and type when a
+        revision paid the line already, else with the device's stored type and score (score 0
+        when it has none). A removed device counts as an extension."""
+        ...
+
+    async def frozen_lines(self, bucket_start: dt.datetime) -> list[FrozenLine]:
+        """The bucket's frozen lines, by device and IP."""
+        ...
+
+    async def drop_frozen_lines(self, *, before: dt.datetime) -> int:
+        """Forget the frozen lines of buckets starting before ``before`` (past the correction
+        window: they are never priced again). Returns how many."""
         ...
 
     async def bucket_seconds(
@@ -95,19 +130,21 @@ class PayoutStore(Protocol):
         close: BucketClose,
         payouts: Sequence[KeyedPayout],
         *,
+        frozen: Sequence[UptimeLine] = (),
         accrued_at: dt.datetime,
-        created_at: dt.datetime,
     ) -> None:
-        """Atomically: insert one entry per payout (``bucket_start`` and ``accrued_at`` as
-        given) and store ``close``, uncredited. StorageConflict, writing nothing, when a key
-        exists or ``close.revision`` is not the stored revision plus one (0 when none)."""
+        """Atomically: insert one entry per payout (``bucket_start`` of the close,
+        ``accrued_at`` as given, ``created_at`` the close's ``closed_at``), freeze the score and
+        type of each line of ``frozen`` under ``close.revision``, and store ``close``,
+        uncredited. StorageConflict, writing nothing, when a key exists, a line is frozen
+        already, or ``close.revision`` is not the stored revision plus one (0 when none)."""
         ...
 
-    async def revision_entries(
-        self, bucket_start: dt.datetime, revision: int
-    ) -> list[EarningEntry]:
-        """The entries one revision wrote (keys from :func:`grass.domain.payouts.bucket_key`),
-        plus the milestone bonuses of the bucket: what a re-run hands to the ledger again."""
+    async def revision_entries(self, close: BucketClose) -> list[EarningEntry]:
+        """The entries the revision ``close`` wrote: its keys (from
+        :func:`grass.domain.payouts.bucket_key`) and the milestone bonuses of the same call
+        (the bucket's milestones created at ``close.closed_at``); what a re-run hands to the
+        ledger again."""
         ...
 
     async def mark_credited(self, bucket_start: dt.datetime, revision: int) -> None:

@@ -30,7 +30,7 @@ from grass.storage.abc import IntegrityViolation, StorageNotFound, TransactionAb
 from grass.storage.memory._account_tables import AccountTables
 from grass.storage.memory._admin_tables import AdminTables
 from grass.storage.memory._tables import Journal, Table
-from grass.storage.payouts import BucketClose
+from grass.storage.payouts import BucketClose, FrozenLine
 
 R = TypeVar("R")
 
@@ -94,6 +94,12 @@ class Db:
         self.epochs: Table[int, Epoch] = Table("epochs", j, lambda e: e.number)
         self.closes: Table[dt.datetime, BucketClose] = Table(
             "bucket_closes", j, lambda c: c.bucket_start
+        )
+        self.frozen_lines: Table[tuple[dt.datetime, str, str], FrozenLine] = Table(
+            "bucket_lines",
+            j,
+            lambda f: (f.bucket_start, f.device_id, f.ip),
+            groups={"bucket": lambda f: f.bucket_start},
         )
         self.accounts = AccountTables(j)
         self.admin = AdminTables(j)

@@ -78,9 +78,16 @@ class MemoryDeviceStore:
                     ips.setdefault(d.ip, []).append(d.device_id)
             return {ip: tuple(sorted(ids)) for ip, ids in sorted(ips.items())}
 
-    async def count_devices_on_ips(self, ips: Collection[str]) -> dict[str, int]:
+    async def count_devices_on_ips(
+        self, ips: Collection[str], *, since: dt.datetime | None = None
+    ) -> dict[str, int]:
         async with self._scope.op() as db:
-            counts = {ip: len(db.devices.group("ip", ip)) for ip in set(ips)}
+            counts = {
+                ip: sum(
+                    1 for d in db.devices.group("ip", ip) if since is None or d.last_seen >= since
+                )
+                for ip in set(ips)
+            }
             return {ip: n for ip, n in counts.items() if n}
 
     async def set_scores(self, scores: Mapping[str, NetworkScore]) -> int:

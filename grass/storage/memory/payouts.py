@@ -13,7 +13,7 @@ from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.uptime import UptimeStats
 from grass.storage.abc import StorageConflict
 from grass.storage.memory._db import Scope, in_range
-from grass.storage.payouts import BucketClose, DeviceWindow, KeyedPayout
+from grass.storage.payouts import BucketClose, DeviceWindow, FrozenLine, KeyedPayout, LineScore
 
 __all__ = ["MemoryJobLock", "MemoryPayoutStore"]
 
@@ -46,22 +46,41 @@ class MemoryPayoutStore:
                 )
             return out
 
-    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, bool]]:
+    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, LineScore]]:
         async with self._scope.op() as db:
             out = []
             for bucket in db.uptime.group("start", bucket_start):
+                frozen = db.frozen_lines.get((bucket_start, bucket.device_id, bucket.ip))
                 device = db.devices.get(bucket.device_id)
-                score = None if device is None or device.score is None else device.score.value
+                if frozen is not None:
+                    how, kind, score = LineScore.FROZEN, frozen.device_type, frozen.score
+                else:
+                    kind = DeviceType.EXTENSION if device is None else device.type
+                    stored = None if device is None else device.score
+                    how = LineScore.MISSING if stored is None else LineScore.STORED
+                    score = 0 if stored is None else stored.value
                 line = UptimeLine(
                     device_id=bucket.device_id,
                     user_id=bucket.user_id,
                     ip=bucket.ip,
                     seconds=bucket.stats.seconds,
-                    device_type=DeviceType.EXTENSION if device is None else device.type,
-                    score=score or 0,
+                    device_type=kind,
+                    score=score,
                 )
-                out.append((line, score is not None))
+                out.append((line, how))
             return out
+
+    async def frozen_lines(self, bucket_start: dt.datetime) -> list[FrozenLine]:
+        async with self._scope.op() as db:
+            rows = db.frozen_lines.group("bucket", bucket_start)
+            return sorted(rows, key=lambda f: (f.device_id, f.ip))
+
+    async def drop_frozen_lines(self, *, before: dt.datetime) -> int:
+        async with self._scope.op() as db:
+            old = [f for f in db.frozen_lines.rows() if f.bucket_start < before]
+            for f in old:
+                db.frozen_lines.delete((f.bucket_start, f.device_id, f.ip))
+            return len(old)
 
     async def bucket_seconds(
         self, *, since: dt.datetime, until: dt.datetime
@@ -103,8 +122,8 @@ class MemoryPayoutStore:
         close: BucketClose,
         payouts: Sequence[KeyedPayout],
         *,
+        frozen: Sequence[UptimeLine] = (),
         accrued_at: dt.datetime,
-        created_at: dt.datetime,
     ) -> None:
         async with self._scope.op() as db:
             stored = db.closes.get(close.bucket_start)
@@ -129,7 +148,7 @@ class MemoryPayoutStore:
                         amount=p.amount,
                         idempotency_key=item.key,
                         accrued_at=accrued_at,
-                        created_at=created_at,
+                        created_at=close.closed_at,
                         device_id=p.device_id,
                         ip=p.ip,
                         bucket_start=close.bucket_start,
@@ -137,18 +156,28 @@ class MemoryPayoutStore:
                         referral_level=p.referral_level,
                     )
                 )
+            for line in frozen:
+                db.frozen_lines.insert(
+                    FrozenLine(
+                        bucket_start=close.bucket_start,
+                        device_id=line.device_id,
+                        ip=line.ip,
+                        device_type=line.device_type,
+                        score=line.score,
+                        revision=close.revision,
+                    )
+                )
             db.closes.save(close)
 
-    async def revision_entries(
-        self, bucket_start: dt.datetime, revision: int
-    ) -> list[EarningEntry]:
-        prefix = bucket_key(bucket_start, revision, "")
+    async def revision_entries(self, close: BucketClose) -> list[EarningEntry]:
+        prefix = bucket_key(close.bucket_start, close.revision, "")
         async with self._scope.op() as db:
             return sorted(
                 (
                     e
-                    for e in db.earnings.group("bucket", bucket_start)
-                    if e.idempotency_key.startswith(prefix) or e.source is EarningSource.MILESTONE
+                    for e in db.earnings.group("bucket", close.bucket_start)
+                    if e.idempotency_key.startswith(prefix)
+                    or (e.source is EarningSource.MILESTONE and e.created_at == close.closed_at)
                 ),
                 key=lambda e: e.idempotency_key,
             )

@@ -232,7 +232,9 @@ class PgDeviceStore:
             str(row["ip"]): tuple(row["ids"]) for row in sorted(rows, key=lambda r: str(r["ip"]))
         }
 
-    async def count_devices_on_ips(self, ips: Collection[str]) -> dict[str, int]:
+    async def count_devices_on_ips(
+        self, ips: Collection[str], *, since: dt.datetime | None = None
+    ) -> dict[str, int]:
         wanted = sorted(set(ips))
         if not wanted:
             return {}
@@ -241,8 +243,10 @@ class PgDeviceStore:
             # Keyed by the caller's own strings; compared as inet so equal addresses match.
             return await conn.fetch(
                 "SELECT w.ip, count(*) AS n FROM unnest($1::text[]) AS w(ip)"
-                " JOIN devices d ON d.ip = w.ip::inet GROUP BY w.ip",
+                " JOIN devices d ON d.ip = w.ip::inet"
+                " WHERE $2::timestamptz IS NULL OR d.last_seen >= $2 GROUP BY w.ip",
                 wanted,
+                since,
             )
 
         return {row["ip"]: int(row["n"]) for row in await self._scope.read(fetch)}

@@ -3,7 +3,8 @@
 ``record_payouts`` is the closer's set-based write path: the keys are COPYed straight into
 ``earnings_keys`` and the entries into ``earnings`` (no staging table, no per-row comparison:
 every key of a close revision is new by construction, so a key already there is a conflict and
-the unique index refuses the COPY), then the close row, all in one transaction.
+the unique index refuses the COPY), then the lines it priced first into ``bucket_lines`` and the
+close row, all in one transaction.
 """
 
 from __future__ import annotations
@@ -19,19 +20,25 @@ from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.uptime import UptimeStats
 from grass.ids import is_uuid
 from grass.storage.abc import StorageConflict
-from grass.storage.payouts import BucketClose, DeviceWindow, KeyedPayout
+from grass.storage.payouts import BucketClose, DeviceWindow, FrozenLine, KeyedPayout, LineScore
 from grass.storage.postgres.earnings import _ENTRY, _entry
 from grass.storage.postgres.pool import Connection, Database, Record
 from grass.storage.postgres.scope import Scope
 
 __all__ = ["PgJobLock", "PgPayoutStore"]
 
+# A frozen line's price wins over the device's current one (grass.storage.payouts).
 _LINES = """
 SELECT b.device_id::text AS device_id, b.user_id, host(b.ip) AS ip, b.seconds,
-       d.type, d.score
-FROM uptime_current b LEFT JOIN devices d ON d.id = b.device_id
+       coalesce(f.device_type, d.type) AS type, coalesce(f.score, d.score) AS score,
+       f.score IS NOT NULL AS frozen
+FROM uptime_current b
+LEFT JOIN bucket_lines f ON f.bucket_start = b.bucket_start AND f.device_id = b.device_id
+                        AND f.ip = host(b.ip)
+LEFT JOIN devices d ON d.id = b.device_id
 WHERE b.bucket_start = $1
 """
+_FROZEN_COLUMNS = ("bucket_start", "device_id", "ip", "device_type", "score", "revision")
 _PAID = """
 SELECT source, user_id, device_id::text AS device_id, host(ip) AS ip, referee_id,
        sum(amount) AS amount
@@ -105,10 +112,11 @@ GROUP BY d.id
             for r in rows
         ]
 
-    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, bool]]:
+    async def bucket_lines(self, bucket_start: dt.datetime) -> list[tuple[UptimeLine, LineScore]]:
         rows = await self._scope.read_primary(lambda c: c.fetch(_LINES, bucket_start))
         extension = DeviceType.EXTENSION
         types = {t.value: t for t in DeviceType}
+        frozen, stored, missing = LineScore.FROZEN, LineScore.STORED, LineScore.MISSING
         return [
             (
                 UptimeLine(
@@ -119,10 +127,36 @@ GROUP BY d.id
                     device_type=extension if r["type"] is None else types[r["type"]],
                     score=r["score"] or 0,
                 ),
-                r["score"] is not None,
+                frozen if r["frozen"] else missing if r["score"] is None else stored,
             )
             for r in rows
         ]
+
+    async def frozen_lines(self, bucket_start: dt.datetime) -> list[FrozenLine]:
+        rows = await self._scope.read_primary(
+            lambda c: c.fetch(
+                "SELECT bucket_start, device_id::text AS device_id, ip, device_type, score,"
+                " revision FROM bucket_lines WHERE bucket_start = $1 ORDER BY device_id::text, ip",
+                bucket_start,
+            )
+        )
+        return [
+            FrozenLine(
+                bucket_start=r["bucket_start"],
+                device_id=r["device_id"],
+                ip=r["ip"],
+                device_type=DeviceType(r["device_type"]),
+                score=r["score"],
+                revision=r["revision"],
+            )
+            for r in rows
+        ]
+
+    async def drop_frozen_lines(self, *, before: dt.datetime) -> int:
+        status = await self._scope.write(
+            lambda c: c.execute("DELETE FROM bucket_lines WHERE bucket_start < $1", before)
+        )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def bucket_seconds(
         self, *, since: dt.datetime, until: dt.datetime
@@ -180,12 +214,18 @@ GROUP BY d.id
         close: BucketClose,
         payouts: Sequence[KeyedPayout],
         *,
+        frozen: Sequence[UptimeLine] = (),
         accrued_at: dt.datetime,
-        created_at: dt.datetime,
     ) -> None:
         keys: list[tuple[object, ...]] = []
         entries: list[tuple[object, ...]] = []
         bucket = close.bucket_start
+        created_at = close.closed_at
+        revision = close.revision
+        prices = [
+            (bucket, line.device_id, line.ip, line.device_type.value, line.score, revision)
+            for line in frozen
+        ]
         for item in payouts:
             p = item.payout
             entry_id = ids.short_id()
@@ -224,6 +264,10 @@ GROUP BY d.id
                 await conn.copy_records_to_table(
                     "earnings", records=entries, columns=_ENTRY_COLUMNS
                 )
+            if prices:
+                await conn.copy_records_to_table(
+                    "bucket_lines", records=prices, columns=_FROZEN_COLUMNS
+                )
             await conn.execute(
                 f"INSERT INTO bucket_closes ({_CLOSE}) VALUES ($1, $2, $3, false, $4)"
                 " ON CONFLICT (bucket_start) DO UPDATE SET revision = excluded.revision,"
@@ -236,18 +280,18 @@ GROUP BY d.id
 
         await self._scope.write(write)
 
-    async def revision_entries(
-        self, bucket_start: dt.datetime, revision: int
-    ) -> list[EarningEntry]:
-        prefix = bucket_key(bucket_start, revision, "")
+    async def revision_entries(self, close: BucketClose) -> list[EarningEntry]:
+        prefix = bucket_key(close.bucket_start, close.revision, "")
 
         async def run(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 f"SELECT {_ENTRY} FROM earnings e WHERE e.bucket_start = $1"
-                " AND (starts_with(e.idempotency_key, $2) OR e.source = 'milestone')"
+                " AND (starts_with(e.idempotency_key, $2)"
+                "      OR (e.source = 'milestone' AND e.created_at = $3))"
                 " ORDER BY e.idempotency_key",
-                bucket_start,
+                close.bucket_start,
                 prefix,
+                close.closed_at,
             )
 
         return [_entry(r) for r in await self._scope.read_primary(run)]
