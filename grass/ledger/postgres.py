@@ -1,4 +1,5 @@
-"""The PostgreSQL journal and anchor (schema: ``migrations/0002_ledger.sql``).
+"""The PostgreSQL journal, and the ledger of it and the PostgreSQL anchor (``postgres_anchor``);
+schema: ``migrations/0002_ledger.sql``.
 
 Each journal method is one transaction run through :meth:`Database.run`, so a deadlock or a
 serialization failure re-runs it from the start. Concurrency rules:
@@ -23,7 +24,6 @@ from decimal import Decimal
 from grass.ledger.abc import (
     AccountConflict,
     AlreadySettled,
-    AnchorFailed,
     Balance,
     Credit,
     CreditConflict,
@@ -40,6 +40,7 @@ from grass.ledger.abc import (
 from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.leafcopy import LEAVES_QUERY, LeafCopy
 from grass.ledger.merkle import to_checksum_address
+from grass.ledger.postgres_anchor import PostgresAnchor
 from grass.storage.abc import StorageConflict
 from grass.storage.postgres.pool import Connection, Database, Record
 
@@ -396,77 +397,6 @@ class PostgresJournal:
             Link(user_id=r["user_id"], account=bytes(r["linked"]), first_epoch=r["linked_from"])
             for r in rows
         ]
-
-
-class PostgresAnchor:
-    """Roots in ``ledger_anchored_roots`` with the contract's rules: one root per epoch, epochs
-    increasing, a zero root refused. Final as soon as committed."""
-
-    capabilities: frozenset[str] = frozenset({"persistent"})
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def post(self, epoch: int, root: bytes) -> str:
-        async def work(conn: Connection) -> str:
-            # Posts are rare (one per epoch): a table lock makes the ordering check race-free.
-            await conn.execute("LOCK TABLE ledger_anchored_roots IN EXCLUSIVE MODE")
-            row = await conn.fetchrow(
-                "SELECT root, ref FROM ledger_anchored_roots WHERE epoch = $1", epoch
-            )
-            if row is not None:
-                if bytes(row["root"]) != root:
-                    raise AnchorFailed(
-                        "another root is anchored for this epoch", details={"epoch": epoch}
-                    )
-                return str(row["ref"])
-            if root == bytes(32):
-                raise AnchorFailed("a zero root is refused", details={"epoch": epoch})
-            latest = await conn.fetchval("SELECT max(epoch) FROM ledger_anchored_roots")
-            if latest is not None and epoch <= latest:
-                raise AnchorFailed(
-                    "epochs must increase", details={"epoch": epoch, "latest": latest}
-                )
-            ref = f"postgres:{epoch}:{root.hex()}"
-            await conn.execute(
-                "INSERT INTO ledger_anchored_roots (epoch, root, ref) VALUES ($1, $2, $3)",
-                epoch,
-                root,
-                ref,
-            )
-            return ref
-
-        return await self._db.run(work)
-
-    async def wait_final(self, epoch: int, root: bytes, ref: str) -> str:
-        return ref
-
-    async def ref(self, epoch: int) -> str | None:
-        ref = await self._db.run(
-            lambda conn: conn.fetchval(
-                "SELECT ref FROM ledger_anchored_roots WHERE epoch = $1", epoch
-            ),
-            readonly=True,
-        )
-        return None if ref is None else str(ref)
-
-    async def anchored(self, epoch: int) -> bytes | None:
-        root = await self._db.run(
-            lambda conn: conn.fetchval(
-                "SELECT root FROM ledger_anchored_roots WHERE epoch = $1", epoch
-            ),
-            readonly=True,
-        )
-        return None if root is None else bytes(root)
-
-    async def confirmations(self, ref: str) -> int:
-        found = await self._db.run(
-            lambda conn: conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM ledger_anchored_roots WHERE ref = $1)", ref
-            ),
-            readonly=True,
-        )
-        return 1 if found else 0
 
 
 @asynccontextmanager

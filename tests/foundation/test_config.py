@@ -64,6 +64,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "mockchain_block_time": 0.5,
         "rpc_url": "http://127.0.0.1:8545",
         "contract_address": "0x" + "ab" * 20,
+        "contract_block": 1234,
         "private_key": "0x" + "11" * 32,
         "keystore_path": "/tmp/keystore.json",
         "keystore_password": "hunter2",
