@@ -151,10 +151,10 @@ async def _deploy(config: Config, token: str) -> int:
         password=settings.keystore_password.reveal(),
     )
     deployed = await deploy_distributor(connect(settings.rpc_url), signer, token=token)
-    print(f"distributor deployed at {deployed.address} in block {deployed.block},")
-    print(f"owned by {signer.address}; set")
-    print(f"  ledger.contract_address (GRASS_LEDGER_CONTRACT_ADDRESS) to {deployed.address}")
-    print(f"  ledger.contract_block (GRASS_LEDGER_CONTRACT_BLOCK) to {deployed.block}")
+    where = f"distributor {deployed.address} deployed in block {deployed.block}"
+    print(f"{where}, owned by {signer.address}")
+    print(f"set ledger.contract_address (GRASS_LEDGER_CONTRACT_ADDRESS) to {deployed.address}")
+    print(f"set ledger.contract_block (GRASS_LEDGER_CONTRACT_BLOCK) to {deployed.block}")
     return EXIT_OK
 
 
