@@ -23,11 +23,14 @@ from grass.services.admin import (
     CannotBanAdmin,
     ConnectionNotFound,
     FlagNotFound,
+    InvalidRange,
     UserNotFound,
 )
 from grass.services.flags import FlagSource, FlagView
 
 TAG = "admin"
+#: What a range is made of; whether it is one (and its host bits are zero) the service says.
+RANGE_PATTERN = r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"
 
 
 @attrs.frozen(kw_only=True)
@@ -61,7 +64,7 @@ class AdminBan:
 class RangeBanRequest:
     """A CIDR range (``10.0.0.0/8``) or one address; host bits must be zero."""
 
-    range: str = s.text(max_length=64, min_length=1)
+    range: str = s.text(max_length=64, min_length=1, pattern=RANGE_PATTERN)
     reason: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
 
 
@@ -223,7 +226,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         body=RangeBanRequest,
         response=AdminBan,
         status=201,
-        errors=(AlreadyBanned,),
+        errors=(AlreadyBanned, InvalidRange),
     )
     async def ban_ip_range(call: Call) -> AdminBan:
         ban = await admin.ban_range(

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from grass import logs
+from grass.domain._checks import InvalidModel
 from grass.domain.admin import (
     AuditAction,
     AuditEntry,
@@ -28,7 +29,7 @@ from grass.domain.admin import (
 from grass.domain.devices import DeviceType
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, check_limit, decode_cursor, encode_cursor
 from grass.domain.users import Role, User, UserStatus
-from grass.errors import Conflict, Forbidden, NotFound
+from grass.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from grass.ids import is_short_id, short_id
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags, FlagView
@@ -68,6 +69,12 @@ class FlagNotFound(NotFound):
 
 class CannotBanAdmin(Conflict):
     code = "cannot_ban_admin"
+
+
+class InvalidRange(ValidationFailed):
+    """Not a CIDR range or an address, or a range with host bits set (``10.0.0.1/8``)."""
+
+    code = "invalid_range"
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +188,11 @@ class AdminService:
     ) -> Ban:
         """Ban a CIDR range (or one address): its nodes are disconnected and refused."""
         await self.require_admin(actor_id)
-        target = str(parse_network(network, "range"))
+        try:
+            target = str(parse_network(network, "range"))
+        except InvalidModel as exc:
+            problem = exc.details.get("problem", exc.message)
+            raise InvalidRange(exc.message, details={"fields": {"range": problem}}) from None
         ban = self._new_ban(BanKind.IP_RANGE, target, reason, actor_id)
         try:
             async with self._storage.transaction() as tx:

@@ -2,10 +2,13 @@
 with every check, including ``ignored_auth`` and ``object_level_authorization``.
 
 Two registered users, alice and bob, log in through ``POST /api/v1/auth/login`` (a Web Fuzzing
-Commons auth file) and are declared *peers*: neither may see the other's objects. The routes that
+Commons auth file) and are declared *peers*: neither may see the other's objects. Each has two
+devices, so the lists hand schemathesis real ids of one peer to try as the other. The routes that
 end the caller's own session (logout, revoking a session) run in a second pass as alice alone:
 run among the others they kill the identity schemathesis is testing with, and its per-operation
-identity switching then reports its own confusion, not the API's.
+identity switching then reports its own confusion, not the API's. The admin routes run a third
+time as carol, an administrator through ``accounts.admin_emails`` (with the peers they only ever
+get 403).
 
 Where the schema cannot say that a well-formed request may still fail because of the server's
 state (an unknown referral code, a mailed token that does not exist, a wrong current password, a
@@ -19,26 +22,34 @@ The summary (operations, cases, failures) is printed; ``pytest -s`` shows it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sys
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 import trio
 
 from grass.app import Server, run
+from grass.domain.admin import Ban, BanKind
+from grass.domain.devices import Device, DeviceType
 from grass.http.api import Route, api_of
+from grass.ids import new_uuid, short_id
+from grass.storage.abc import Storage
 from tests.http.conftest import open_full_app, quick_config
 
 pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = 12
 SESSION_ENDERS = ("logout", "revoke_session")
-USERS = {"alice": "password-alice", "bob": "password-bob"}
+USERS = {"alice": "password-alice", "bob": "password-bob", "carol": "password-carol"}
+ADMIN = "carol"
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 DEFAULT_POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+ADMIN_ROUTES = ["--include-tag", "admin"]
 
 
 def wfc_auth(names: list[str]) -> dict:
@@ -136,13 +147,33 @@ async def schemathesis(
     return done.returncode, done.stdout.decode() + done.stderr.decode()
 
 
+async def give_devices(storage: Storage, user_id: str, count: int = 2) -> None:
+    at = dt.datetime.now(dt.UTC)
+    for n in range(count):
+        await storage.devices.create_device(
+            Device(
+                device_id=new_uuid(),
+                user_id=user_id,
+                type=DeviceType.EXTENSION,
+                ip=f"198.51.100.{n + 1}",
+                first_seen=at,
+                last_seen=at,
+            )
+        )
+
+
 async def test_schemathesis_finds_no_failure(tmp_path):
     config = quick_config(
         server={"http_host": "127.0.0.1", "http_port": 0, "node_host": "127.0.0.1", "node_port": 0},
-        accounts={"max_failures_per_account": 0, "max_failures_per_ip": 0},
+        accounts={
+            "max_failures_per_account": 0,
+            "max_failures_per_ip": 0,
+            "admin_emails": (f"{ADMIN}@example.com",),
+        },
     )
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(run, config)
+        storage = server.backends.storage
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as client:
             for name, password in USERS.items():
                 response = await client.post(
@@ -150,18 +181,39 @@ async def test_schemathesis_finds_no_failure(tmp_path):
                     json={"email": f"{name}@example.com", "password": password},
                 )
                 assert response.status_code == 201, response.text
+                user = await storage.users.get_user(response.json()["id"])
+                if name == ADMIN:  # verified: promoted when it logs in
+                    await storage.users.update_user(attrs.evolve(user, email_verified=True))
+                else:
+                    await give_devices(storage, user.id)
+        # Something for the admin pass to list and lift.
+        ban = Ban(
+            id=short_id(),
+            kind=BanKind.IP_RANGE,
+            target="192.0.2.0/24",
+            created_by=None,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        await storage.bans.add_ban(ban)
+        peers = ["alice", "bob"]
         excluded = [arg for name in SESSION_ENDERS for arg in ("--exclude-operation-id", name)]
         included = [arg for name in SESSION_ENDERS for arg in ("--include-operation-id", name)]
         passes = [
-            ("peers", await schemathesis(server, tmp_path, "peers", ["alice", "bob"], excluded)),
+            ("peers", await schemathesis(server, tmp_path, "peers", peers, excluded)),
             ("session-enders", await schemathesis(server, tmp_path, "enders", ["alice"], included)),
+            ("admin", await schemathesis(server, tmp_path, "admin", [ADMIN], ADMIN_ROUTES)),
         ]
         server.shutdown()
+    totals = dict.fromkeys(("operations", "cases", "failures"), 0)
     for label, (code, output) in passes:
         figures = summary(output)
         print(f"schemathesis {label}: {figures}")
+        totals = {k: totals[k] + figures[k] for k in totals}
+        if label == "admin":  # carol is an admin: the admin routes answered her, not 403
+            assert "admin_only" not in output, output[-3000:]
         assert figures["operations"] > 0, output[-3000:]
         if label == "peers":  # object_level_authorization needs two peers, and has them here
             assert "will not run" not in output, output[-3000:]
         assert code == 0, output[-6000:]
         assert figures["failures"] == 0, output[-6000:]
+    print(f"schemathesis in all: {totals}")
