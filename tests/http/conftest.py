@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import argon2
 import attrs
 import pytest
 
-from grass.app import LiveConfig, build_http_app, open_backends
+from grass.app import Backends, LiveConfig, build_http_app, open_backends
 from grass.config import Config
 from grass.domain.users import ApiKey, ApiScope, Credentials, Role, Session, User
 from grass.http.auth import hash_token, new_api_key, new_session_token
 from grass.ids import short_id
 from grass.ledger.abc import Ledger
+from grass.ledger.memory import open_memory_ledger
 from grass.metrics import Metrics
 from grass.storage.abc import Storage
+from grass.storage.inprocess import open_inprocess_state
+from grass.storage.shared import SharedState
 from grass.ws.gateway import Gateway
 
 
@@ -47,20 +50,31 @@ class FullApp:
     live: LiveConfig
     ledger: Ledger | None = None
     gateway: Gateway | None = None
+    shared: SharedState | None = None
 
     def client(self) -> Any:
         return self.app.test_client()
 
 
 @asynccontextmanager
-async def open_full_app(config: Config | None = None) -> AsyncIterator[FullApp]:
+async def open_full_app(
+    config: Config | None = None, *, storage: Storage | None = None
+) -> AsyncIterator[FullApp]:
+    """The app on the backends ``config`` names, or on ``storage`` (already open: the
+    PostgreSQL test schema) with in-process shared state and a memory ledger."""
     config = config or quick_config()
     live = LiveConfig(config)
     metrics = Metrics()
-    async with open_backends(config) as backends:
+    async with AsyncExitStack() as stack:
+        if storage is None:
+            backends = await stack.enter_async_context(open_backends(config))
+        else:
+            shared = await stack.enter_async_context(open_inprocess_state())
+            ledger = await stack.enter_async_context(open_memory_ledger())
+            backends = Backends(config, storage, shared, ledger)
         gateway = Gateway(backends.storage, live, metrics)
         app = build_http_app(backends, live, metrics, gateway)
-        yield FullApp(app, backends.storage, live, backends.ledger, gateway)
+        yield FullApp(app, backends.storage, live, backends.ledger, gateway, backends.shared)
 
 
 @pytest.fixture
