@@ -21,6 +21,16 @@ def short_id(size: int = SHORT_ID_LENGTH) -> str:
     return "".join(ALPHABET[b & 63] for b in secrets.token_bytes(size))
 
 
+_SYMBOL_OF_BYTE = bytes(ord(ALPHABET[b & 63]) for b in range(256))
+
+
+def short_ids(count: int, size: int = SHORT_ID_LENGTH) -> list[str]:
+    """``count`` ids as :func:`short_id` makes them, in one draw (a bulk write makes 100 000:
+    one at a time they cost a fifth of a second)."""
+    text = secrets.token_bytes(count * size).translate(_SYMBOL_OF_BYTE).decode("ascii")
+    return [text[i : i + size] for i in range(0, count * size, size)]
+
+
 def is_short_id(value: str) -> bool:
     return bool(_SHORT_ID.match(value))
 

@@ -115,33 +115,45 @@ def uptime_payouts(lines: Iterable[UptimeLine], rates: Rates) -> list[Payout]:
     common = math.lcm(*(m.denominator for m in rates.multipliers.values()))
     numerator = {t: m.numerator * (common // m.denominator) for t, m in rates.multipliers.items()}
     divisor = SECONDS_PER_HOUR * 100 * common
+    base = rates.base_rate
     by_ip: dict[str, list[UptimeLine]] = {}
     for line in lines:
         if line.seconds > 0:
-            by_ip.setdefault(line.ip, []).append(line)
+            group = by_ip.get(line.ip)
+            if group is None:
+                by_ip[line.ip] = [line]
+            else:
+                group.append(line)
     payouts: list[Payout] = []
+    add = payouts.append
     uptime = EarningSource.UPTIME
     for ip in sorted(by_ip):
         group = by_ip[ip]
-        if len(group) > 1:
-            group.sort(key=lambda line: line.device_id)
-        raw = sum(line.seconds * line.score * numerator[line.device_type] for line in group)
-        pool = raw * rates.base_rate // divisor
-        if len(group) == 1:
+        if len(group) == 1:  # most IPs: one device, its pool is its share
+            line = group[0]
+            pool = line.seconds * line.score * numerator[line.device_type] * base // divisor
             shares = [pool]
         else:
-            shares = largest_remainder(pool, [line.seconds for line in group])
-        payouts.extend(
-            Payout(
-                user_id=line.user_id,
-                source=uptime,
-                amount=share,
-                device_id=line.device_id,
-                ip=line.ip,
+            group.sort(key=_device_of)
+            raw = 0
+            for line in group:
+                raw += line.seconds * line.score * numerator[line.device_type]
+            shares = largest_remainder(raw * base // divisor, [line.seconds for line in group])
+        for line, share in zip(group, shares, strict=True):
+            add(
+                Payout(
+                    user_id=line.user_id,
+                    source=uptime,
+                    amount=share,
+                    device_id=line.device_id,
+                    ip=line.ip,
+                )
             )
-            for line, share in zip(group, shares, strict=True)
-        )
     return payouts
+
+
+def _device_of(line: UptimeLine) -> str:
+    return line.device_id
 
 
 def points_by_user(payouts: Iterable[Payout]) -> dict[str, int]:
@@ -219,11 +231,13 @@ def top_up(targets: Iterable[Payout], paid: Mapping[str, int]) -> list[Payout]:
     A slot whose target fell (late uptime on its IP moved part of the pool to another device)
     keeps what it was paid: credits handed to the ledger are never taken back.
     """
+    if not paid:  # a first close: everything (the common case, 100 000 slots a bucket)
+        return [target for target in targets if target.amount > 0]
     owed = []
     for target in targets:
-        missing = target.amount - paid.get(target.slot, 0)
-        if missing > 0:
-            owed.append(attrs.evolve(target, amount=missing))
+        before = paid.get(target.slot, 0)
+        if target.amount > before:
+            owed.append(attrs.evolve(target, amount=target.amount - before) if before else target)
     return owed
 
 

@@ -40,13 +40,20 @@ from grass.config import Config
 from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
-from grass.domain.referrals import Referral, ReferralStatus
+from grass.domain.referrals import ReferralStatus
 from grass.ledger.abc import Credit, Ledger
 from grass.metrics import Metrics
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
-from grass.storage.abc import EarningsStore, ReferralStore, UptimeStore
-from grass.storage.payouts import BucketClose, JobLock, KeyedPayout, LineScore, PayoutStore
+from grass.storage.abc import EarningsStore, ReferralStore
+from grass.storage.payouts import (
+    BucketClose,
+    ChainLink,
+    JobLock,
+    KeyedPayout,
+    LineScore,
+    PayoutStore,
+)
 
 log = logs.get(__name__)
 
@@ -64,8 +71,6 @@ StepHook = Callable[[str, dt.datetime], Awaitable[None]]
 
 
 class CloserStores(Protocol):
-    @property
-    def uptime(self) -> UptimeStore: ...
     @property
     def earnings(self) -> EarningsStore: ...
     @property
@@ -225,7 +230,7 @@ class BucketCloser:
         lines, priced = await self._priced_lines(start, end)
         uptime = rules.uptime_payouts(lines, rates)
         points = rules.points_by_user(uptime)
-        chains = await stores.referrals.referrers_of(list(points))
+        chains = await stores.payouts.referral_chains(list(points))
         referral = rules.referral_payouts(
             points,
             {u: [(r.level, r.referrer_id) for r in links] for u, links in chains.items()},
@@ -234,7 +239,8 @@ class BucketCloser:
         milestones = await self._milestones(chains, rates)
         paid = await stores.payouts.paid_slots(start)
         owed = rules.top_up([*uptime, *referral], paid)
-        keyed = [KeyedPayout(key=rules.bucket_key(start, revision, p.slot), payout=p) for p in owed]
+        prefix = rules.bucket_key_prefix(start, revision)
+        keyed = [KeyedPayout(key=prefix + p.slot, payout=p) for p in owed]
         keyed.extend(milestones)
         close = BucketClose(bucket_start=start, revision=revision, seconds=seconds, closed_at=now)
         await self._epochs.ensure(self._epochs.number_at(start))
@@ -287,7 +293,7 @@ class BucketCloser:
         return lines, priced
 
     async def _milestones(
-        self, chains: Mapping[str, Sequence[Referral]], rates: rules.Rates
+        self, chains: Mapping[str, Sequence[ChainLink]], rates: rules.Rates
     ) -> list[KeyedPayout]:
         """Referees of the bucket, not yet qualified, whose uptime written so far (every
         bucket, every device) reached the milestone: counting beyond this bucket means late
@@ -301,8 +307,7 @@ class BucketCloser:
         }
         if not level1:
             return []
-        totals = await stores.uptime.uptime_by_user(list(level1))
-        reached = [u for u, s in totals.items() if s.seconds >= rates.milestone_seconds]
+        reached = await stores.payouts.reached_uptime(level1, seconds=rates.milestone_seconds)
         return [
             KeyedPayout(key=key, payout=payout)
             for key, payout in rules.milestone_payouts(reached, level1, rates)
@@ -312,7 +317,7 @@ class BucketCloser:
     async def _statuses(
         self,
         users: Iterable[str],
-        chains: Mapping[str, Sequence[Referral]],
+        chains: Mapping[str, Sequence[ChainLink]],
         qualified: Sequence[str],
     ) -> None:
         """Referees with uptime become active (once), those past the milestone qualified."""
@@ -327,7 +332,7 @@ class BucketCloser:
         """A close written before a crash: statuses and ledger again, then credited."""
         entries = await self._stores.payouts.revision_entries(close)
         uptime_users = {e.user_id for e in entries if e.source is EarningSource.UPTIME}
-        chains = await self._stores.referrals.referrers_of(list(uptime_users))
+        chains = await self._stores.payouts.referral_chains(list(uptime_users))
         qualified = [
             e.user_id for e in entries if e.source is EarningSource.MILESTONE and not e.referee_id
         ]

@@ -30,6 +30,7 @@ from grass.domain import _checks as check
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry
 from grass.domain.payouts import Payout, UptimeLine
+from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
 
 
@@ -62,6 +63,15 @@ class FrozenLine:
     device_type: DeviceType
     score: int
     revision: int
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class ChainLink:
+    """One referrer of a referee, as the closer reads it (a bucket has one chain per user)."""
+
+    level: int
+    referrer_id: str
+    status: ReferralStatus
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -103,6 +113,18 @@ class PayoutStore(Protocol):
     async def drop_frozen_lines(self, *, before: dt.datetime) -> int:
         """Forget the frozen lines of buckets starting before ``before`` (past the correction
         window: they are never priced again). Returns how many."""
+        ...
+
+    async def referral_chains(
+        self, referee_ids: Collection[str]
+    ) -> dict[str, tuple[ChainLink, ...]]:
+        """Each referee's referrers by level (referees without one absent), read from the
+        primary: the closer reads back the statuses it wrote."""
+        ...
+
+    async def reached_uptime(self, user_ids: Collection[str], *, seconds: int) -> set[str]:
+        """The users whose uptime written so far (every bucket, every device) is at least
+        ``seconds``."""
         ...
 
     async def bucket_seconds(

@@ -6,11 +6,14 @@ device), then times in one run:
 
 - ``copy``   binary COPY of N earnings rows (what the close writes for uptime) into an empty,
              unindexed copy of ``earnings``: the floor for moving the bytes;
-- ``close``  ``BucketCloser.close_bucket`` for that bucket, everything included: read the
-             bucket with types and scores, compute shares, referral credits and milestones,
-             write entries and the close record (set-based), hand the credits to the ledger
-             (the memory ledger, the default), mark the close credited. The split below comes
-             from the closer's step hook.
+- ``tick``   one ``BucketCloser.tick()`` an hour and ten minutes after the bucket ended, the
+             path the running server takes: the job lock, uncredited closes, the due buckets
+             (the window's uptime against the closes), then for the bucket: read its lines with
+             types and scores, compute shares, referral credits and milestones, write entries,
+             the lines' prices and the close record (set-based, one transaction), hand the
+             credits to the ledger (the memory ledger, the default), mark the close credited;
+             then the report of late uptime past the window and the epochs. The split below
+             comes from the closer's step hook.
 
 Usage: python scripts/bench/close_bucket.py [--dsn postgresql://...] [--devices 100000]
 """
@@ -131,22 +134,25 @@ async def bench(dsn: str, count: int) -> None:
                 step_hook=mark,
             )  # fmt: skip
             started = time.perf_counter()
-            await closer.close_bucket(bucket, 0, total_seconds, now)
-            close = time.perf_counter() - started
+            assert await closer.tick()
+            tick = time.perf_counter() - started
         entries, paid = await db.read(
             lambda c: c.fetchrow("SELECT count(*), sum(amount) FROM earnings")
         )
         assert entries >= count, "every device is paid"
-        assert (await storage.payouts.get_close(bucket)).credited  # type: ignore[union-attr]
+        close = await storage.payouts.get_close(bucket)
+        assert close is not None and close.credited and close.seconds == total_seconds
+        assert len(await storage.payouts.frozen_lines(bucket)) == count
 
     print(f"PostgreSQL bucket close, {count} devices ({entries} entries, {paid} micro-points)")
     print(f"  {'copy (baseline)':36s} {copy:7.3f} s   1.00 x copy")
-    print(f"  {'close, everything':36s} {close:7.3f} s   {close / copy:5.2f} x copy")
+    print(f"  {'tick, everything':36s} {tick:7.3f} s   {tick / copy:5.2f} x copy")
     parts = [
-        ("  read, compute, write entries", started, marks["recorded"]),
+        ("  due, read, compute, write", started, marks["recorded"]),
         ("  referral statuses", marks["recorded"], marks["statuses"]),
         ("  ledger (memory)", marks["statuses"], marks["ledger"]),
         ("  mark credited", marks["ledger"], marks["credited"]),
+        ("  window report, epochs, lock", marks["credited"], started + tick),
     ]
     for name, a, b in parts:
         print(f"  {name:36s} {b - a:7.3f} s")

@@ -8,6 +8,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grass import ids
 from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningSource
@@ -101,3 +102,12 @@ def test_milestones_need_a_referrer_and_name_one_key_each():
         ("milestone:referee:b", "b", 5_000_000_000),
         ("milestone:referrer:b", "a", 2_500_000_000),
     ]
+
+
+def test_bulk_entry_ids_are_short_ids_and_distinct():
+    made = ids.short_ids(20_000)
+    assert len(set(made)) == 20_000
+    assert all(ids.is_short_id(i) for i in made)
+    # Every symbol of the alphabet turns up (the bytes are masked to 6 bits, not cut).
+    assert set("".join(made)) == set(ids.ALPHABET)
+    assert ids.short_ids(0) == []

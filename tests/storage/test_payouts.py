@@ -11,10 +11,11 @@ import pytest
 from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningSource
+from grass.domain.referrals import ReferralStatus
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.storage.abc import StorageConflict
-from grass.storage.payouts import BucketClose, FrozenLine, KeyedPayout, LineScore
-from tests.storage.conftest import HOUR, T0, add_device, add_user, delta
+from grass.storage.payouts import BucketClose, ChainLink, FrozenLine, KeyedPayout, LineScore
+from tests.storage.conftest import HOUR, T0, add_device, add_user, delta, make_referral
 
 IP1, IP2 = "198.51.100.1", "198.51.100.2"
 CLOSED = T0 + HOUR + dt.timedelta(minutes=10)
@@ -251,3 +252,30 @@ async def test_device_windows_sum_the_window(storage):
     # Asked by id, a device not seen in the window is there too (with nothing in it).
     asked = await storage.payouts.device_windows(since=T0, device_ids=[idle.device_id, "nope"])
     assert [(w.device_id, w.stats.seconds) for w in asked] == [(idle.device_id, 0)]
+
+
+async def test_referral_chains_and_reached_uptime(storage):
+    a, b, c = [await add_user(storage) for _ in range(3)]
+    await storage.referrals.add_referrals(
+        [make_referral(a, b, 1), make_referral(b, c, 1), make_referral(a, c, 2)]
+    )
+    await storage.referrals.set_referral_status(c.id, ReferralStatus.ACTIVE)
+    chains = await storage.payouts.referral_chains([a.id, b.id, c.id, "unknown"])
+    assert chains == {
+        b.id: (ChainLink(level=1, referrer_id=a.id, status=ReferralStatus.PENDING),),
+        c.id: (
+            ChainLink(level=1, referrer_id=b.id, status=ReferralStatus.ACTIVE),
+            ChainLink(level=2, referrer_id=a.id, status=ReferralStatus.ACTIVE),
+        ),
+    }
+    assert await storage.payouts.referral_chains([]) == {}
+    one = await add_device(storage, b, ip=IP1)
+    two = await add_device(storage, b, ip=IP2)
+    three = await add_device(storage, c, ip=IP2)
+    await storage.uptime.add_uptime(
+        [delta(one, T0, 1800), delta(two, T0 + 5 * HOUR, 1800), delta(three, T0, 3599)]
+    )
+    # Every bucket and every device of the user counts.
+    assert await storage.payouts.reached_uptime([a.id, b.id, c.id], seconds=3600) == {b.id}
+    assert await storage.payouts.reached_uptime([b.id, c.id], seconds=3599) == {b.id, c.id}
+    assert await storage.payouts.reached_uptime([], seconds=1) == set()

@@ -13,7 +13,14 @@ from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.uptime import UptimeStats
 from grass.storage.abc import StorageConflict
 from grass.storage.memory._db import Scope, in_range
-from grass.storage.payouts import BucketClose, DeviceWindow, FrozenLine, KeyedPayout, LineScore
+from grass.storage.payouts import (
+    BucketClose,
+    ChainLink,
+    DeviceWindow,
+    FrozenLine,
+    KeyedPayout,
+    LineScore,
+)
 
 __all__ = ["MemoryJobLock", "MemoryPayoutStore"]
 
@@ -81,6 +88,28 @@ class MemoryPayoutStore:
             for f in old:
                 db.frozen_lines.delete((f.bucket_start, f.device_id, f.ip))
             return len(old)
+
+    async def referral_chains(
+        self, referee_ids: Collection[str]
+    ) -> dict[str, tuple[ChainLink, ...]]:
+        async with self._scope.op() as db:
+            chains = {}
+            for referee in set(referee_ids):
+                links = sorted(db.referrals.group("referee", referee), key=lambda r: r.level)
+                if links:
+                    chains[referee] = tuple(
+                        ChainLink(level=r.level, referrer_id=r.referrer_id, status=r.status)
+                        for r in links
+                    )
+            return chains
+
+    async def reached_uptime(self, user_ids: Collection[str], *, seconds: int) -> set[str]:
+        async with self._scope.op() as db:
+            return {
+                user
+                for user in set(user_ids)
+                if sum(b.stats.seconds for b in db.uptime.group("user", user)) >= seconds
+            }
 
     async def bucket_seconds(
         self, *, since: dt.datetime, until: dt.datetime
