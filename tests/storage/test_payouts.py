@@ -279,3 +279,15 @@ async def test_referral_chains_and_reached_uptime(storage):
     assert await storage.payouts.reached_uptime([a.id, b.id, c.id], seconds=3600) == {b.id}
     assert await storage.payouts.reached_uptime([b.id, c.id], seconds=3599) == {b.id, c.id}
     assert await storage.payouts.reached_uptime([], seconds=1) == set()
+
+
+async def test_the_crowd_on_an_ip_counts_devices_seen_in_the_window(storage):
+    user = await add_user(storage)
+    other = await add_user(storage)
+    seen = [await add_device(storage, u, ip=IP1, last_seen=T0 + HOUR) for u in (user, other)]
+    await add_device(storage, user, ip=IP1, first_seen=T0 - 50 * HOUR, last_seen=T0 - 48 * HOUR)
+    await add_device(storage, other, ip=IP2, first_seen=T0 - 50 * HOUR, last_seen=T0 - 30 * HOUR)
+    devices = storage.devices
+    assert await devices.count_devices_on_ips([IP1, IP2]) == {IP1: 3, IP2: 1}
+    since = T0 - 24 * HOUR
+    assert await devices.count_devices_on_ips([IP1, IP2], since=since) == {IP1: len(seen)}
