@@ -154,3 +154,20 @@ async def test_a_milestone_reached_through_late_uptime_in_an_earlier_bucket_is_p
         # The first bucket now pays 666 666 (20 %: 133 333), and the bonuses once.
         assert await total(storage, referrer) == 133_333 + 66_666 + 2_500_000_000
         assert await total(storage, referee) == 666_666 + 333_333 + 5_000_000_000
+
+
+async def test_older_late_uptime_is_found_by_the_hourly_look_at_the_whole_window(storage):
+    user, device = await one_device(storage)
+    await storage.uptime.add_uptime(
+        [delta(device, T0 + HOUR * i, 1800) for i in (1, 2)]  # three buckets of 1800 s
+    )
+    async with engine(storage, engine_config(), CLOSE_AT + 2 * HOUR) as e:
+        await e.closer.tick()
+        assert await total(storage, user) == 3 * 800_000
+        await storage.uptime.add_uptime([delta(device, T0, 900)])  # three buckets back
+        e.clock.now += dt.timedelta(minutes=5)
+        await e.closer.tick()  # looks at the last two buckets only
+        assert await total(storage, user) == 3 * 800_000
+        e.clock.now += HOUR
+        await e.closer.tick()  # the whole window
+        assert await total(storage, user) == 3 * 800_000 + 400_000
