@@ -8,7 +8,7 @@ One pass (:meth:`BucketCloser.tick`), on one instance at a time (the job lock):
    first; a bucket already closed whose uptime grew since (late uptime) gets a correction:
    a new *revision* paying only what is still owed (:func:`grass.domain.payouts.top_up`), as
    long as the bucket started less than ``closer.correction_window`` ago (the last two
-   buckets are looked at every tick, the whole window once per bucket length);
+   buckets are looked at every tick, each older one about once per bucket length);
 3. per bucket: price its lines (a line paid before keeps the score and device type it was
    first paid at), compute the targets (uptime shares, referral credits, milestone bonuses),
    subtract what the bucket's entries already paid, write the rest, the lines priced now and
@@ -38,6 +38,7 @@ import trio
 
 from grass import logs
 from grass.config import Config
+from grass.domain import closing
 from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
@@ -127,7 +128,9 @@ class BucketCloser:
         self.step_hook = step_hook
         self._ledger_chunk = ledger_chunk
         self.closed = 0  # revisions written by this process
-        self._next_full: dt.datetime | None = None  # the next look at the whole window
+        #: Where the look at the older part of the window resumes (None: the closer just
+        #: started and looks at all of it).
+        self._sweep: dt.datetime | None = None
         self._next_report: dt.datetime | None = None
         #: Unpaid seconds already reported per bucket past the window (reported once).
         self._reported: dict[dt.datetime, int] = {}
@@ -155,28 +158,30 @@ class BucketCloser:
             await self._epochs.close_due(now, self._all_closed)
             return True
 
-    def _window(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-        """[since, until): the buckets that have ended ``delay`` ago and are still corrected."""
+    def _window(self, now: dt.datetime) -> closing.Range:
         closer = self._config().closer
-        length = self._bucket_length()
-        until = _bucket_floor(now - dt.timedelta(seconds=closer.delay), length)
-        since = _bucket_floor(now - dt.timedelta(seconds=closer.correction_window), length)
-        return min(since, until), until
+        return closing.window(
+            now,
+            length=self._bucket_length(),
+            delay=dt.timedelta(seconds=closer.delay),
+            correction=dt.timedelta(seconds=closer.correction_window),
+        )
 
     def _bucket_length(self) -> dt.timedelta:
         return dt.timedelta(seconds=self._config().rates.bucket_seconds)
 
     async def _due(self, now: dt.datetime) -> list[tuple[dt.datetime, int, int]]:
-        """Buckets to close or correct. Each tick looks at the last two ended buckets (the one
-        to close, and the usual late uptime: sessions' last flushes); the whole window, whose
-        uptime is millions of rows on a large network (0.5 s a day of 100 000 devices), is
-        looked at once per bucket length, and by a closer that just started."""
-        since, until = self._window(now)
-        if self._next_full is None or now >= self._next_full:
-            self._next_full = now + self._bucket_length()
-        else:
-            since = max(since, until - 2 * self._bucket_length())
-        unpaid = await self._unpaid(since, until)
+        """Buckets to close or correct, among those this tick looks at (grass.domain.closing:
+        the last two, a slice of the older ones in turn; all of them after a start)."""
+        ranges, self._sweep = closing.sweep(
+            self._window(now),
+            self._sweep,
+            length=self._bucket_length(),
+            interval=dt.timedelta(seconds=self._config().closer.interval),
+        )
+        unpaid: dict[dt.datetime, tuple[int, BucketClose | None]] = {}
+        for first, last in ranges:
+            unpaid |= await self._unpaid(first, last)
         return [
             (start, 0 if close is None else close.revision + 1, seconds)
             for start, (seconds, close) in sorted(unpaid.items())
@@ -384,8 +389,3 @@ class BucketCloser:
 
 def _credit_rows(entries: Iterable[EarningEntry]) -> Iterable[tuple[str, str, int, str]]:
     return ((e.idempotency_key, e.user_id, e.amount, e.source.value) for e in entries)
-
-
-def _bucket_floor(at: dt.datetime, length: dt.timedelta) -> dt.datetime:
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return epoch + (at - epoch) // length * length

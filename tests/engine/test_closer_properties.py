@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 from grass.config import Config
 from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
-from grass.domain.earnings import EarningSource
 from grass.ids import new_uuid, short_id
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
@@ -116,9 +115,9 @@ def scenario_config() -> Config:
         epoch_seconds=2 * 3600,  # epochs settle during the run: late credits go to later ones
         epoch_genesis=int(T0.timestamp()),
     )
-    return attrs.evolve(
-        base, closer=attrs.evolve(base.closer, correction_window=WINDOW.total_seconds())
-    )
+    # One tick an hour (the rounds'): each tick's sweep covers the window's older buckets.
+    closer = attrs.evolve(base.closer, correction_window=WINDOW.total_seconds(), interval=3600.0)
+    return attrs.evolve(base, closer=closer)
 
 
 @attrs.frozen
@@ -239,10 +238,14 @@ async def play(
         if steps in crashes:
             raise Crash(name)
 
-    def closer(now: dt.datetime) -> BucketCloser:
-        engine = build(storage, ledger, config, Clock(now), step_hook=hook)
+    clock = Clock(T0)
+
+    def closer() -> BucketCloser:
+        engine = build(storage, ledger, config, clock, step_hook=hook)
         engine.closer._ledger_chunk = CHUNK
         return engine.closer
+
+    running = closer()  # one process, until it is killed
 
     for r, rnd in enumerate(rounds_with_tail(s), start=1):
         devices = [
@@ -258,13 +261,14 @@ async def play(
         for d, value in rnd.rescore:
             await storage.devices.set_scores({ids.devices[d]: score(value)})
         now = T0 + HOUR * r + TICK
-        restart = now
+        clock.now = now
         while True:
             try:
-                await closer(restart).tick()
+                await running.tick()
                 break
             except Crash:  # killed: a new process runs the tick again, a little later
-                restart = now + RESTART
+                clock.now = now + RESTART
+                running = closer()
     return steps
 
 
@@ -332,7 +336,7 @@ async def check(open_storage: Opener, s: Scenario, crashes: frozenset[int]) -> N
 
 
 crash_points = st.frozensets(st.integers(1, 200), max_size=6)
-PROPERTY = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
 
 
 @asynccontextmanager

@@ -44,8 +44,8 @@ async def test_late_uptime_is_paid_at_the_score_the_bucket_was_first_paid_at(sto
         # it, and a first line for another device (priced now: its score is 50).
         await storage.devices.set_scores({device.device_id: score(5), other.device_id: score(50)})
         await storage.uptime.add_uptime([delta(device, T0, 1800), delta(other, T0, 3600)])
-        e.clock.now += DAY
-        await e.closer.tick()
+        # (A closer started a day later: it looks at its whole window at once.)
+        await build(storage, e.ledger, engine_config(), Clock(e.clock.now + DAY)).closer.tick()
         # IP1 pool = (3600 x 80 x 2.0 + 3600 x 50 x 1.0) / 360 000 = 2 100 000, shared by
         # uptime 3600:3600 -> 1 050 000 each; the device was paid 800 000: 250 000 more.
         assert await total(storage, user) == 2_100_000
@@ -156,7 +156,7 @@ async def test_a_milestone_reached_through_late_uptime_in_an_earlier_bucket_is_p
         assert await total(storage, referee) == 666_666 + 333_333 + 5_000_000_000
 
 
-async def test_older_late_uptime_is_found_by_the_hourly_look_at_the_whole_window(storage):
+async def test_older_late_uptime_is_found_within_a_bucket_length_of_ticks(storage):
     user, device = await one_device(storage)
     await storage.uptime.add_uptime(
         [delta(device, T0 + HOUR * i, 1800) for i in (1, 2)]  # three buckets of 1800 s
@@ -165,9 +165,14 @@ async def test_older_late_uptime_is_found_by_the_hourly_look_at_the_whole_window
         await e.closer.tick()
         assert await total(storage, user) == 3 * 800_000
         await storage.uptime.add_uptime([delta(device, T0, 900)])  # three buckets back
-        e.clock.now += dt.timedelta(minutes=5)
-        await e.closer.tick()  # looks at the last two buckets only
-        assert await total(storage, user) == 3 * 800_000
-        e.clock.now += HOUR
-        await e.closer.tick()  # the whole window
+        # A tick a minute (closer.interval): each looks at the last two buckets and at a
+        # slice of the older ones (72 buckets in a window of 3 days: 2 a tick), in turn.
+        paid_at = None
+        for minute in range(1, 62):
+            e.clock.now += dt.timedelta(minutes=1)
+            await e.closer.tick()
+            if paid_at is None and await total(storage, user) > 3 * 800_000:
+                paid_at = minute
+        assert paid_at is not None
+        assert 1 < paid_at <= 60
         assert await total(storage, user) == 3 * 800_000 + 400_000
