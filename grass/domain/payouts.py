@@ -21,6 +21,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
+from typing import Protocol
 
 import attrs
 
@@ -45,6 +46,49 @@ class Rates:
     milestone_seconds: int
     milestone_referee_bonus: int
     milestone_referrer_bonus: int
+
+
+class RateSettings(Protocol):
+    """The ``rates`` section of the configuration, as far as the payouts read it."""
+
+    @property
+    def base_rate(self) -> int: ...
+    @property
+    def multiplier_extension(self) -> float: ...
+    @property
+    def multiplier_community(self) -> float: ...
+    @property
+    def multiplier_desktop(self) -> float: ...
+    @property
+    def multiplier_android(self) -> float: ...
+    @property
+    def referral_level1(self) -> float: ...
+    @property
+    def referral_level2(self) -> float: ...
+    @property
+    def referral_level3(self) -> float: ...
+    @property
+    def milestone_hours(self) -> int: ...
+    @property
+    def milestone_referee_bonus(self) -> int: ...
+    @property
+    def milestone_referrer_bonus(self) -> int: ...
+
+
+def rates_of(r: RateSettings) -> Rates:
+    return Rates(
+        base_rate=r.base_rate,
+        multipliers={
+            DeviceType.EXTENSION: exact(r.multiplier_extension),
+            DeviceType.COMMUNITY: exact(r.multiplier_community),
+            DeviceType.DESKTOP: exact(r.multiplier_desktop),
+            DeviceType.ANDROID: exact(r.multiplier_android),
+        },
+        referral=(exact(r.referral_level1), exact(r.referral_level2), exact(r.referral_level3)),
+        milestone_seconds=r.milestone_hours * SECONDS_PER_HOUR,
+        milestone_referee_bonus=r.milestone_referee_bonus,
+        milestone_referrer_bonus=r.milestone_referrer_bonus,
+    )
 
 
 @attrs.frozen(kw_only=True, slots=True)

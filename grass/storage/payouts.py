@@ -122,9 +122,14 @@ class PayoutStore(Protocol):
         primary: the closer reads back the statuses it wrote."""
         ...
 
-    async def reached_uptime(self, user_ids: Collection[str], *, seconds: int) -> set[str]:
-        """The users whose uptime written so far (every bucket, every device) is at least
-        ``seconds``."""
+    async def bucket_chains(self, bucket_start: dt.datetime) -> dict[str, tuple[ChainLink, ...]]:
+        """:meth:`referral_chains` of the users with uptime in the bucket (one query, so that
+        it runs beside :meth:`bucket_lines`)."""
+        ...
+
+    async def bucket_milestones(self, bucket_start: dt.datetime, *, seconds: int) -> set[str]:
+        """The users with uptime in the bucket, referred at level 1 and not qualified, whose
+        uptime written so far (every bucket, every device) is at least ``seconds``."""
         ...
 
     async def bucket_seconds(

@@ -254,12 +254,18 @@ async def test_device_windows_sum_the_window(storage):
     assert [(w.device_id, w.stats.seconds) for w in asked] == [(idle.device_id, 0)]
 
 
-async def test_referral_chains_and_reached_uptime(storage):
-    a, b, c = [await add_user(storage) for _ in range(3)]
+async def test_referral_chains_of_users_and_of_a_bucket_and_its_milestones(storage):
+    a, b, c, d = [await add_user(storage) for _ in range(4)]
     await storage.referrals.add_referrals(
-        [make_referral(a, b, 1), make_referral(b, c, 1), make_referral(a, c, 2)]
+        [
+            make_referral(a, b, 1),
+            make_referral(b, c, 1),
+            make_referral(a, c, 2),
+            make_referral(a, d, 1),
+        ]
     )
     await storage.referrals.set_referral_status(c.id, ReferralStatus.ACTIVE)
+    await storage.referrals.set_referral_status(d.id, ReferralStatus.QUALIFIED)
     chains = await storage.payouts.referral_chains([a.id, b.id, c.id, "unknown"])
     assert chains == {
         b.id: (ChainLink(level=1, referrer_id=a.id, status=ReferralStatus.PENDING),),
@@ -269,16 +275,29 @@ async def test_referral_chains_and_reached_uptime(storage):
         ),
     }
     assert await storage.payouts.referral_chains([]) == {}
-    one = await add_device(storage, b, ip=IP1)
-    two = await add_device(storage, b, ip=IP2)
-    three = await add_device(storage, c, ip=IP2)
+    b1 = await add_device(storage, b, ip=IP1)
+    b2 = await add_device(storage, b, ip=IP2)
+    c1 = await add_device(storage, c, ip=IP2)
+    d1 = await add_device(storage, d, ip=IP2)
+    a1 = await add_device(storage, a, ip=IP1)
     await storage.uptime.add_uptime(
-        [delta(one, T0, 1800), delta(two, T0 + 5 * HOUR, 1800), delta(three, T0, 3599)]
+        [
+            delta(b1, T0, 1800),
+            delta(b2, T0 + 5 * HOUR, 1800),  # another bucket, another device: counts too
+            delta(c1, T0, 3599),
+            delta(d1, T0, 7200),  # qualified already
+            delta(a1, T0, 9000),  # referred by nobody
+            delta(c1, T0 + HOUR, 0, reconnects=1),  # no seconds: not a user of that bucket
+        ]
     )
-    # Every bucket and every device of the user counts.
-    assert await storage.payouts.reached_uptime([a.id, b.id, c.id], seconds=3600) == {b.id}
-    assert await storage.payouts.reached_uptime([b.id, c.id], seconds=3599) == {b.id, c.id}
-    assert await storage.payouts.reached_uptime([], seconds=1) == set()
+    in_bucket = await storage.payouts.bucket_chains(T0)
+    assert in_bucket == await storage.payouts.referral_chains([a.id, b.id, c.id, d.id])
+    assert await storage.payouts.bucket_chains(T0 + HOUR) == {}
+    assert await storage.payouts.bucket_milestones(T0, seconds=3600) == {b.id}
+    assert await storage.payouts.bucket_milestones(T0, seconds=3599) == {b.id, c.id}
+    # b's second device is alone in its bucket: b is that bucket's only user.
+    assert await storage.payouts.bucket_milestones(T0 + 5 * HOUR, seconds=3600) == {b.id}
+    assert await storage.payouts.bucket_milestones(T0 + 9 * HOUR, seconds=1) == set()
 
 
 async def test_the_crowd_on_an_ip_counts_devices_seen_in_the_window(storage):

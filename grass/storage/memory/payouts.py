@@ -10,6 +10,7 @@ from grass import ids
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.payouts import UptimeLine, bucket_key, slot
+from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
 from grass.storage.abc import StorageConflict
 from grass.storage.memory._db import Scope, in_range
@@ -103,13 +104,25 @@ class MemoryPayoutStore:
                     )
             return chains
 
-    async def reached_uptime(self, user_ids: Collection[str], *, seconds: int) -> set[str]:
+    async def bucket_chains(self, bucket_start: dt.datetime) -> dict[str, tuple[ChainLink, ...]]:
+        return await self.referral_chains(await self._bucket_users(bucket_start))
+
+    async def bucket_milestones(self, bucket_start: dt.datetime, *, seconds: int) -> set[str]:
+        users = await self._bucket_users(bucket_start)
         async with self._scope.op() as db:
             return {
                 user
-                for user in set(user_ids)
-                if sum(b.stats.seconds for b in db.uptime.group("user", user)) >= seconds
+                for user in users
+                if any(
+                    r.level == 1 and r.status is not ReferralStatus.QUALIFIED
+                    for r in db.referrals.group("referee", user)
+                )
+                and sum(b.stats.seconds for b in db.uptime.group("user", user)) >= seconds
             }
+
+    async def _bucket_users(self, bucket_start: dt.datetime) -> set[str]:
+        async with self._scope.op() as db:
+            return {b.user_id for b in db.uptime.group("start", bucket_start) if b.stats.seconds}
 
     async def bucket_seconds(
         self, *, since: dt.datetime, until: dt.datetime

@@ -46,6 +46,19 @@ LEFT JOIN bucket_lines f ON f.bucket_start = b.bucket_start AND f.device_id = b.
 LEFT JOIN devices d ON d.id = b.device_id
 WHERE b.bucket_start = $1
 """
+_LINK = "referee_id, level, referrer_id, status"
+_BUCKET_USERS = "SELECT user_id FROM uptime_current WHERE bucket_start = $1 AND seconds > 0"
+_BUCKET_CHAINS = f"""
+SELECT {_LINK} FROM referrals WHERE referee_id IN ({_BUCKET_USERS}) ORDER BY referee_id, level
+"""
+_BUCKET_MILESTONES = f"""
+SELECT u.user_id FROM uptime_current u
+WHERE u.user_id IN (
+    SELECT referee_id FROM referrals
+    WHERE level = 1 AND status <> 'qualified' AND referee_id IN ({_BUCKET_USERS})
+)
+GROUP BY u.user_id HAVING sum(u.seconds) >= $2
+"""
 _FROZEN_COLUMNS = ("bucket_start", "device_id", "ip", "device_type", "score", "revision")
 _PAID = """
 SELECT source, user_id, device_id::text AS device_id, host(ip) AS ip, referee_id,
@@ -79,6 +92,18 @@ def _close(row: Record) -> BucketClose:
         credited=row["credited"],
         closed_at=row["closed_at"],
     )
+
+
+def _chains(rows: Sequence[Record]) -> dict[str, tuple[ChainLink, ...]]:
+    """Rows ordered by referee and level, as chains."""
+    statuses = {s.value: s for s in ReferralStatus}
+    chains: dict[str, list[ChainLink]] = {}
+    for r in rows:
+        link = ChainLink(
+            level=r["level"], referrer_id=r["referrer_id"], status=statuses[r["status"]]
+        )
+        chains.setdefault(r["referee_id"], []).append(link)
+    return {referee: tuple(links) for referee, links in chains.items()}
 
 
 def _key_of(item: KeyedPayout) -> str:
@@ -178,31 +203,21 @@ GROUP BY d.id
             return {}
         rows = await self._scope.read_primary(
             lambda c: c.fetch(
-                "SELECT referee_id, level, referrer_id, status FROM referrals"
-                " WHERE referee_id = ANY($1::text[]) ORDER BY referee_id, level",
+                f"SELECT {_LINK} FROM referrals WHERE referee_id = ANY($1::text[])"
+                " ORDER BY referee_id, level",
                 wanted,
             )
         )
-        statuses = {s.value: s for s in ReferralStatus}
-        chains: dict[str, list[ChainLink]] = {}
-        for r in rows:
-            link = ChainLink(
-                level=r["level"], referrer_id=r["referrer_id"], status=statuses[r["status"]]
-            )
-            chains.setdefault(r["referee_id"], []).append(link)
-        return {referee: tuple(links) for referee, links in chains.items()}
+        return _chains(rows)
 
-    async def reached_uptime(self, user_ids: Collection[str], *, seconds: int) -> set[str]:
-        wanted = sorted(set(user_ids))
-        if not wanted:
-            return set()
+    async def bucket_chains(self, bucket_start: dt.datetime) -> dict[str, tuple[ChainLink, ...]]:
+        return _chains(
+            await self._scope.read_primary(lambda c: c.fetch(_BUCKET_CHAINS, bucket_start))
+        )
+
+    async def bucket_milestones(self, bucket_start: dt.datetime, *, seconds: int) -> set[str]:
         rows = await self._scope.read_primary(
-            lambda c: c.fetch(
-                "SELECT user_id FROM uptime_current WHERE user_id = ANY($1::text[])"
-                " GROUP BY user_id HAVING sum(seconds) >= $2",
-                wanted,
-                seconds,
-            )
+            lambda c: c.fetch(_BUCKET_MILESTONES, bucket_start, seconds)
         )
         return {r["user_id"] for r in rows}
 
