@@ -15,7 +15,7 @@ One pass (:meth:`BucketCloser.tick`), on one instance at a time (the job lock):
    the close record in one atomic call (``record_payouts``), update referral statuses, credit
    the ledger, mark the close credited;
 4. uptime found in buckets past the correction window that was never paid is reported (a
-   warning and ``grass_closer_late_uptime_unpaid_seconds_total``), once per bucket length;
+   warning and ``grass_closer_late_uptime_unpaid_seconds_total``), once;
 5. epochs whose end is ``closer.delay`` past and whose buckets are all closed are closed
    (totals frozen) and settled on the ledger.
 
@@ -23,7 +23,7 @@ Crash safety: step 3's write is atomic and its keys name bucket, revision and re
 re-run after a crash before it pays everything, and after it pays nothing again (the targets
 minus what was paid is zero) and only finishes the ledger hand-over. The hand-over puts the
 credits of one revision in one ledger epoch chosen from state that cannot change until the
-revision is credited (:meth:`BucketCloser._ledger_epoch`), so a re-run sends the same credits.
+revision is credited (:meth:`EpochService.credit_epoch`), so a re-run sends the same credits.
 ``step_hook`` lets tests stop the closer between any two steps (:data:`STEPS`,
 :data:`CHUNK_STEP`, :data:`FINISH_STEPS`).
 """
@@ -80,10 +80,6 @@ class CloserStores(Protocol):
     def payouts(self) -> PayoutStore: ...
 
 
-def rates_of(config: Config) -> rules.Rates:
-    return rules.rates_of(config.rates)
-
-
 class BucketCloser:
     def __init__(
         self,
@@ -113,7 +109,8 @@ class BucketCloser:
         #: Where the look at the older part of the window resumes (None: the closer just
         #: started and looks at all of it).
         self._sweep: dt.datetime | None = None
-        self._next_report: dt.datetime | None = None
+        self._band: dt.datetime | None = None  # the same, for the band past the window
+        self._next_drop: dt.datetime | None = None
         #: Unpaid seconds already reported per bucket past the window (reported once).
         self._reported: dict[dt.datetime, int] = {}
 
@@ -184,28 +181,38 @@ class BucketCloser:
         return out
 
     async def _past_window(self, now: dt.datetime) -> None:
-        """Report uptime that landed in buckets past the window (one more window back), and
-        forget the prices of those buckets' lines: they are never paid again."""
-        if self._next_report is not None and now < self._next_report:
-            return
-        self._next_report = now + self._bucket_length()
+        """Report uptime that landed in buckets past the window (one more window back, swept
+        like the window, never all at once), and forget the prices of those buckets' lines,
+        once per bucket length: they are never paid again."""
         since, _ = self._window(now)
+        length = self._bucket_length()
         earliest = since - dt.timedelta(seconds=self._config().closer.correction_window)
-        for start, (seconds, close) in sorted((await self._unpaid(earliest, since)).items()):
-            missed = seconds - (0 if close is None else close.seconds)
-            new = missed - self._reported.get(start, 0)
-            if new > 0:
-                log.warning(
-                    "late uptime past closer.correction_window is not paid",
-                    bucket=start.isoformat(),
-                    seconds=new,
-                    unpaid_seconds=missed,
-                )
-                if self._metrics is not None:
-                    self._metrics.closer_late_unpaid.inc(new)
-                self._reported[start] = missed
+        ranges, self._band = closing.sweep(
+            (earliest, since),
+            self._band or earliest,
+            length=length,
+            interval=dt.timedelta(seconds=self._config().closer.interval),
+        )
+        for first, last in ranges:
+            for start, (seconds, close) in sorted((await self._unpaid(first, last)).items()):
+                self._report(start, seconds - (0 if close is None else close.seconds))
         self._reported = {b: s for b, s in self._reported.items() if b >= earliest}
-        await self._stores.payouts.drop_frozen_lines(before=since)
+        if self._next_drop is None or now >= self._next_drop:
+            self._next_drop = now + length
+            await self._stores.payouts.drop_frozen_lines(before=since)
+
+    def _report(self, bucket: dt.datetime, missed: int) -> None:
+        new = missed - self._reported.get(bucket, 0)
+        if new > 0:
+            log.warning(
+                "late uptime past closer.correction_window is not paid",
+                bucket=bucket.isoformat(),
+                seconds=new,
+                unpaid_seconds=missed,
+            )
+            if self._metrics is not None:
+                self._metrics.closer_late_unpaid.inc(new)
+            self._reported[bucket] = missed
 
     async def _all_closed(self, since: dt.datetime, until: dt.datetime) -> bool:
         seconds = await self._stores.payouts.bucket_seconds(since=since, until=until)
@@ -222,7 +229,7 @@ class BucketCloser:
         self, start: dt.datetime, revision: int, seconds: int, now: dt.datetime
     ) -> None:
         stores = self._stores
-        rates = rates_of(self._config())
+        rates = rules.rates_of(self._config().rates)
         end = start + self._bucket_length()
         (lines, priced), chains, reached = await self._inputs(start, end, rates)
         uptime = rules.uptime_payouts(lines, rates)
@@ -372,21 +379,11 @@ class BucketCloser:
         await self._stores.payouts.mark_credited(close.bucket_start, close.revision)
         await self._step("finish-credited", close.bucket_start)
 
-    async def _ledger_epoch(self, close: BucketClose) -> int:
-        """The ledger epoch of a revision's credits: its bucket's, or, when that epoch is no
-        longer open (late uptime), the epoch the revision was closed in.
-
-        Neither changes between writing a revision and crediting it: epochs are closed only
-        at the end of a tick, after every uncredited close is credited, and an epoch with an
-        uncredited close in it does not close. So a re-run sends exactly the same credits.
-        """
-        epoch = self._epochs.number_at(close.bucket_start)
-        if await self._epochs.accepts_credits(epoch):
-            return epoch
-        return self._epochs.number_at(close.closed_at)
-
     async def _credit(self, rows: Iterable[tuple[str, str, int, str]], close: BucketClose) -> None:
-        epoch = await self._ledger_epoch(close)
+        # Neither the bucket's epoch nor the close time changes until the revision is credited
+        # (epochs close at the end of a tick, after every uncredited close is credited, and
+        # not while a close in them is uncredited): a re-run sends exactly the same credits.
+        epoch = await self._epochs.credit_epoch(close.bucket_start, close.closed_at)
         now = self._clock()  # one instant for the batch (a clock call per credit costs 0.1 s)
         credits = [
             Credit(key=key, user_id=user, amount=amount, epoch=epoch, source=source, created=now)

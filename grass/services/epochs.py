@@ -97,6 +97,15 @@ class EpochService:
                 return False
         return all(s.epoch < number for s in await self._ledger.settlements())
 
+    async def credit_epoch(self, accrued_at: dt.datetime, closed_at: dt.datetime) -> int:
+        """The ledger epoch of credits accrued at ``accrued_at`` and written at ``closed_at``:
+        the epoch they accrued in, or, once that one no longer takes credits (late uptime),
+        the epoch they were written in."""
+        epoch = self.number_at(accrued_at)
+        if await self.accepts_credits(epoch):
+            return epoch
+        return self.number_at(closed_at)
+
     async def close_due(self, now: dt.datetime, all_closed: AllClosed) -> list[int]:
         """Close and settle, in order, every epoch that ended ``closer.delay`` ago and whose
         buckets are all paid."""

@@ -32,7 +32,7 @@ from grass.domain.devices import DeviceType
 from grass.ids import new_uuid, short_id
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
-from grass.services.closer import BucketCloser, rates_of
+from grass.services.closer import BucketCloser
 from grass.storage.abc import Storage
 from grass.storage.memory import MemoryStorage
 from tests.engine.helpers import Clock, build, engine_config
@@ -149,7 +149,7 @@ def rounds_with_tail(s: Scenario) -> list[Round]:
 
 def model(s: Scenario, ids: Ids, config: Config) -> dict[str, int]:
     """What the closer owes, by (bucket, slot) and milestone key, without the closer."""
-    rates = rates_of(config)
+    rates = rules.rates_of(config.rates)
     chains = chains_of(s, ids)
     owner = {ids.devices[d]: ids.users[u] for d, (u, *_) in enumerate(s.devices)}
     kind = {ids.devices[d]: t for d, (_, t, _, _) in enumerate(s.devices)}
