@@ -8,7 +8,6 @@ node WebSocket server and the HTTP server in one nursery, each with ``nursery.st
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -71,6 +70,7 @@ from grass.storage.postgres.storage import PostgresStorage, open_postgres_storag
 from grass.storage.postgres.uptime import merge_uptime
 from grass.storage.redis import open_redis_state
 from grass.storage.shared import SharedState
+from grass.ws.collector import Collector
 from grass.ws.gateway import Gateway
 from grass.ws.network_features import NetworkFeatures
 from grass.ws.server import NodeServer, reason
@@ -341,19 +341,6 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-#: Young-generation threshold: a node message allocates a few short-lived objects, and the
-#: default (700) runs a collection every few hundred messages, each walking live objects.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _settle_garbage_collector() -> None:
-    """Move start-up objects (modules, app, config) out of the collector's way for good, and
-    collect less often: full passes grow with live objects (DESIGN §12: no pause over 50 ms)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -440,12 +427,15 @@ async def run(
             trio.open_nursery() as nursery,
         ):
             engine = _engine(backends, live, metrics)
+            # Collector passes stay short with many connections (grass/ws/collector.py).
+            collector = Collector()
             gateway = Gateway(
                 backends.storage,
                 live,
                 metrics,
                 score_of=engine.scores.score_of,
                 on_auth=engine.scores.connected,
+                collector=collector,
             )
             mail = MailDelivery(
                 backends.storage.accounts,
@@ -481,7 +471,7 @@ async def run(
             http_done = trio.Event()
             http_port = await nursery.start(_run_http, app, config, http_stop, http_done)
             server = Server(http_port, node_port, live, metrics, node, gateway, backends)
-            _settle_garbage_collector()
+            collector.settle()
             task_status.started(server)
             log.info("serving", **server.addresses())
             await server._shutdown.wait()
@@ -489,7 +479,7 @@ async def run(
             app.extensions["grass.shutting_down"] = True
             app.extensions[LIVE_HUB].close_all()  # dashboards reconnect elsewhere (1001)
             node.stop_accepting()
-            await node.close_all(1001, "server shutting down")
+            await node.close_all()  # every session closes 1001 (going away)
             flusher.cancel()
             await gateway.shutdown(1001)  # the sessions' last uptime, in one final flush
             await features.stop()

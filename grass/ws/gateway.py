@@ -32,6 +32,7 @@ from grass.errors import Forbidden, Unauthenticated, http_error
 from grass.metrics import Metrics
 from grass.storage.abc import DeviceStore, StorageNotFound, UptimeStore, UserStore
 from grass.ws import token as tokens
+from grass.ws.collector import Collector
 from grass.ws.protocol import Authenticated, NodeConnection
 from grass.ws.registry import (
     DeviceOwnedElsewhere,
@@ -42,7 +43,8 @@ from grass.ws.registry import (
     ScoreTooLow,
 )
 from grass.ws.server import NodeRequest
-from grass.ws.session import Session, Transport, WebSocketTransport
+from grass.ws.session import Session, Transport
+from grass.ws.timers import Timers
 from grass.ws.uptime import Accrual, UptimeFlusher
 
 log = logs.get(__name__)
@@ -127,6 +129,7 @@ class Gateway:
         score_of: ScoreOf = lambda _: None,
         on_auth: Callable[[str], None] = lambda _: None,
         token_key: bytes | None = None,
+        collector: Collector | None = None,
     ) -> None:
         self.storage = storage
         self.live = live_config
@@ -141,6 +144,8 @@ class Gateway:
         self.auth_checks: list[AuthCheck] = []
         #: Told each authenticated device id (the scorer scores it again: DESIGN §5).
         self._on_auth = on_auth
+        #: Told of each new session, to keep collector passes short (the server's, not tests').
+        self._collector = collector
         self.registry = Registry(
             max_devices_per_user=lambda: self.live.current.limits.max_devices_per_user,
             max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
@@ -149,6 +154,10 @@ class Gateway:
         )
         self._sessions = 0
         self._idle = trio.Event()
+        # Bound once: every session shares them (no per-connection method objects).
+        self._hooks = (self._authorize, self._closed)
+        #: Every session's watchdog and round-trip pings, in one task (run by ``run``).
+        self.timers = Timers()
         self.flusher = UptimeFlusher(
             storage.devices,
             storage.uptime,
@@ -164,8 +173,11 @@ class Gateway:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The uptime flusher; cancel it, then call ``shutdown`` for the final flush."""
-        await self.flusher.run(task_status=task_status)
+        """The sessions' timers and the uptime flusher; cancel it once the sessions ended, then
+        call ``shutdown`` for the final flush."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.timers.run)
+            await self.flusher.run(task_status=task_status)
 
     async def shutdown(self, code: int = 1001) -> None:
         """Close every node session, wait for them to end (bounded), write what they accrued."""
@@ -190,8 +202,14 @@ class Gateway:
             await request.reject(UPGRADE_REFUSED, http_error(exc).body)
             return
         try:
-            ws = await request.accept()
-            await self.run_session(WebSocketTransport(ws), ip, claims)
+            transport = await request.accept()
+            # run_session inlined: every await level lives as long as the connection does.
+            session = self._session(transport, ip, claims)
+            self._sessions += 1
+            try:
+                await session.run()
+            finally:
+                self._session_ended()
         finally:
             self.registry.release(ip)
 
@@ -217,33 +235,37 @@ class Gateway:
         self, transport: Transport, ip: str, claims: tokens.TokenClaims | None
     ) -> None:
         """One session over any transport (tests pass a fake one)."""
-        node = self.live.current.node
-
-        async def authorize(session: Session, event: Authenticated) -> Accrual:
-            return await self._authorize(session, event, claims)
-
-        session = Session(
-            transport,
-            NodeConnection(max_message_size=node.max_message_size),
-            ip=ip,
-            authorize=authorize,
-            on_close=self._closed,
-            clock=self.clock,
-            auth_timeout=node.auth_timeout,
-            heartbeat_timeout=node.heartbeat_timeout,
-            send_queue_size=node.send_queue_size,
-        )
+        session = self._session(transport, ip, claims)
         self._sessions += 1
         try:
             await session.run()
         finally:
-            self._sessions -= 1
-            if not self._sessions:
-                self._idle.set()
+            self._session_ended()
 
-    async def _authorize(
-        self, session: Session, event: Authenticated, claims: tokens.TokenClaims | None
-    ) -> Accrual:
+    def _session(self, transport: Transport, ip: str, claims: tokens.TokenClaims | None) -> Session:
+        node = self.live.current.node
+        authorize, on_close = self._hooks
+        return Session(
+            transport,
+            NodeConnection(max_message_size=node.max_message_size),
+            ip=ip,
+            authorize=authorize,
+            on_close=on_close,
+            clock=self.clock,
+            auth_timeout=node.auth_timeout,
+            heartbeat_timeout=node.heartbeat_timeout,
+            send_queue_size=node.send_queue_size,
+            context=claims,
+            timers=self.timers,
+        )
+
+    def _session_ended(self) -> None:
+        self._sessions -= 1
+        if not self._sessions:
+            self._idle.set()
+
+    async def _authorize(self, session: Session, event: Authenticated) -> Accrual:
+        claims: tokens.TokenClaims | None = session.context  # type: ignore[assignment]
         result = event.result
         user_id, device_id = result.user_id, result.browser_id
         for auth_check in self.auth_checks:
@@ -285,6 +307,8 @@ class Gateway:
         self.flusher.add(accrual)
         self._on_auth(device_id)
         self.metrics.node_messages.labels("auth").inc()
+        if self._collector is not None:
+            self._collector.connected()
         return accrual
 
     async def _closed(self, session: Session) -> None:

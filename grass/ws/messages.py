@@ -64,6 +64,13 @@ class InvalidUtf8(ProtocolError, InvalidInput):
     ws_close_code = 1007
 
 
+class FramingError(ProtocolError, InvalidInput):
+    """A frame that breaks RFC 6455 (unmasked, reserved bits or opcodes, bad lengths...)."""
+
+    code = "websocket_protocol_error"
+    ws_close_code = 1002
+
+
 class BadMessage(ProtocolError, InvalidInput):
     """A frame that is not a valid message; the state machine sets close 1008 before AUTH."""
 

@@ -8,6 +8,7 @@ strings. The message shapes, the state diagram and the table of error outcomes a
     ├── MessageTooBig          close 1009
     ├── BinaryFrame            close 1003
     ├── InvalidUtf8            close 1007
+    ├── FramingError           close 1002: a frame breaking RFC 6455 (grass.ws.frames)
     ├── BadMessage             error message after AUTH; close 1008 before it
     │   ├── MalformedJson
     │   ├── InvalidMessage     wrong types, missing fields
@@ -48,6 +49,7 @@ from grass.ws.messages import (
     ConnectionClosing,
     DeviceType,
     Event,
+    FramingError,
     HttpResponse,
     HttpResult,
     InvalidAuth,
@@ -84,6 +86,7 @@ __all__ = [
     "ConnectionClosing",
     "DeviceType",
     "Event",
+    "FramingError",
     "HttpResponse",
     "HttpResult",
     "InvalidAuth",

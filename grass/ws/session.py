@@ -1,30 +1,42 @@
-"""One node connection: a nursery with a reader, a watchdog, a writer and a round-trip pinger.
+"""One node connection: a sans-I/O core that answers inline, and one task for what must wait.
 
-The session speaks to a :class:`Transport` (send text, receive a message, ping, close), so it
-runs on trio-websocket in production (:class:`WebSocketTransport`) and on an in-memory fake in
-tests, on virtual time. Close codes it chooses itself (the protocol's own are in
-``docs/protocol.md``):
+The session speaks to a :class:`Transport` (send text without waiting, receive, ping, close), so
+it runs on a node socket in production (:class:`grass.ws.transport.NodeSocket`) and on an
+in-memory fake in tests, on virtual time. Close codes it chooses itself (the protocol's own are
+in ``docs/protocol.md``):
 
 ====  ======================================================================================
+1001  the server is going away (the session's task was cancelled: shutdown)
 1008  no valid AUTH answer within ``auth_timeout`` (and every refusal at AUTH, see gateway)
 4002  heartbeat timeout: no PING for ``heartbeat_timeout`` seconds
-4003  the node does not read: its send queue (``send_queue_size`` messages) is full
+4003  the node does not read: more than ``send_queue_size`` messages wait behind the one
+      being written
 1011  an unexpected error in the session (a bug)
 ====  ======================================================================================
 
-The watchdog is one cancel scope whose deadline each PING pushes back: no task hop and no
-allocation per heartbeat. Before AUTH the same deadline is the AUTH deadline. Cleanup (the
-``on_close`` hook, then closing the socket) always runs, shielded and bounded by
-``close_timeout``; uptime counts up to the last heartbeat, never up to the close.
+Two halves. :meth:`Session.deliver` handles one message synchronously: a PING is answered (the
+PONG written at once: ``Transport.send`` never waits, what the kernel cannot take yet waits in
+the transport's backlog) and its time stored, errors are answered or close the session. It runs
+wherever the transport decodes the message; the node socket does that in its poller's task
+(``grass.ws.poller``), so a heartbeat wakes no task and leaves no object behind. The session's
+own task (``run``) waits in ``Transport.receive`` for what needs it: the AUTH answer (checking
+it awaits storage), the end of the connection, a timer, a close.
+
+Timers: the watchdog (AUTH deadline, then heartbeat deadline) and the round-trip pings are the
+server's timers task's (``grass.ws.timers``; a session run alone starts its own): a PING only
+stores its time, the timers call ``tick`` when something may be due, and a timeout fires at
+exactly its configured value. Cleanup (the ``on_close`` hook, then the closing handshake) always
+runs, shielded and bounded by ``close_timeout``; uptime counts up to the last heartbeat, never
+up to the close.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from grass import logs
 from grass.errors import GrassError, ProtocolError, ws_error
@@ -35,10 +47,12 @@ from grass.ws.protocol import (
     Ping,
     State,
 )
+from grass.ws.timers import Timers
 from grass.ws.uptime import Accrual
 
 log = logs.get(__name__)
 
+GOING_AWAY = 1001
 AUTH_TIMEOUT = 1008
 HEARTBEAT_TIMEOUT = 4002
 SEND_QUEUE_FULL = 4003
@@ -53,49 +67,35 @@ class TransportClosed(Exception):
         self.code = code
 
 
+Message = str | bytes | float
+#: Handles one message (see Session.deliver); what it returns ends a ``Transport.receive``.
+Deliver = Callable[[Message], Authenticated | None]
+
+
 class Transport(Protocol):
-    async def send(self, text: str) -> None: ...
-    async def receive(self) -> str | bytes: ...
-    async def ping(self) -> None:
-        """Send a protocol ping and return when its pong arrives."""
+    @property
+    def backlog(self) -> int:
+        """How many messages sent are not fully written yet (the peer does not take them)."""
         ...
 
-    async def close(self, code: int, reason: str) -> None: ...
+    def send(self, text: str) -> None:
+        """Write ``text`` now, or queue it behind what the peer has not taken yet."""
+        ...
 
+    async def receive(self, deliver: Deliver) -> Authenticated:
+        """Hand every message to ``deliver`` (a text or binary message, or a float: the round
+        trip in seconds of the last ``ping``) until it returns an event: return that event.
+        Raises TransportClosed when the peer closed or the connection broke, and a
+        ProtocolError (with its close code) for frames that break RFC 6455."""
+        ...
 
-class WebSocketTransport:
-    """The trio-websocket adapter. The library itself closes with 1009 (oversized) and 1007
-    (invalid UTF-8) and answers protocol pings; the session only sees the connection end."""
-
-    __slots__ = ("_ws",)
-
-    def __init__(self, ws: WebSocketConnection) -> None:
-        self._ws = ws
-
-    async def send(self, text: str) -> None:
-        try:
-            await self._ws.send_message(text)
-        except ConnectionClosed as exc:
-            raise TransportClosed(_code(exc)) from None
-
-    async def receive(self) -> str | bytes:
-        try:
-            return await self._ws.get_message()
-        except ConnectionClosed as exc:
-            raise TransportClosed(_code(exc)) from None
-
-    async def ping(self) -> None:
-        try:
-            await self._ws.ping()
-        except ConnectionClosed as exc:
-            raise TransportClosed(_code(exc)) from None
+    def ping(self) -> None:
+        """Send a protocol ping; its round trip is delivered when the pong arrives."""
+        ...
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.aclose(code, reason)
-
-
-def _code(exc: ConnectionClosed) -> int | None:
-    return exc.reason.code if exc.reason is not None else None
+        """The closing handshake (the caller bounds it), then the connection is dropped."""
+        ...
 
 
 Authorize = Callable[["Session", Authenticated], Awaitable[Accrual]]
@@ -104,6 +104,31 @@ OnEvent = Callable[["Session", HttpResponse], None]
 
 
 class Session:
+    __slots__ = (
+        "_auth_timeout",
+        "_authorize",
+        "_clock",
+        "_close_timeout",
+        "_deadline",
+        "_heartbeat_timeout",
+        "_max_backlog",
+        "_next_rtt",
+        "_on_close",
+        "_on_http_response",
+        "_rtt_interval",
+        "_scope",
+        "_timers",
+        "accrual",
+        "close_code",
+        "close_reason",
+        "conn",
+        "context",
+        "due",
+        "ip",
+        "pings",
+        "transport",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -119,13 +144,18 @@ class Session:
         rtt_interval: float | None = None,
         close_timeout: float = 5.0,
         on_http_response: OnEvent | None = None,
+        context: object = None,
+        timers: Timers | None = None,
     ) -> None:
         self.transport = transport
         self.conn = conn
         self.ip = ip
+        #: Whatever the owner needs at ``authorize`` (the gateway: the v5 token's claims).
+        self.context = context
         self.accrual: Accrual | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        self.pings = 0
         self._authorize = authorize
         self._on_close = on_close
         self._on_http_response = on_http_response
@@ -134,10 +164,14 @@ class Session:
         self._heartbeat_timeout = heartbeat_timeout
         self._rtt_interval = rtt_interval or min(60.0, heartbeat_timeout / 3)
         self._close_timeout = close_timeout
-        self._queue_in, self._queue_out = trio.open_memory_channel[str](send_queue_size)
-        self._scope = trio.CancelScope()
-        self._watchdog = trio.CancelScope()
-        self.pings = 0
+        # The queue: ``send_queue_size`` messages may wait behind the one being written.
+        self._max_backlog = send_queue_size + 1
+        self._scope: trio.CancelScope | None = None
+        #: The server's timers task; None: the session runs its own (tests, lone sessions).
+        self._timers = timers
+        self._deadline = math.inf  # the watchdog's: AUTH, then heartbeat
+        self._next_rtt = math.inf
+        self.due = math.inf  # when the timers look at this session next
 
     @property
     def device_id(self) -> str | None:
@@ -148,16 +182,14 @@ class Session:
         return self.accrual.user_id if self.accrual else None
 
     def send(self, text: str) -> bool:
-        """Queue a message without waiting; a full queue closes the session (4003)."""
+        """Send without waiting; a node with a full queue is closed (4003)."""
         if self.close_code is not None:
             return False
-        try:
-            self._queue_in.send_nowait(text)
-        except trio.WouldBlock:
+        transport = self.transport
+        if transport.backlog >= self._max_backlog:
             self.close(SEND_QUEUE_FULL, "send queue full: the node does not read")
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
+        transport.send(text)
         return True
 
     def close(self, code: int, reason: str = "") -> None:
@@ -165,68 +197,114 @@ class Session:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self.conn.close(code)
-        self._scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def run(self) -> None:
+        timers = self._timers
+        if timers is None:
+            await self._run_alone()
+            return
         try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    nursery.start_soon(self._watch)
-                    self.send(self.conn.auth_request())
-                    await self._reader(nursery)
+            self.send(self.conn.auth_request())
+            await self._serve(timers)
+        except trio.Cancelled:
+            if self.close_code is None:  # the server is shutting down
+                self.close(GOING_AWAY, "server shutting down")
+            raise
         except Exception:
             log.exception("node session failed", ip=self.ip)
             self.close(INTERNAL_ERROR, "internal error")
         finally:
+            self._scope = None
             await self._cleanup()
 
-    def _peer_closed(self, code: int | None) -> None:
-        if self.close_code is None:
-            self.close_code = code or 1006
-            self.conn.close(self.close_code)
-        self._scope.cancel()
+    async def _run_alone(self) -> None:
+        self._timers = Timers()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._timers.run)
+            await self.run()
+            nursery.cancel_scope.cancel()
 
-    async def _cleanup(self) -> None:
-        with trio.move_on_after(self._close_timeout) as scope:
-            scope.shield = True
-            try:
-                await self._on_close(self)
-            finally:
-                self._queue_in.close()
-                await self.transport.close(self.close_code or 1000, self.close_reason)
-
-    async def _reader(self, nursery: trio.Nursery) -> None:
+    def deliver(self, message: Message) -> Authenticated | None:
+        """Handle one message now; the AUTH answer is returned, for the task (see module)."""
+        if self.close_code is not None:
+            return None
         conn = self.conn
-        receive = self.transport.receive
-        while True:
-            try:
-                message = await receive()
-            except TransportClosed as exc:
-                self._peer_closed(exc.code)
-                return
-            try:
-                if isinstance(message, str):
-                    event = conn.receive_text(message)
-                else:
-                    conn.receive_binary(message)
-            except ProtocolError as exc:
-                if not self._answer(exc):
+        try:
+            if type(message) is str:
+                event = conn.receive_text(message)
+            elif type(message) is float:
+                if self.accrual is not None:
+                    self.accrual.rtt(message * 1000)
+                return None
+            else:
+                conn.receive_binary(message)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            self._answer(exc)
+            return None
+        if type(event) is Ping:
+            self.send(conn.pong())
+            self._heartbeat()
+        elif type(event) is Authenticated:
+            return event
+        elif type(event) is HttpResponse and self._on_http_response is not None:
+            self._on_http_response(self, event)
+        return None
+
+    async def _serve(self, timers: Timers) -> None:
+        # One scope and one wait for the connection's whole life: the task wakes for the AUTH
+        # answer, a close (timers and other tasks close it through the scope) or the end.
+        transport = self.transport
+        self._deadline = trio.current_time() + self._auth_timeout
+        timers.at(self, self._deadline)
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            while not self._closing():
+                try:
+                    event = await transport.receive(self.deliver)
+                except TransportClosed as exc:
+                    self._peer_closed(exc.code)
                     return
-                continue
-            if type(event) is Ping:
-                self.send(conn.pong())
-                self._heartbeat()
-            elif type(event) is Authenticated:
+                except ProtocolError as exc:  # a frame breaking RFC 6455: 1002, 1007, 1009
+                    self._answer(exc)
+                    return
+                if self._closing():
+                    return
                 try:
                     self.accrual = await self._authorize(self, event)
                 except GrassError as exc:
                     self._answer(exc)
                     return
-                self._watchdog.deadline = trio.current_time() + self._heartbeat_timeout
-                nursery.start_soon(self._measure_rtt)
-            elif type(event) is HttpResponse and self._on_http_response is not None:
-                self._on_http_response(self, event)
+                now = trio.current_time()
+                self._deadline = now + self._heartbeat_timeout
+                self._next_rtt = now + self._rtt_interval
+                timers.at(self, min(self._deadline, self._next_rtt))
+                del event
+
+    def tick(self, now: float) -> float | None:
+        """The timers' call (see grass.ws.timers): close when silent, ping when due."""
+        if self.close_code is not None:
+            return None
+        if now >= self._deadline:
+            if self.conn.state is State.AWAITING_AUTH or self.accrual is None:
+                self.close(AUTH_TIMEOUT, "no AUTH answer in time")
+            else:
+                self.close(HEARTBEAT_TIMEOUT, "heartbeat timeout")
+            return None
+        if now >= self._next_rtt:
+            self._next_rtt = now + self._rtt_interval
+            self.transport.ping()
+        return min(self._deadline, self._next_rtt)
+
+    def _closing(self) -> bool:
+        # A method, not the attribute: other tasks close the session while this one awaits.
+        return self.close_code is not None
+
+    def _peer_closed(self, code: int | None) -> None:
+        if self.close_code is None:
+            self.close_code = code or 1006
+            self.conn.close(self.close_code)
 
     def _answer(self, exc: GrassError) -> bool:
         """Close or answer with an error message; True when the session goes on."""
@@ -238,36 +316,14 @@ class Session:
 
     def _heartbeat(self) -> None:
         self.pings += 1
-        self._watchdog.deadline = trio.current_time() + self._heartbeat_timeout
+        self._deadline = trio.current_time() + self._heartbeat_timeout
         if self.accrual is not None:
             self.accrual.heartbeat(self._clock())
 
-    async def _watch(self) -> None:
-        self._watchdog.deadline = trio.current_time() + self._auth_timeout
-        with self._watchdog:
-            await trio.sleep_forever()
-        if self.conn.state is State.AWAITING_AUTH or self.accrual is None:
-            self.close(AUTH_TIMEOUT, "no AUTH answer in time")
-        else:
-            self.close(HEARTBEAT_TIMEOUT, "heartbeat timeout")
-
-    async def _writer(self) -> None:
-        async with self._queue_out:
+    async def _cleanup(self) -> None:
+        with trio.move_on_after(self._close_timeout) as scope:
+            scope.shield = True
             try:
-                async for text in self._queue_out:
-                    await self.transport.send(text)
-            except TransportClosed as exc:
-                self._peer_closed(exc.code)
-
-    async def _measure_rtt(self) -> None:
-        while True:
-            await trio.sleep(self._rtt_interval)
-            started = trio.current_time()
-            with trio.move_on_after(self._rtt_interval):
-                try:
-                    await self.transport.ping()
-                except TransportClosed as exc:
-                    self._peer_closed(exc.code)
-                    return
-                if self.accrual is not None:
-                    self.accrual.rtt((trio.current_time() - started) * 1000)
+                await self._on_close(self)
+            finally:
+                await self.transport.close(self.close_code or 1000, self.close_reason)

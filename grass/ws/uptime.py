@@ -26,10 +26,14 @@ from grass import logs
 from grass.domain.devices import Device, DeviceStatus, DeviceType
 from grass.domain.uptime import UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.storage.abc import IntegrityViolation
+from grass.ws import collector
 
 log = logs.get(__name__)
 
 Key = tuple[str, dt.datetime, str]
+
+#: Sessions whose accruals are taken between two checkpoints of a flush.
+COLLECT_SLICE = 256
 
 
 class DeviceRows(Protocol):
@@ -241,32 +245,42 @@ class UptimeFlusher:
     async def flush_now(self) -> UptimeFlushResult | None:
         """Write everything pending; on failure keep it for the next call. Never raises on a
         storage error (it is logged): the next interval retries."""
+        # The rows and deltas of every device are short-lived and acyclic: no collector pass
+        # while they exist (grass.ws.collector).
         async with self._lock:
-            self._collect()
-            if not self._rows and not self._carry:
-                return None
-            try:
-                # Shielded: a write cancelled after it committed would be repeated next time.
-                with trio.CancelScope(shield=True):
-                    if self._rows:
-                        await self._write_rows(list(self._rows.values()))
-                        self._mark_saved()
-                        self._rows.clear()
-                    result = await self._uptime.add_uptime(list(self._carry.values()))
-            except Exception as exc:  # storage down: everything stays for the next try
-                self.failures += 1
-                log.warning("uptime flush failed", error=str(exc), pending=len(self._carry))
-                return None
-            self._carry.clear()
-            self.flushes += 1
-            return result
+            with collector.paused():
+                return await self._flush()
 
-    def _collect(self) -> None:
+    async def _flush(self) -> UptimeFlushResult | None:
+        await self._collect()
+        if not self._rows and not self._carry:
+            return None
+        try:
+            # Shielded: a write cancelled after it committed would be repeated next time.
+            with trio.CancelScope(shield=True):
+                if self._rows:
+                    await self._write_rows(list(self._rows.values()))
+                    self._mark_saved()
+                    self._rows.clear()
+                result = await self._uptime.add_uptime(list(self._carry.values()))
+        except Exception as exc:  # storage down: everything stays for the next try
+            self.failures += 1
+            log.warning("uptime flush failed", error=str(exc), pending=len(self._carry))
+            return None
+        self._carry.clear()
+        self.flushes += 1
+        return result
+
+    async def _collect(self) -> None:
         retired, self._retired = self._retired, []
         if self._forgotten:
             self._drop_forgotten(retired)
         # Retired first: a device's newer session, if any, has the last word on its row.
-        for accrual in (*retired, *self._live):
+        for n, accrual in enumerate((*retired, *self._live), 1):
+            if not n % COLLECT_SLICE:
+                # Tens of thousands of sessions take a while: the nodes' PINGs go on meanwhile
+                # (what a session does then is taken next time: take() zeroes what it took).
+                await trio.lowlevel.checkpoint()
             if accrual.device_id in self._forgotten:
                 accrual.take()
                 continue

@@ -65,7 +65,7 @@ def config_with(*, node=None, limits=None) -> Config:
 
 @asynccontextmanager
 async def harness(
-    *, score_of=lambda _: None, ssl_context=None, connect_timeout=10.0, **options
+    *, score_of=lambda _: None, ssl_context=None, connect_timeout=10.0, use_poller=True, **options
 ) -> AsyncIterator[Harness]:
     config = config_with(**options)
     storage = MemoryStorage()
@@ -82,6 +82,7 @@ async def harness(
         ssl_context=ssl_context,
         max_message_size=config.node.max_message_size,
         connect_timeout=connect_timeout,
+        use_poller=use_poller,
     )
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
@@ -91,7 +92,7 @@ async def harness(
             f"{scheme}://127.0.0.1:{port}/", port, gateway, storage, server, clock, user.id
         )
         server.stop_accepting()
-        await server.close_all(1001)
+        await server.close_all()
         await gateway.shutdown()
         nursery.cancel_scope.cancel()
 
@@ -169,6 +170,14 @@ async def close_code(ws) -> int | None:
                 return exc.reason.code
 
 
+async def read_to_eof(stream: trio.abc.Stream) -> bytes:
+    data = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data
+
+
 async def wait_for(predicate) -> None:
     # Real sockets: what the server did is polled (bounded), it publishes no event per step.
     with trio.fail_after(5):
@@ -203,7 +212,7 @@ async def test_graceful_shutdown_closes_1001_and_flushes():
         h.clock.now += 45
         await heartbeat(ws)
         h.server.stop_accepting()
-        await h.server.close_all(1001)
+        await h.server.close_all()
         await h.gateway.shutdown()
         assert await close_code(ws) == 1001
         assert (await h.storage.uptime.uptime_stats(device_id=device_id)).seconds == 45
@@ -405,9 +414,12 @@ async def bad_invalid_utf8(h: Harness) -> None:
     async with RawNode.connect(h.port) as raw:
         await raw.send_raw_text_frame(b'{"a":"\xff\xfe"}')
         event = await raw.next_event(CloseConnection)
-    # trio-websocket records 1007 but drops the TCP connection without a close frame, so the
-    # node sees an abnormal closure (1006); a finding for the server adapter.
-    assert event.code == 1006
+        # A real close frame (not an abnormal closure, 1006), then the server's end of stream
+        # once the node answers the close.
+        assert event.code == 1007
+        assert event.reason == "text frame is not valid UTF-8"
+        await raw.stream.send_all(raw.ws.send(event.response()))
+        assert await read_to_eof(raw.stream) == b""
     closes = h.gateway.metrics.node_closes.labels("1007")
     await wait_for(lambda: closes._value.get() == 1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 
 import pytest
@@ -29,32 +30,57 @@ USER = "U" * 21
 
 
 class FakeTransport:
-    """The node's end in memory: ``inbox`` is what the node sends, ``sent`` what it received."""
+    """The node's end in memory: ``inbox`` is what the node sends, ``sent`` what it received.
+
+    Like a node socket, ``send`` never waits: a stalled node's messages pile up in ``unsent``
+    (the socket's unsent bytes), counted by ``backlog``; ``receive`` hands each message to the
+    session's ``deliver``. A protocol ping's pong arrives ``rtt`` seconds after it, delivered
+    as its round trip."""
 
     def __init__(self, *, rtt: float = 0.05) -> None:
         self._to_server, self._inbox = trio.open_memory_channel[str | bytes](100)
         self.sent: list[str] = []
+        self.unsent: list[str] = []
         self.closed: tuple[int, str] | None = None
-        self.stalled = False  # the node stops reading: every send blocks
+        self.stalled = False  # the node stops reading: nothing sent reaches it
         self.rtt = rtt
-        self.pings = 0
+        self.pings = 0  # pongs received
+        self._pong_at: float | None = None
+        self._waiting: trio.CancelScope | None = None
 
-    async def send(self, text: str) -> None:
+    @property
+    def backlog(self) -> int:
+        return len(self.unsent)
+
+    def send(self, text: str) -> None:
         if self.closed is not None:
-            raise TransportClosed(self.closed[0])
+            return
         if self.stalled:
-            await trio.sleep_forever()
-        self.sent.append(text)
+            self.unsent.append(text)
+        else:
+            self.sent.append(text)
 
-    async def receive(self) -> str | bytes:
-        try:
-            return await self._inbox.receive()
-        except trio.EndOfChannel:
-            raise TransportClosed(1000) from None
+    async def receive(self, deliver):
+        while True:
+            event = deliver(await self._next())
+            if event is not None:
+                return event
 
-    async def ping(self) -> None:
-        await trio.sleep(self.rtt)
+    async def _next(self) -> str | bytes | float:
+        with trio.CancelScope(deadline=self._pong_at or math.inf) as self._waiting:
+            try:
+                return await self._inbox.receive()
+            except trio.EndOfChannel:
+                raise TransportClosed(1000) from None
+        self._waiting = None  # the pong is due
+        self._pong_at = None
         self.pings += 1
+        return self.rtt
+
+    def ping(self) -> None:  # from the timers' task, while the session waits in receive
+        self._pong_at = trio.current_time() + self.rtt
+        if self._waiting is not None:
+            self._waiting.deadline = self._pong_at
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed is None:
@@ -111,6 +137,10 @@ def make_accrual(session: Session, event: Authenticated, *, cap: float = 180.0) 
     )
 
 
+class RecordingSession(Session):
+    """A Session (slots only) that takes the test's bookkeeping attribute."""
+
+
 def make_session(transport: FakeTransport, **overrides) -> Session:
     closed: list[Session] = []
 
@@ -134,7 +164,7 @@ def make_session(transport: FakeTransport, **overrides) -> Session:
         "send_queue_size": 4,
         "rtt_interval": 20.0,
     } | overrides
-    session = Session(transport, NodeConnection(), **options)
+    session = RecordingSession(transport, NodeConnection(), **options)
     session.on_close_calls = closed  # type: ignore[attr-defined]
     return session
 
@@ -238,7 +268,7 @@ async def test_a_node_that_stops_reading_is_closed_when_its_queue_fills(autojump
         await transport.auth()
         await trio.sleep(1)
         transport.stalled = True
-        for _ in range(4 + 2):  # one PONG blocks in the writer, four wait, the next overflows
+        for _ in range(4 + 2):  # one PONG is being written, four wait, the next overflows
             transport.ping_()
             await trio.sleep(0.01)
         closed_at = trio.current_time()
