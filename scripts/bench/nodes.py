@@ -2,20 +2,27 @@
 
     .venv/bin/python scripts/bench/nodes.py [--connections 5000] [--clients 2] [--rate 2000]
                                             [--duration 20] [--only grass|baseline]
+                                            [--flush-interval SECONDS] [--half-open N]
 
 For each server in turn (grass, then ``_ws_baseline.py``, a minimal ping/pong server on the
 ``websockets`` library; same workload, same run) it:
 
 1. starts the server in its own process (grass: ``grass.app.run`` with memory storage on
-   127.0.0.1, port 0, limits raised so one benchmark user may hold every device from one IP;
-   logging at WARNING), which prints its node port and the user id;
+   127.0.0.1, port 0, one user per 100 devices (the default cap), the per-IP cap raised since
+   every node comes from 127.0.0.x; logging at WARNING), which prints its node port and the
+   user ids;
 2. opens N authenticated connections from ``--clients`` client processes (each raises
    RLIMIT_NOFILE to its hard limit; client *i* connects from 127.0.0.(i+1) against grass and
    from 127.0.0.(clients+i+1) against the baseline, so no source address carries more than
    ~20 000 sockets and the two runs never share 4-tuples);
 3. drives PINGs (each answered PONG is echoed, as Grass clients do) at ``--rate`` per second in
    aggregate for ``--duration`` seconds, then waits at most 3 s for the last PONGs;
-4. stops the server (SIGTERM; it prints its worst GC pause) and the clients; every process is
+4. with ``--half-open N``, a further client process (its own source address) opens N TCP
+   connections at the start of the ping phase that never finish the opening handshake (half
+   send part of a request line, half nothing) and reports how many the server closed, and
+   when the last one was (both servers drop them after 10 s: grass's ``node.connect_timeout``,
+   websockets' ``open_timeout``); the authenticated nodes' PINGs must all be answered meanwhile;
+5. stops the server (SIGTERM; it prints its worst GC pause) and the clients; every process is
    killed on exit, even on error.
 
 The clients are deliberately lean so that they are not the bottleneck: raw asyncio
@@ -30,8 +37,9 @@ Figures: connection rate (N / wall time from the first connect to the last first
 server RSS per idle authenticated connection (VmRSS after connecting minus before, over N),
 PINGs per second per server core (PONGs received / server utime+stime over the ping phase),
 p50/p99 PING->PONG round trip seen by the clients, and the server's worst cyclic-GC pause over
-the set-up and over the ping phase (``gc.callbacks``, split by SIGUSR1). The ratio column is
-grass / baseline. Client CPU shares and any failed connections or close codes go to stderr.
+the set-up and over the ping phase (``gc.callbacks`` from the moment the server is ready, split
+by SIGUSR1). The ratio column is grass / baseline. Client CPU shares and any failed connections
+or close codes go to stderr.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ ROOT = HERE.parent.parent
 HOST = "127.0.0.1"
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux: pick the source port at connect(), per 4-tuple
 CONNECT_CONCURRENCY = 256  # handshakes in flight per client process (listen backlog is 4096)
+DEVICES_PER_USER = 100  # limits.max_devices_per_user's default: users as they can be
 
 
 def raise_fd_limit() -> None:
@@ -71,7 +80,7 @@ def raise_fd_limit() -> None:
 # -- grass server process ------------------------------------------------------------------
 
 
-def serve_grass() -> None:
+def serve_grass(flush_interval: float | None = None, users: int = 1) -> None:
     import attrs
     import trio
     from _ws_baseline import GcTimer
@@ -96,7 +105,11 @@ def serve_grass() -> None:
         ),
         # Idle means idle: a set-up of minutes must not trip the watchdog of nodes that pinged
         # once (real nodes ping every 20-120 s; the baseline has no watchdog at all).
-        node=attrs.evolve(config.node, heartbeat_timeout=Seconds(3600.0)),
+        node=attrs.evolve(
+            config.node,
+            heartbeat_timeout=Seconds(3600.0),
+            uptime_flush_interval=Seconds(flush_interval or config.node.uptime_flush_interval),
+        ),
         limits=attrs.evolve(
             config.limits,
             max_devices_per_user=Count(1_000_000),
@@ -111,15 +124,19 @@ def serve_grass() -> None:
             async with trio.open_nursery() as nursery:
                 server: Server = await nursery.start(run, config)
                 now = dt.datetime.now(dt.UTC)
-                user = User(
-                    id=short_id(),
-                    email="bench@example.com",
-                    referral_code=short_id(),
-                    credentials=Credentials(password_hash="$argon2id$bench", changed_at=now),
-                    created_at=now,
-                )
-                await server.backends.storage.users.create_user(user)
-                print(f"READY {server.node_port} {user.id}", flush=True)
+                ids = []
+                for i in range(users):
+                    user = User(
+                        id=short_id(),
+                        email=f"bench{i}@example.com",
+                        referral_code=short_id(),
+                        credentials=Credentials(password_hash="$argon2id$bench", changed_at=now),
+                        created_at=now,
+                    )
+                    await server.backends.storage.users.create_user(user)
+                    ids.append(user.id)
+                timer.reset()
+                print(f"READY {server.node_port} {','.join(ids)}", flush=True)
                 async for signum in signals:
                     if signum != signal.SIGUSR1:
                         break
@@ -256,12 +273,12 @@ class Node(asyncio.Protocol):
 
 
 class Client:
-    def __init__(self, port: int, user_id: str, source: str) -> None:
+    def __init__(self, port: int, user_ids: str, source: str) -> None:
         from grass.ws.node_client import NodeIdentity, auth_answer, ping_message
 
         self.port = port
         self.netloc = f"{HOST}:{port}"
-        self.user_id = user_id
+        self.user_ids = user_ids.split(",")
         self.source = source
         self.identity = NodeIdentity
         self.auth_answer = auth_answer
@@ -287,14 +304,14 @@ class Client:
         todo = iter(range(count))
 
         async def worker() -> None:
-            for _ in todo:
+            for n in todo:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 try:
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                     sock.bind((self.source, 0))
                     await loop.sock_connect(sock, (HOST, self.port))
-                    identity = self.identity(user_id=self.user_id)
+                    identity = self.identity(user_id=self.user_ids[n % len(self.user_ids)])
                     transport, node = await loop.create_connection(
                         functools.partial(Node, self, identity), sock=sock
                     )
@@ -381,6 +398,60 @@ async def client_main(args: argparse.Namespace) -> None:
     await command()  # EXIT (or EOF): the sockets die with the process
 
 
+async def half_open_main(args: argparse.Namespace) -> None:
+    """Open ``--count`` TCP connections that never finish the opening handshake (half send the
+    start of a request line, half nothing), at the ping phase's start, and report how many the
+    server closed and when the last one was closed (seconds after they were all open)."""
+    raise_fd_limit()
+    loop = asyncio.get_running_loop()
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1"
+    print("LOADED {}", flush=True)
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    if line.strip() != "GO":
+        return
+    socks: list[socket.socket] = []
+    failures: collections.Counter[str] = collections.Counter()
+    for i in range(args.count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((args.source, 0))
+            await loop.sock_connect(sock, (HOST, args.port))
+            if i % 2:
+                await loop.sock_sendall(sock, request)
+        except OSError as exc:
+            failures[type(exc).__name__] += 1
+            sock.close()
+            continue
+        socks.append(sock)
+    opened = time.monotonic()
+    closed_at: list[float] = []
+
+    async def until_closed(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while await loop.sock_recv(sock, 4096):
+                pass
+        closed_at.append(time.monotonic() - opened)
+
+    waits = [asyncio.ensure_future(until_closed(sock)) for sock in socks]
+    await asyncio.wait(waits, timeout=args.duration + 2)
+    print(
+        "HALFOPEN "
+        + json.dumps(
+            {
+                "open": len(socks),
+                "closed": len(closed_at),
+                "last": max(closed_at, default=float("nan")),
+                "failures": failures,
+            }
+        ),
+        flush=True,
+    )
+    await loop.run_in_executor(None, sys.stdin.readline)
+    os._exit(0)  # what was not closed dies with the process
+
+
 # -- orchestrator --------------------------------------------------------------------------
 
 
@@ -457,7 +528,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def measure(kind: str, args: argparse.Namespace, procs: list[Child]) -> dict[str, Any]:
     if kind == "grass":
-        server = spawn([str(Path(__file__).resolve()), "_grass-server"])
+        users = -(-args.connections // DEVICES_PER_USER)
+        server = spawn(
+            [
+                str(Path(__file__).resolve()),
+                "_grass-server",
+                str(args.flush_interval or ""),
+                str(users),
+            ]
+        )
     else:
         server = spawn([str(HERE / "_ws_baseline.py")])
     procs.append(server)
@@ -486,6 +565,16 @@ def measure(kind: str, args: argparse.Namespace, procs: list[Child]) -> dict[str
             )
         )  # fmt: skip
         procs.append(clients[-1])
+    helper = None
+    if args.half_open:
+        source = f"127.0.0.{2 * args.clients + 1 + (kind != 'grass')}"
+        helper = spawn(
+            [str(Path(__file__).resolve()), "_half-open", "--port", port, "--user-id=-",
+             "--source", source, "--count", str(args.half_open),
+             "--duration", str(args.duration)]
+        )  # fmt: skip
+        procs.append(helper)
+        read_line(helper, "LOADED", 60)
     for proc in clients:
         read_line(proc, "LOADED", 60)
     tell(clients, "CONNECT")
@@ -501,7 +590,12 @@ def measure(kind: str, args: argparse.Namespace, procs: list[Child]) -> dict[str
     time.sleep(0.2)
     cpu0 = cpu_seconds(server.pid)
     tell(clients, "GO")
+    if helper is not None:
+        tell([helper], "GO")
     results = [json.loads(read_line(p, "RESULT", args.duration + 30)) for p in clients]
+    half_open = {"open": 0, "closed": 0, "last": float("nan")}
+    if helper is not None:
+        half_open = json.loads(read_line(helper, "HALFOPEN", args.duration + 60))
     cpu = cpu_seconds(server.pid) - cpu0
     server.send_signal(signal.SIGTERM)
     gc_setup, gc_worst, gc_count = read_line(server, "GC", 30).split()
@@ -528,6 +622,9 @@ def measure(kind: str, args: argparse.Namespace, procs: list[Child]) -> dict[str
         "gc_setup_ms": float(gc_setup) * 1000,
         "gc_worst_ms": float(gc_worst) * 1000,
         "gc_count": int(gc_count),
+        "half_open": half_open["open"],
+        "half_open_closed": half_open["closed"],
+        "half_open_last_s": half_open["last"],
         "lost": sum(r["lost"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "closes": dict(closes),
@@ -550,15 +647,20 @@ ROWS = [
     ("worst GC pause, ping phase (ms)", "gc_worst_ms", "{:.2f}", "lower"),
     ("GC passes", "gc_count", "{:.0f}", "-"),
 ]
+HALF_OPEN_ROWS = [
+    ("half-open handshakes opened (ping phase)", "half_open", "{:.0f}", "-"),
+    ("... closed by the server", "half_open_closed", "{:.0f}", "-"),
+    ("... the last one closed after (s)", "half_open_last_s", "{:.1f}", "-"),
+]
 
 
-def table(figures: dict[str, dict[str, Any]]) -> str:
+def table(figures: dict[str, dict[str, Any]], rows: list[tuple[str, str, str, str]]) -> str:
     kinds = list(figures)
     header = ["figure", *("grass" if k == "grass" else "websockets" for k in kinds)]
     if len(kinds) == 2:
         header += ["grass / websockets", "better when"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, key, fmt, better in ROWS:
+    for label, key, fmt, better in rows:
         cells = [label, *(fmt.format(figures[k][key]) for k in kinds)]
         if len(kinds) == 2:
             a, b = figures["grass"][key], figures["baseline"][key]
@@ -584,21 +686,24 @@ def orchestrate(args: argparse.Namespace) -> int:
             for proc in procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.popen.wait(timeout=10)
-        keys = ("failures", "lost", "errors", "closes", "sent", "answered")
+        keys = ("failures", "lost", "errors", "closes", "sent", "answered", "half_open_closed")
         extra = {k: figures[kind][k] for k in (*keys, "client_cpu_connect", "client_cpu_ping")}
         print(f"{kind}: {json.dumps(extra)}", file=sys.stderr, flush=True)
+    flush = (
+        f", grass flushing uptime every {args.flush_interval:g} s" if args.flush_interval else ""
+    )
     print(
         f"\n{args.connections} connections from {args.clients} client processes, "
-        f"{args.rate:g} PINGs/s for {args.duration:g} s\n"
+        f"{args.rate:g} PINGs/s for {args.duration:g} s{flush}\n"
     )
-    print(table(figures))
+    print(table(figures, ROWS + (HALF_OPEN_ROWS if args.half_open else [])))
     return 0
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_grass-server":
         raise_fd_limit()
-        serve_grass()
+        serve_grass(float(sys.argv[2]) if sys.argv[2] else None, int(sys.argv[3]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=5000)
@@ -607,6 +712,18 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of PINGs")
     parser.add_argument("--connect-timeout", type=float, default=300.0)
     parser.add_argument("--only", choices=["grass", "baseline"])
+    parser.add_argument(
+        "--half-open",
+        type=int,
+        default=0,
+        help="also open N TCP connections that never finish the handshake, in the ping phase",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        help="grass's node.uptime_flush_interval (default: its default, 5 s); longer than the "
+        "ping phase leaves the message path alone in the figures",
+    )
     if len(sys.argv) > 1 and sys.argv[1] == "_client":
         parser.add_argument("mode")
         parser.add_argument("--port", type=int, required=True)
@@ -615,9 +732,19 @@ def main() -> int:
         parser.add_argument("--count", type=int, required=True)
         asyncio.run(client_main(parser.parse_args()))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "_half-open":
+        parser.add_argument("mode")
+        parser.add_argument("--port", type=int, required=True)
+        parser.add_argument("--user-id", required=True)
+        parser.add_argument("--source", required=True)
+        parser.add_argument("--count", type=int, required=True)
+        asyncio.run(half_open_main(parser.parse_args()))
+        return 0
     args = parser.parse_args()
     if args.connections / args.clients > 19_900:
         parser.error("at most ~19 900 connections per client process (file descriptors)")
+    if args.connections + args.half_open > 19_900:
+        parser.error("the server holds at most ~19 900 sockets (file descriptors)")
     return orchestrate(args)
 
 
