@@ -16,7 +16,6 @@ Every driver error crossing this module is translated by :mod:`.errors`.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -29,6 +28,7 @@ import trio_asyncio
 import triopg
 
 from grass.storage.abc import StorageUnavailable
+from grass.storage.postgres.codecs import init_connection
 from grass.storage.postgres.errors import SerializationConflict, translate_errors
 
 __all__ = [
@@ -328,21 +328,12 @@ async def _asyncio_loop() -> AsyncIterator[None]:
         raise inner from inner.__cause__
 
 
-async def _init_connection(conn: Any) -> None:
-    # Runs on asyncio (asyncpg calls it for every new connection): JSON columns in and out
-    # as Python values, so stores never serialize by hand.
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
-
-
 async def _open_pool(
     stack: AsyncExitStack, dsn: str, options: dict[str, Any], *, connect_timeout: float
 ) -> _Pool:
     timeout = connect_timeout
     target = describe_dsn(dsn)
-    raw = triopg.create_pool(dsn, init=_init_connection, **options)
+    raw = triopg.create_pool(dsn, init=init_connection, **options)
     with translate_errors(target=target, connecting=True):
         with trio.move_on_after(timeout) as scope:
             await stack.enter_async_context(raw)
