@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from grass.storage.abc import IntegrityViolation
 from grass.storage.postgres import ChecksumMismatch, MigrationError, SchemaTooNew, open_postgres
 from grass.storage.postgres.migrate import Migration, load_migrations, migrate, schema_version
 
@@ -125,3 +126,30 @@ async def test_a_failing_migration_leaves_nothing_behind(db):
     # Fixed, it applies.
     fixed = _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);")
     assert await migrate(db, fixed) == [2]
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("A" * 21, True),
+        ("aZ09_-" * 3 + "xyz", True),
+        ("A" * 20, False),
+        ("A" * 22, False),
+        ("A" * 20 + "!", False),
+        ("A" * 20 + " ", False),
+        ("A" * 19 + "é", False),  # 21 bytes, 20 characters
+        ("A" * 20 + "é", False),  # 21 characters, 22 bytes
+        ("A" * 10 + "\n" + "A" * 10, False),
+    ],
+)
+async def test_short_ids_are_21_characters_of_the_id_alphabet(db, value, valid):
+    await migrate(db)
+
+    async def cast(conn):
+        return await conn.fetchval("SELECT $1::text::short_id", value)
+
+    if valid:
+        assert await db.read(cast) == value
+    else:
+        with pytest.raises(IntegrityViolation, match="short_id_chars"):
+            await db.read(cast)
