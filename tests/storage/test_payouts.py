@@ -13,7 +13,7 @@ from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningSource
 from grass.domain.referrals import ReferralStatus
 from grass.domain.score import NetworkScore, ScoreComponents
-from grass.storage.abc import StorageConflict
+from grass.storage.abc import IntegrityViolation, StorageConflict
 from grass.storage.payouts import BucketClose, ChainLink, FrozenLine, KeyedPayout, LineScore
 from tests.storage.conftest import HOUR, T0, add_device, add_user, delta, make_referral
 
@@ -152,6 +152,20 @@ async def test_a_revision_is_written_whole_or_not_at_all(storage):
         assert await storage.payouts.paid_slots(T0) == {first_slot(first): 1_000}
         assert [f.device_id for f in await storage.payouts.frozen_lines(T0)] == [scored.device_id]
     assert (await storage.earnings.earnings_totals(user_id=user.id)).total == 1_000
+
+
+async def test_a_revision_paying_an_unknown_user_writes_nothing(storage):
+    user = await add_user(storage)
+    device = await add_device(storage, user, ip=IP1)
+    await storage.uptime.add_uptime([delta(device, T0, 3600, ip=IP1)])
+    line, _ = (await lines_of(storage))[device.device_id]
+    ghost = rules.Payout(user_id="g" * 21, source=EarningSource.MILESTONE, amount=5)
+    payouts = [*keyed(0, [uptime_payout(line, 1_000)]), KeyedPayout(key="m:ghost", payout=ghost)]
+    with pytest.raises(IntegrityViolation):
+        await storage.payouts.record_payouts(close(0, 3600), payouts, frozen=[line], accrued_at=T0)
+    assert await storage.payouts.get_close(T0) is None
+    assert await storage.payouts.paid_slots(T0) == {}
+    assert await storage.payouts.frozen_lines(T0) == []
 
 
 def first_slot(line: rules.UptimeLine) -> str:

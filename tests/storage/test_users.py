@@ -79,7 +79,8 @@ async def test_delete_user_cascades(storage):
     await storage.users.create_api_key(make_api_key(user))
     await storage.users.set_wallet(WalletLink(user_id=user.id, address=ADDRESS, linked_at=T0))
     await storage.uptime.add_uptime([delta(device)])
-    await storage.earnings.insert_earnings([make_entry(user)])
+    own_credit = make_entry(user)
+    await storage.earnings.insert_earnings([own_credit])
     await storage.referrals.add_referrals(
         [make_referral(friend, user), make_referral(user, referee)]
     )
@@ -98,6 +99,7 @@ async def test_delete_user_cascades(storage):
     assert await storage.users.get_wallet(user.id) is None
     assert (await storage.uptime.uptime_stats(user_id=user.id)).seconds == 0
     assert (await storage.earnings.earnings_totals(user_id=user.id)).total == 0
+    assert await storage.earnings.find_earning(own_credit.idempotency_key) is None
     assert await storage.referrals.referrers_of([user.id, referee.id]) == {}
     assert await storage.notifications.count_unread(user.id) == 0
     assert (await storage.earnings.earnings_totals(user_id=friend.id)).total == 1_000

@@ -15,7 +15,7 @@ for inet parses each value in Python).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from grass.domain.earnings import (
     EarningEntry,
@@ -36,7 +36,7 @@ from grass.domain.pages import (
 )
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, zone
 from grass.ids import is_uuid
-from grass.storage.abc import StorageConflict
+from grass.storage.abc import IntegrityViolation, StorageConflict
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime import fold_periods, time_filter
@@ -151,6 +151,27 @@ def _record(e: EarningEntry) -> tuple[object, ...]:
     )
 
 
+_LOCK_USERS = (
+    "SELECT array_agg(id) FROM (SELECT id FROM users WHERE id = ANY($1::text[]) FOR KEY SHARE) u"
+)
+
+
+async def lock_users(conn: Connection, user_ids: Collection[str]) -> None:
+    """Lock the users a batch of earnings names (FOR KEY SHARE: they cannot be deleted until
+    the batch commits), or refuse the batch if one does not exist (migration 0011)."""
+    wanted = set(user_ids)
+    found = set(await conn.fetchval(_LOCK_USERS, list(wanted)) or ())
+    if missing := wanted - found:
+        raise IntegrityViolation(
+            "foreign key constraint earnings_keys_user violated: no such user",
+            details={
+                "constraint": "earnings_keys_user",
+                "table": "earnings_keys",
+                "missing": len(missing),
+            },
+        )
+
+
 def _conflict(key: str) -> StorageConflict:
     return StorageConflict(
         "idempotency key reused with other content", details={"idempotency_key": key}
@@ -178,6 +199,7 @@ class PgEarningsStore:
         records = [_record(e) for e in first.values()]
 
         async def insert(conn: Connection) -> set[str]:
+            await lock_users(conn, {e.user_id for e in first.values()})
             await conn.execute(_PREPARE)
             await conn.copy_records_to_table(_STAGING, records=records, columns=_COLUMNS)
             taken = [r["idempotency_key"] for r in await conn.fetch(_CLAIM)]

@@ -29,7 +29,7 @@ from grass.storage.payouts import (
     KeyedPayout,
     LineScore,
 )
-from grass.storage.postgres.earnings import _ENTRY, _entry
+from grass.storage.postgres.earnings import _ENTRY, _entry, lock_users
 from grass.storage.postgres.pool import Connection, Database, Record
 from grass.storage.postgres.scope import Scope
 
@@ -334,6 +334,7 @@ GROUP BY d.id
                     details={"revision": close.revision},
                 )
             if keys:
+                await lock_users(conn, {k[3] for k in keys})
                 await conn.copy_records_to_table(
                     "earnings_keys", records=keys, columns=_KEY_COLUMNS
                 )

@@ -274,8 +274,7 @@ class PgUserStore:
         async def delete(conn: Connection) -> None:
             # Uptime has no foreign keys (the flush is the hottest write): its rows go here,
             # after merging what is pending, so that a bucket whose latest delta names this
-            # user goes too. Everything else, earnings and their idempotency keys included,
-            # cascades.
+            # user goes too. Everything else but earnings cascades from the user.
             await merge_pending(conn)
             await conn.execute("DELETE FROM uptime_buckets WHERE user_id = $1::text", user_id)
             # A flush that committed after the merge's snapshot: its deltas go too.
@@ -283,6 +282,14 @@ class PgUserStore:
             status = await conn.execute("DELETE FROM users WHERE id = $1::text", user_id)
             # Raised inside the transaction: the deletes above are rolled back with it.
             require_rows(status, "user", user_id)
+            # Earnings keys after the user (migration 0011): the user's row lock waited for
+            # any writer that had locked it, and this statement sees what that writer wrote.
+            # Their entries go with them (the statement trigger of migration 0006).
+            await conn.execute(
+                "DELETE FROM earnings_keys k USING earnings e"
+                " WHERE e.user_id = $1::text AND k.idempotency_key = e.idempotency_key",
+                user_id,
+            )
 
         await self._scope.write(delete)
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import attrs
 import pytest
+import trio
 
 from grass.domain.periods import Period, PeriodTotal
 from grass.domain.uptime import UptimeStats
@@ -15,6 +16,7 @@ from grass.storage.postgres.earnings import PgEarningsStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.scope import Scope, UnitOfWork
 from grass.storage.postgres.uptime import PgUptimeStore, merge_uptime
+from grass.storage.postgres.users import PgUserStore
 from tests.storage.conftest import HOUR, T0, delta, make_device, make_entry, make_user
 
 
@@ -186,7 +188,52 @@ async def test_deleting_a_user_deletes_its_keys(stores):
     user, _ = await _user_with_devices(db)
     entry = make_entry(user.id)
     await earnings.insert_earnings([entry])
-    await db.run(lambda conn: conn.execute("DELETE FROM users WHERE id = $1", user.id))
+    # Through the store: the keys have no foreign key to users (migration 0011).
+    await PgUserStore(Scope(db)).delete_user(user.id)
     assert await earnings.find_earning(entry.idempotency_key) is None
     assert await _rows(db, "SELECT 1 FROM earnings_keys") == []
     assert await _rows(db, "SELECT 1 FROM earnings") == []  # through the keys' trigger (0006)
+
+
+_DELETE_WAITING = """
+SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+WHERE NOT l.granted AND a.query LIKE 'DELETE FROM users%'
+"""
+
+
+async def test_a_delete_waits_for_a_writer_of_the_user_then_removes_what_it_wrote(stores):
+    # What the keys' foreign key to users used to give (migration 0011): a writer that locked
+    # the user first makes a concurrent delete wait for its commit, and the delete sees it.
+    db, _, _ = stores
+    user, _ = await _user_with_devices(db)
+    entry = make_entry(user.id)
+    inserted, commit, deleted = trio.Event(), trio.Event(), trio.Event()
+
+    async def writer():
+        async with db.transaction() as conn:
+            await PgEarningsStore(Scope(db, UnitOfWork(conn))).insert_earnings([entry])
+            inserted.set()
+            await commit.wait()
+
+    async def deleter():
+        await inserted.wait()
+        await PgUserStore(Scope(db)).delete_user(user.id)
+        deleted.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        nursery.start_soon(deleter)
+        await inserted.wait()
+        for _ in range(1000):  # the delete blocks on the writer's lock of the user
+            if await _rows(db, _DELETE_WAITING):
+                break
+            await trio.sleep(0.01)  # a server-side state: no event to wait on
+        else:
+            pytest.fail("the delete never waited for the writer")
+        assert not deleted.is_set()
+        commit.set()
+    assert await _rows(db, "SELECT 1 FROM earnings_keys") == []
+    assert await _rows(db, "SELECT 1 FROM earnings") == []
+    # And a writer after the delete finds the user gone.
+    with pytest.raises(IntegrityViolation, match="earnings_keys_user"):
+        await PgEarningsStore(Scope(db)).insert_earnings([make_entry(user.id)])
