@@ -29,6 +29,7 @@ from quart_trio import QuartTrio
 
 from grass import ids, logs
 from grass.config import Config, LedgerBackend, StorageBackend, reload_changes
+from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError, StorageError
 from grass.http.accounts import add_auth_routes
 from grass.http.admin import add_admin_routes
@@ -36,7 +37,6 @@ from grass.http.api import Guard
 from grass.http.app import create_app
 from grass.http.auth import Authenticator
 from grass.http.checkin import add_checkin_routes
-from grass.http.clientip import ClientAddress
 from grass.http.earnings import add_earnings_routes
 from grass.http.live import add_live_route
 from grass.http.me import add_me_routes

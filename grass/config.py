@@ -598,7 +598,7 @@ def _engine_checks(config: Config) -> list[str]:
 
 
 def _http_checks(config: Config) -> list[str]:
-    from grass.http.clientip import parse_proxies
+    from grass.domain.addresses import parse_proxies
 
     try:
         parse_proxies(config.http.trusted_proxies)

@@ -17,7 +17,7 @@ the policy (401/403) -> path parameters, query parameters, body (422 with a mess
 -> handler -> the reply (JSON through the HTTP converter, ETag and Cache-Control on GETs, 304
 when ``If-None-Match`` matches). Every error leaves as ``{"error": {"code", "message",
 "details"}}`` through grass.errors.http_error; every 422 names its fields in
-``details.fields``. The caller's address is the one :mod:`grass.http.clientip` derives
+``details.fields``. The caller's address is the one :mod:`grass.domain.addresses` derives
 (trusted proxies, IPv6 counted per /64).
 """
 
@@ -38,11 +38,11 @@ from quart import Quart, Response, g, request
 
 from grass.config import LimitsConfig
 from grass.domain.accounts import address_key
+from grass.domain.addresses import ClientAddress
 from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from grass.errors import GrassError, InvalidInput, RateLimited, Unauthenticated, ValidationFailed
 from grass.http import schema as s
 from grass.http.auth import Authenticator, Policy, Principal, authorize
-from grass.http.clientip import ClientAddress
 from grass.storage.shared import RateLimiter
 
 T = TypeVar("T")

@@ -146,7 +146,7 @@ def add_checkin_routes(
         allowed = live.current.node.allowed_extension_ids
         if data.extensionId and allowed and data.extensionId not in allowed:
             raise ExtensionNotAllowed("this extension may not check in")
-        # Behind trusted proxies, the address they saw (grass.http.clientip): the node
+        # Behind trusted proxies, the address they saw (grass.domain.addresses): the node
         # gateway must see the same one when the node connects.
         if not call.ip:
             raise InvalidInput("the token needs the client's IP address")

@@ -27,6 +27,7 @@ import trio
 
 from grass import logs
 from grass.config import Config
+from grass.domain.addresses import ClientAddress
 from grass.domain.devices import DeviceType
 from grass.errors import Forbidden, Unauthenticated, http_error
 from grass.metrics import Metrics
@@ -144,6 +145,10 @@ class Gateway:
         self.auth_checks: list[AuthCheck] = []
         #: Told each authenticated device id (the scorer scores it again: DESIGN §5).
         self._on_auth = on_auth
+        #: Behind http.trusted_proxies (a load balancer in front of the node port), the node's
+        #: address is the one they forwarded: the same rule as the HTTP API and check-in, so a
+        #: v5 token bound to that address at check-in matches here.
+        self._client_address = ClientAddress(lambda: self.live.current.http.trusted_proxies)
         #: Told of each new session, to keep collector passes short (the server's, not tests').
         self._collector = collector
         self.registry = Registry(
@@ -191,8 +196,14 @@ class Gateway:
 
     # -- connections ------------------------------------------------------------------------
 
+    def _client_ip(self, request: NodeRequest) -> str:
+        forwarded = [v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"]
+        return self._client_address(request.remote_address, forwarded) or canonical_ip(
+            request.remote_address
+        )
+
     async def handle(self, request: NodeRequest) -> None:
-        ip = canonical_ip(request.remote_address)
+        ip = self._client_ip(request)
         try:
             claims = self._check_upgrade(request, ip)
             for upgrade_check in self.upgrade_checks:

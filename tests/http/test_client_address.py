@@ -10,7 +10,7 @@ import structlog.testing
 
 from grass.config import ConfigError, load_config
 from grass.domain.accounts import address_key
-from grass.http.clientip import ClientAddress
+from grass.domain.addresses import ClientAddress
 from grass.ws import token as tokens
 from tests.http.conftest import make_actor, open_full_app, quick_config
 from tests.http.helpers import bearer

@@ -54,12 +54,13 @@ class Harness:
     user_id: str
 
 
-def config_with(*, node=None, limits=None) -> Config:
+def config_with(*, node=None, limits=None, http=None) -> Config:
     base = Config()
     return attrs.evolve(
         base,
         node=attrs.evolve(base.node, **(node or {})),
         limits=attrs.evolve(base.limits, **(limits or {})),
+        http=attrs.evolve(base.http, **(http or {})),
     )
 
 
@@ -279,6 +280,25 @@ async def test_origin_policy():
             await authenticate(ws, h.user_id)
             await heartbeat(ws)
         assert h.gateway.registry.connections_from("127.0.0.1") <= 1  # refusals hold no slot
+
+
+async def test_behind_a_trusted_proxy_the_node_is_at_the_forwarded_address():
+    # The check-in binds a v5 token to the address the proxy forwarded; the node port must
+    # see the node there too (the same rule: grass.domain.addresses).
+    forwarded = [(b"X-Forwarded-For", b"198.51.100.4, 203.0.113.9")]
+    device_id = str(uuid.uuid4())
+    async with harness(node={"allow_legacy_auth": False}) as h:  # no proxy trusted
+        token = h.gateway.issue_token(h.user_id, device_id, "203.0.113.9")
+        assert await refused(f"{h.url}?token={token}", forwarded) == "token_ip_mismatch"
+    async with harness(
+        node={"allow_legacy_auth": False}, http={"trusted_proxies": ("127.0.0.0/8",)}
+    ) as h:
+        token = h.gateway.issue_token(h.user_id, device_id, "203.0.113.9")
+        async with open_node_socket(f"{h.url}?token={token}", extra_headers=forwarded) as ws:
+            await authenticate(ws, h.user_id, device_id)
+            await heartbeat(ws)
+            assert h.gateway.registry.connections_from("203.0.113.9") == 1
+            assert h.gateway.registry.connections_from("127.0.0.1") == 0
 
 
 async def test_v5_token_on_the_url():
