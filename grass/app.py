@@ -52,6 +52,7 @@ from grass.services.accounts import Accounts
 from grass.services.closer import BucketCloser
 from grass.services.earnings import EarningsService
 from grass.services.epochs import EpochService
+from grass.services.live import LiveEvents
 from grass.services.mail import MailDelivery, transport_for
 from grass.services.me import Me
 from grass.services.passwords import Passwords
@@ -514,7 +515,16 @@ def _engine(backends: Backends, live: LiveConfig, metrics: Metrics) -> Engine:
     scores = ScoreService(storage, config, now)
     epochs = EpochService(storage, backends.ledger, config)
     closer = BucketCloser(
-        storage, backends.ledger, scores, epochs, lock, config, now, metrics=metrics
+        storage,
+        backends.ledger,
+        scores,
+        epochs,
+        lock,
+        config,
+        now,
+        metrics=metrics,
+        # What each user was credited reaches their dashboards (grass.http.live).
+        events=LiveEvents(backends.shared.events, backends.shared.pubsub),
     )
     return Engine(scores, epochs, closer)
 

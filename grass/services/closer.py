@@ -80,6 +80,10 @@ class CloserStores(Protocol):
     def payouts(self) -> PayoutStore: ...
 
 
+class CreditEvents(Protocol):
+    async def earnings_credited(self, epoch: int, amounts: Mapping[str, int]) -> None: ...
+
+
 class BucketCloser:
     def __init__(
         self,
@@ -92,6 +96,7 @@ class BucketCloser:
         clock: Callable[[], dt.datetime],
         *,
         metrics: Metrics | None = None,
+        events: CreditEvents | None = None,
         step_hook: StepHook | None = None,
         ledger_chunk: int = LEDGER_CHUNK,
     ) -> None:
@@ -103,6 +108,8 @@ class BucketCloser:
         self._config = config
         self._clock = clock
         self._metrics = metrics
+        #: Told what each user was credited (the live dashboard: grass.services.live).
+        self._events = events
         self.step_hook = step_hook
         self._ledger_chunk = ledger_chunk
         self.closed = 0  # revisions written by this process
@@ -256,10 +263,17 @@ class BucketCloser:
         await self._statuses(points, chains, qualified)
         await self._step("statuses", start)
         rows = [(k.key, k.payout.user_id, k.payout.amount, k.payout.source.value) for k in keyed]
-        await self._credit(rows, close)
+        epoch = await self._credit(rows, close)
         await self._step("ledger", start)
         await stores.payouts.mark_credited(start, revision)
         await self._step("credited", start)
+        if self._events is not None:
+            # At most once: a re-run after a crash (_finish) announces nothing; dashboards
+            # read their totals again when they reconnect.
+            amounts: dict[str, int] = {}
+            for _, user, amount, _ in rows:
+                amounts[user] = amounts.get(user, 0) + amount
+            await self._events.earnings_credited(epoch, amounts)
         log.info(
             "bucket closed",
             bucket=start.isoformat(),
@@ -379,7 +393,8 @@ class BucketCloser:
         await self._stores.payouts.mark_credited(close.bucket_start, close.revision)
         await self._step("finish-credited", close.bucket_start)
 
-    async def _credit(self, rows: Iterable[tuple[str, str, int, str]], close: BucketClose) -> None:
+    async def _credit(self, rows: Iterable[tuple[str, str, int, str]], close: BucketClose) -> int:
+        """Hand the rows to the ledger; returns the epoch they were credited in."""
         # Neither the bucket's epoch nor the close time changes until the revision is credited
         # (epochs close at the end of a tick, after every uncredited close is credited, and
         # not while a close in them is uncredited): a re-run sends exactly the same credits.
@@ -393,6 +408,7 @@ class BucketCloser:
         for i in range(0, len(credits), self._ledger_chunk):
             await self._ledger.record(credits[i : i + self._ledger_chunk])
             await self._step(CHUNK_STEP, close.bucket_start)
+        return epoch
 
     async def _step(self, name: str, bucket: dt.datetime) -> None:
         if self.step_hook is not None:

@@ -12,7 +12,7 @@ import attrs
 from grass.config import Config
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
-from grass.services.closer import BucketCloser, StepHook
+from grass.services.closer import BucketCloser, CreditEvents, StepHook
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
 from grass.storage.abc import Storage
@@ -61,6 +61,7 @@ def build(
     clock: Clock,
     *,
     step_hook: StepHook | None = None,
+    events: CreditEvents | None = None,
 ) -> Engine:
     scores = ScoreService(storage, lambda: config, clock)
     epochs = EpochService(storage, ledger, lambda: config)
@@ -73,6 +74,7 @@ def build(
         lambda: config,
         clock,
         step_hook=step_hook,
+        events=events,
     )
     return Engine(closer, scores, epochs, ledger, clock)
 

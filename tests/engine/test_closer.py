@@ -115,6 +115,53 @@ async def test_a_crash_between_any_two_steps_never_pays_twice_or_skips(storage, 
         assert [c.credited for c in await storage.payouts.uncredited()] == []
 
 
+class Told:
+    """What the closer announces (grass.services.live.LiveEvents in the server)."""
+
+    def __init__(self) -> None:
+        self.credited: list[tuple[int, dict[str, int]]] = []
+
+    async def earnings_credited(self, epoch, amounts):
+        self.credited.append((epoch, dict(amounts)))
+
+    def by_user(self, users) -> list[list[int]]:
+        return [[a[u.id] for _, a in self.credited if u.id in a] for u in users]
+
+
+async def test_each_user_is_told_what_a_close_credited(storage):
+    users, _ = await world(storage)
+    told = Told()
+    async with open_memory_ledger() as ledger:
+        e = build(storage, ledger, engine_config(), Clock(CLOSE_AT), events=told)
+        closer = e.closer
+        await closer.tick()
+        assert told.by_user(users) == [[amount] for amount in EXPECTED]
+        await closer.tick()  # nothing more to pay: nothing more to tell
+        assert told.by_user(users) == [[amount] for amount in EXPECTED]
+        (epoch, _), *_ = told.credited
+        assert (await ledger.balance(users[0].id)).total == EXPECTED[0]
+        assert epoch == e.epochs.number_at(T0)
+
+
+async def test_a_rerun_after_a_crash_announces_nothing_again(storage):
+    users, _ = await world(storage)
+    config = engine_config()
+
+    async def crash(name, bucket):
+        if name == "ledger":  # credited on the ledger, the close not marked yet
+            raise Crash(name)
+
+    told = Told()
+    async with open_memory_ledger() as ledger:
+        first = build(storage, ledger, config, Clock(CLOSE_AT), step_hook=crash, events=told)
+        with pytest.raises(Crash):
+            await first.closer.tick()
+        restarted = build(storage, ledger, config, Clock(CLOSE_AT), events=told)
+        await restarted.closer.tick()
+        assert await balances(ledger, users) == EXPECTED
+        assert told.credited == []  # at most once; dashboards refetch their totals
+
+
 async def test_late_uptime_is_paid_by_a_correction_and_nothing_is_taken_back(storage):
     users, devices = await world(storage)
     async with engine(storage, engine_config(), CLOSE_AT) as e:
