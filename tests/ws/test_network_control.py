@@ -31,6 +31,7 @@ class FakeRequest:
 
     def __init__(self, ip: str, path: str = "/") -> None:
         self.remote_address = ip
+        self.headers: list[tuple[bytes, bytes]] = []
         self.path = path
         self.rejected: tuple[int, dict] | None = None
 
