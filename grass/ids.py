@@ -7,6 +7,7 @@ drawn from the operating system's random source. UUIDs are used where a protocol
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import uuid
@@ -39,10 +40,18 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def is_uuid(value: str) -> bool:
+def is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    return _is_canonical_uuid(value)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _is_canonical_uuid(value: str) -> bool:
+    # Cached: device ids are checked again by every model built per flush and per message.
     try:
         return str(uuid.UUID(value)) == value  # the canonical form only: one spelling per id
-    except (ValueError, AttributeError, TypeError):
+    except ValueError:
         return False
 
 
