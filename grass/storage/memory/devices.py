@@ -9,7 +9,7 @@ from grass.domain.devices import Device, DeviceStatus
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.score import NetworkScore
 from grass.storage.abc import StorageConflict
-from grass.storage.memory._db import Db, Scope, found, paginate
+from grass.storage.memory._db import Db, Scope, after_row, found, paginate
 
 
 def _same_owner(stored: Device, device: Device) -> None:
@@ -45,9 +45,10 @@ class MemoryDeviceStore:
     async def upsert_devices(self, devices: Sequence[Device]) -> None:
         async with self._scope.op() as db:
             latest = {d.device_id: d for d in devices}
-            for device in latest.values():
+            for n, device in enumerate(latest.values(), 1):
                 db.require_user(device.user_id)
                 db.devices.save(_merge(db, device))
+                await after_row(n)
 
     async def delete_device(self, device_id: str) -> None:
         async with self._scope.op() as db:

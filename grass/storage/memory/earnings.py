@@ -14,7 +14,7 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.periods import EpochTotal, Period, PeriodTotal
 from grass.storage.abc import StorageConflict
 from grass.storage.memory._aggregate import by_epoch, by_period
-from grass.storage.memory._db import Db, Scope, in_range, paginate
+from grass.storage.memory._db import Db, Scope, after_row, in_range, paginate
 
 
 class MemoryEarningsStore:
@@ -24,7 +24,8 @@ class MemoryEarningsStore:
     async def insert_earnings(self, entries: Sequence[EarningEntry]) -> EarningsInsertResult:
         async with self._scope.op() as db:
             duplicates: list[str] = []
-            for entry in entries:
+            for n, entry in enumerate(entries, 1):
+                await after_row(n)
                 db.require_user(entry.user_id)
                 stored = db.earnings.lookup("key", entry.idempotency_key)
                 if stored is not None:

@@ -7,7 +7,7 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.periods import EpochTotal, Period, PeriodTotal
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.storage.memory._aggregate import by_epoch, by_period
-from grass.storage.memory._db import Db, Scope, in_range, paginate
+from grass.storage.memory._db import Db, Scope, after_row, in_range, paginate
 
 
 def _total(buckets: Iterable[UptimeBucket]) -> UptimeStats:
@@ -34,7 +34,8 @@ class MemoryUptimeStore:
             merged: dict[tuple[str, dt.datetime, str], UptimeBucket] = {}
             unknown: set[str] = set()
             applied = 0
-            for d in deltas:
+            for n, d in enumerate(deltas, 1):
+                await after_row(n)
                 if d.device_id not in db.devices:
                     unknown.add(d.device_id)
                     continue
@@ -48,8 +49,9 @@ class MemoryUptimeStore:
                     bucket_start=d.bucket_start,
                     stats=stats,
                 )
-            for bucket in merged.values():
+            for n, bucket in enumerate(merged.values(), 1):
                 db.uptime.save(bucket)
+                await after_row(n)
             return UptimeFlushResult(applied=applied, unknown_devices=frozenset(unknown))
 
     async def list_buckets(
