@@ -15,6 +15,7 @@ import pytest
 import trio
 from eth_account import Account
 from trio.testing import MockClock
+from web3 import Web3
 
 from grass import app
 from grass.config import load_config
@@ -35,9 +36,9 @@ from grass.ledger.web3 import (
     open_web3_ledger,
 )
 from grass.ledger.web3.anchor import WriterHook
-from grass.ledger.web3.outbox import OutboxStatus
+from grass.ledger.web3.outbox import OutboxStatus, called_contract
 from grass.storage.memory import MemoryStorage
-from grass.storage.postgres.migrate import migrate
+from grass.storage.postgres.migrate import load_migrations, migrate
 from tests.ledger.conftest import Deployment, _deployment
 from tests.ledger.evm import anvil_node, eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
@@ -135,7 +136,7 @@ async def test_crash_after_signing_then_restart_broadcasts_the_same_transaction(
         with pytest.raises(AnchorFailed, match="Crash"):
             await ledger.settle(1)
         assert a.signed == {1: 1}
-        (entry,) = await outbox.pending()
+        (entry,) = await outbox.pending(a.client.address)
         # Signed and stored, never broadcast: the chain knows nothing.
         assert await a.client.root(1) is None
         assert await a.client.receipt(entry.tx_hash) is None
@@ -150,7 +151,7 @@ async def test_crash_after_signing_then_restart_broadcasts_the_same_transaction(
         assert settled.anchor_ref == entry.tx_hash  # the very bytes signed before the crash
         assert b.signed == {}
         assert await b.client.root_posts(1) == [entry.tx_hash]
-        assert (await outbox.get(1)).status is OutboxStatus.MINED
+        assert (await outbox.get(b.client.address, 1)).status is OutboxStatus.MINED
         assert (await ledger.verify()).ok
 
 
@@ -222,7 +223,7 @@ async def test_a_transaction_reverted_on_chain_is_an_anchor_failure(anvil_url, a
             await ledger.settle(1)
         assert info.value.details["error"] == "EpochNotIncreasing"
         assert await anchor.client.next_epoch() == 100
-        assert (await anchor.outbox.get(1)).status is OutboxStatus.FAILED
+        assert (await anchor.outbox.get(anchor.client.address, 1)).status is OutboxStatus.FAILED
         assert (await ledger.settlement(1)).status is SettlementStatus.FAILED
 
 
@@ -251,36 +252,117 @@ def outbox_schema(postgres_dsn: str):
         yield name
 
 
-async def test_postgres_outbox_keeps_one_entry_per_epoch(postgres_dsn, outbox_schema):
-    async with open_test_database(postgres_dsn, outbox_schema) as db:
-        await migrate(db)
-        outbox = PostgresOutbox(db)
-        assert await outbox.get(1) is None
-        entry = OutboxEntry(
-            epoch=1,
-            root=keccak256(b"r"),
-            sender="0x" + "ab" * 20,
-            nonce=7,
-            tx_hash="0x" + "cd" * 32,
-            raw_tx=b"\x02signed",
-            status=OutboxStatus.SENT,
-        )
-        await outbox.put(entry)
-        later = OutboxEntry(
-            epoch=2,
-            root=keccak256(b"s"),
-            sender=entry.sender,
-            nonce=8,
-            tx_hash="0x" + "ef" * 32,
-            raw_tx=b"\x02other",
-            status=OutboxStatus.SENT,
-        )
-        await outbox.put(later)
-        assert await outbox.get(1) == entry
-        assert await outbox.pending() == [entry, later]
+def _entry(contract: str, epoch: int, nonce: int, status=OutboxStatus.SENT) -> OutboxEntry:
+    return OutboxEntry(
+        contract=contract,
+        epoch=epoch,
+        root=keccak256(b"r%d" % epoch),
+        sender="0x" + "ab" * 20,
+        nonce=nonce,
+        tx_hash="0x" + f"{nonce:064x}",
+        raw_tx=b"\x02signed%d" % nonce,
+        status=status,
+    )
+
+
+A = Web3.to_checksum_address("0x" + "a1" * 20)
+B = Web3.to_checksum_address("0x" + "b2" * 20)
+
+
+async def test_the_outbox_keeps_one_entry_per_contract_and_epoch(store):
+    async with store() as (_, outbox):
+        assert await outbox.get(A, 1) is None
+        entry, later, elsewhere = _entry(A, 1, nonce=7), _entry(A, 2, nonce=8), _entry(B, 1, 3)
+        for e in (later, entry, elsewhere):
+            await outbox.put(e)
+        assert await outbox.get(A, 1) == entry
+        assert await outbox.get(B, 1) == elsewhere
+        assert await outbox.pending(A) == [entry, later]
+        assert await outbox.pending(B) == [elsewhere]
         await outbox.put(attrs.evolve(entry, status=OutboxStatus.MINED))
-        assert await outbox.pending() == [later]
-        assert (await outbox.get(1)).status is OutboxStatus.MINED
+        assert await outbox.pending(A) == [later]
+        assert (await outbox.get(A, 1)).status is OutboxStatus.MINED
+        assert await outbox.get(B, 1) == elsewhere
+        assert await outbox.name_contracts() == 0
+
+
+def _signed_call(to: str, *, legacy: bool, nonce: int = 0) -> tuple[bytes, str]:
+    fees = {"gasPrice": 1} if legacy else {"maxFeePerGas": 2, "maxPriorityFeePerGas": 1}
+    tx = {"to": to, "value": 0, "gas": 50_000, "nonce": nonce, "chainId": 1, "data": b"\x01"}
+    signed = Account.create().sign_transaction(tx | fees)
+    return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+
+
+def test_the_contract_a_signed_transaction_calls():
+    assert called_contract(_signed_call(A, legacy=False)[0]) == A
+    assert called_contract(_signed_call(B, legacy=True)[0]) == B
+    for garbage in (b"", b"\x02signed", b"\xc0", b"\xf8\x01"):
+        with pytest.raises(ValueError, match="not a signed contract call"):
+            called_contract(garbage)
+
+
+async def test_entries_stored_before_0012_are_named_from_their_signed_bytes(
+    postgres_dsn, outbox_schema
+):
+    typed, typed_hash = _signed_call(A, legacy=False)
+    legacy, legacy_hash = _signed_call(A, legacy=True, nonce=1)
+    rows = [
+        (1, typed, typed_hash, "mined"),
+        (2, legacy, legacy_hash, "sent"),
+        (3, b"\x02garbage", "0x" + "ee" * 32, "sent"),
+    ]
+    async with open_test_database(postgres_dsn, outbox_schema) as db:
+        await migrate(db, [m for m in load_migrations() if m.version < 12])
+        for epoch, raw, tx_hash, status in rows:
+            values = (epoch, keccak256(raw), tx_hash, raw, status)
+
+            async def insert(conn, row=values):
+                await conn.execute(
+                    "INSERT INTO ledger_outbox (epoch, root, sender, nonce, tx_hash, raw_tx,"
+                    " status) VALUES ($1, $2, '0xab', $1, $3, $4, $5)",
+                    *row,
+                )
+
+            await db.run(insert)
+        assert await migrate(db) == [12]
+        outbox = PostgresOutbox(db)
+        assert await outbox.get(A, 1) is None  # not named yet: no writer sees it
+        assert await outbox.name_contracts() == 2
+        assert (await outbox.get(A, 1)).tx_hash == typed_hash
+        assert [e.tx_hash for e in await outbox.pending(A)] == [legacy_hash]
+        # The garbage row stays unnamed (with a warning), out of every writer's sight.
+        assert await outbox.name_contracts() == 0
+        assert await outbox.get(A, 3) is None
+
+
+async def test_a_store_moved_to_a_newly_deployed_contract_anchors_there(
+    deployment, store, autojump_clock
+):
+    first = deployment
+    node = first.node
+    second = Deployment(node=node, signer=first.signer, address=node.deploy(first.signer.address))
+    async with (
+        store() as (journal, outbox),
+        open_ledger(first, journal=journal, outbox=outbox) as a,
+    ):
+        await journal.record([credit("a1"), credit("b1", user="bob")])
+        settled = await AnchoredLedger(journal, a).settle(1)
+    async with (
+        store() as (journal, outbox),
+        open_ledger(second, journal=journal, outbox=outbox) as b,
+    ):
+        # What `grass ledger migrate --to web3` does for each settled epoch. Keyed by epoch
+        # alone, the outbox handed this writer the first contract's mined transaction, and it
+        # waited for that to show a root on the second contract.
+        with trio.fail_after(60):
+            ref = await b.post(1, settled.root)
+            assert await b.wait_final(1, settled.root, ref) == ref
+        assert await b.client.root(1) == settled.root
+        assert await a.client.root(1) == settled.root
+        assert ref != settled.anchor_ref
+        assert (await outbox.get(b.client.address, 1)).tx_hash == ref
+        assert (await outbox.get(a.client.address, 1)).tx_hash == settled.anchor_ref
+        assert b.signed == {1: 1}
 
 
 def _web3_config(url: str, address: str, key: str):

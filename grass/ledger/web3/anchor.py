@@ -5,10 +5,10 @@ is a request to it, handled one at a time. For an epoch it loops on what the *ch
 it is right after a crash, a retry, a dropped transaction or a reorg:
 
 1. the contract holds a root for the epoch: another root is an AnchorFailed; ours is done;
-2. the outbox holds our signed transaction for the epoch (not known to have failed): if it was
-   mined and reverted, AnchorFailed with the contract's error; if its nonce went to another
-   transaction it can never be mined, so it is marked failed and we go on to 3; otherwise the
-   same bytes are broadcast again (harmless: same nonce, same hash) and we wait;
+2. the outbox holds our signed transaction for the contract and epoch (not known to have
+   failed): if it was mined and reverted, AnchorFailed with the contract's error; if its nonce
+   went to another transaction it can never be mined, so it is marked failed and we go on to 3;
+   otherwise the same bytes are broadcast again (harmless: same nonce, same hash) and we wait;
 3. otherwise: refuse early what the contract would refuse (an epoch not above the latest, a
    key that is not the owner: ``eth_estimateGas`` reverts), sign ``setRoot`` with the next
    nonce, write it to the outbox, *then* broadcast it.
@@ -97,7 +97,7 @@ class Web3Anchor:
         """The transaction that posted ``root`` (on chain) for ``epoch``: ours from the outbox
         when it was mined, else the first RootPosted event for the epoch (another writer).
         Only the writer task (``writer``) updates the outbox."""
-        entry = await self.outbox.get(epoch)
+        entry = await self.outbox.get(self.client.address, epoch)
         if entry is not None and entry.root == root:
             receipt = await self.client.receipt(entry.tx_hash)
             if receipt is not None and receipt.ok:
@@ -133,8 +133,10 @@ class Web3Anchor:
             await trio.sleep(self.poll_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The writer: first re-broadcast what a previous process signed, then serve posts."""
-        for entry in await self.outbox.pending():
+        """The writer: first re-broadcast what a previous process signed for this contract, then
+        serve posts."""
+        await self.outbox.name_contracts()
+        for entry in await self.outbox.pending(self.client.address):
             await self.client.broadcast(entry.raw_tx)
         self._running = True
         task_status.started()
@@ -157,7 +159,7 @@ class Web3Anchor:
         client = self.client
         while True:
             on_chain = await client.root(epoch)
-            entry = await self.outbox.get(epoch)
+            entry = await self.outbox.get(client.address, epoch)
             if on_chain is not None:
                 if on_chain != root:
                     raise AnchorFailed(
@@ -204,14 +206,18 @@ class Web3Anchor:
             raise AnchorFailed(
                 "a later epoch is already anchored", details={"epoch": epoch, "next": next_epoch}
             )
-        # Nonces of transactions signed by an earlier process and not yet seen by the node
-        # count too: reusing one would let a new root replace an old one in the mempool.
+        # Nonces of transactions signed for this contract by an earlier process and not yet
+        # seen by the node count too: reusing one would let a new root replace an old one in
+        # the mempool. (Another contract's signed transaction is never broadcast again.)
         pending = [
-            e.nonce + 1 for e in await self.outbox.pending() if e.sender == self.signer.address
+            e.nonce + 1
+            for e in await self.outbox.pending(client.address)
+            if e.sender == self.signer.address
         ]
         nonce = max([await client.nonce(self.signer.address, "pending"), *pending])
         raw, tx_hash = await client.build_set_root(self.signer, epoch, root, nonce)
         entry = OutboxEntry(
+            contract=client.address,
             epoch=epoch,
             root=root,
             sender=self.signer.address,
