@@ -142,11 +142,15 @@ class NetworkService:
         clock: Callable[[], dt.datetime] = utc_now,
         *,
         events: LiveEvents | None = None,
+        score_window: Callable[[], dt.timedelta] = lambda: scoring.DEFAULT.window,
     ) -> None:
         self._storage = storage
         self._presence = presence
         self._control = control
         self._clock = clock
+        #: The scores' trailing window (``score.window``): an IP's score weights its devices'
+        #: scores by their uptime in it.
+        self._score_window = score_window
         #: Where the owner's other dashboards learn of a change (None: nowhere).
         self._events = events
 
@@ -183,9 +187,7 @@ class NetworkService:
         points = await self._storage.earnings.earnings_by_ip(user_id)
         scores = {d.device_id: d.score for d in await self._all_devices(user_id) if d.score}
         # The IP's score weights its devices by their uptime in the score's window.
-        recent = await uptime.uptime_by_device(
-            user_id, since=self._clock() - scoring.DEFAULT.window
-        )
+        recent = await uptime.uptime_by_device(user_id, since=self._clock() - self._score_window())
         online = await self._presence.lookup([d for ip in chosen for d in ips[ip]])
         views = []
         for ip in chosen:

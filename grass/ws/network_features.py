@@ -11,6 +11,7 @@ from collections.abc import Callable
 import trio
 
 from grass import logs
+from grass.domain import scoring
 from grass.services.admin import AdminService
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags
@@ -55,7 +56,12 @@ class NetworkFeatures:
         gateway.upgrade_checks.append(guards.at_upgrade)
         gateway.auth_checks.append(guards.at_auth)
         self.network = NetworkService(
-            storage, shared.presence, self.control, clock, events=self.events
+            storage,
+            shared.presence,
+            self.control,
+            clock,
+            events=self.events,
+            score_window=lambda: scoring.score_params(live.current.score).window,
         )
         self.admin = AdminService(
             storage,

@@ -10,6 +10,7 @@ import trio
 
 from grass.domain.admin import AuditAction, BanKind
 from grass.domain.devices import DeviceStatus
+from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.users import Profile, Role, UserStatus
 from grass.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from grass.ids import new_uuid
@@ -118,6 +119,37 @@ async def test_devices_with_uptime_today_in_the_users_zone_points_and_status(
     (ip,) = (await network.list_ips(user.id)).items
     assert ip.devices == tuple(sorted([one.device_id, two.device_id]))
     assert (ip.devices_online, ip.uptime_total_seconds, ip.points) == (1, 1800, 7_000)
+
+
+async def test_an_ips_score_weights_its_devices_by_uptime_in_the_score_window(
+    storage, presence, control
+):
+    user = await add_user(storage)
+    parts = dict.fromkeys(("availability", "stability", "latency", "ip_quality"), 0)
+    scored = [
+        NetworkScore(value=value, components=ScoreComponents(**parts), computed_at=T0)
+        for value in (80, 20)
+    ]
+    old = await add_device(storage, user, ip="203.0.113.9", score=scored[0])
+    new = await add_device(storage, user, ip="203.0.113.9", score=scored[1])
+    await storage.uptime.add_uptime(
+        [
+            delta(old, T0 + dt.timedelta(hours=2), 3600),  # 28 h before NOW
+            delta(new, T0 + dt.timedelta(hours=29), 900),
+        ]
+    )
+
+    async def ip_score(window: dt.timedelta) -> int | None:
+        network = NetworkService(
+            storage, presence, control, lambda: NOW, score_window=lambda: window
+        )
+        (ip,) = (await network.list_ips(user.id)).items
+        return ip.score
+
+    # 24 h: the old device has no uptime in the window and counts once, (80 + 20 * 900) // 901.
+    assert await ip_score(dt.timedelta(hours=24)) == 20
+    # 48 h: both count by their uptime, (80 * 3600 + 20 * 900) // 4500.
+    assert await ip_score(dt.timedelta(hours=48)) == 68
 
 
 async def test_another_users_device_is_not_found(storage, network, control):
