@@ -11,7 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import attrs
@@ -19,6 +19,7 @@ import attrs
 from grass.errors import InvalidInput
 
 T = TypeVar("T")
+U = TypeVar("U")
 CursorPart = str | int | None
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -36,6 +37,10 @@ class Page(Generic[T]):
     items: tuple[T, ...]
     #: Pass it back to get the next page; None when this page is the last.
     next_cursor: str | None
+
+    def map(self, fn: Callable[[T], U]) -> Page[U]:
+        """The same page, each item through ``fn`` (the cursor is unchanged)."""
+        return Page(tuple(fn(item) for item in self.items), self.next_cursor)
 
 
 def check_limit(limit: int) -> None:

@@ -178,7 +178,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         page = await admin.list_connections(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
-        return Page(tuple(AdminConnection(**attrs.asdict(c)) for c in page.items), page.next_cursor)
+        return page.map(lambda c: AdminConnection(**attrs.asdict(c)))
 
     @api.route(
         "DELETE",
@@ -213,7 +213,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
             cursor=q.cursor,
             limit=q.limit,
         )
-        return Page(tuple(_ban(b) for b in page.items), page.next_cursor)
+        return page.map(_ban)
 
     @api.route(
         "POST",
@@ -282,7 +282,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         page = await admin.list_flags(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
-        return Page(tuple(_flag(v) for v in page.items), page.next_cursor)
+        return page.map(_flag)
 
     @api.route(
         "PUT",
@@ -333,4 +333,4 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
             cursor=q.cursor,
             limit=q.limit,
         )
-        return Page(tuple(_entry(e) for e in page.items), page.next_cursor)
+        return page.map(_entry)

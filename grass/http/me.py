@@ -130,7 +130,7 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         current = call.caller.session_hash
-        return Page(tuple(SessionView.of(s, current) for s in page.items), page.next_cursor)
+        return page.map(lambda s: SessionView.of(s, current))
 
     @api.route(
         "DELETE",
@@ -155,7 +155,7 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
     )
     async def list_api_keys(call: Call) -> Page[ApiKeyView]:
         page = await me.api_keys(call.user_id, cursor=call.query.cursor, limit=call.query.limit)
-        return Page(tuple(ApiKeyView.of(k) for k in page.items), page.next_cursor)
+        return page.map(ApiKeyView.of)
 
     @api.route(
         "POST",

@@ -177,7 +177,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         page = await network.list_devices(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
-        return Page(tuple(device_out(v) for v in page.items), page.next_cursor)
+        return page.map(device_out)
 
     @api.route(
         "GET",
@@ -262,7 +262,7 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         page = await network.list_ips(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
-        return Page(tuple(_ip_out(v) for v in page.items), page.next_cursor)
+        return page.map(_ip_out)
 
     @api.route(
         "GET",
