@@ -222,27 +222,34 @@ class Accounts:
             # IPv6 per /64: a host holds a whole /64, one address each try would dodge the count.
             (f"ip:{address_key(ip)}", settings.max_failures_per_ip),
         ]
+        failures = self._storage.accounts
+        # Every attempt is recorded as a failure before the lockout is checked, and taken back
+        # if it was not one: attempts made at the same time count each other, so no more than
+        # the limit of them reach the password check, however many arrive at once.
+        for key, _ in keys:
+            await failures.add_login_failure(key, now)
         window = dt.timedelta(seconds=settings.lockout_seconds)
+        # A failure counts for ``window`` after it happened (a half-open interval).
+        since = now - window + dt.timedelta(microseconds=1)
         for key, most in keys:
             if most <= 0:
                 continue
-            # A failure counts for ``window`` after it happened (a half-open interval).
-            since = now - window + dt.timedelta(microseconds=1)
-            failures = await self._storage.accounts.login_failures(key, since, most)
-            if len(failures) >= most:
-                retry = (failures[most - 1] + window - now).total_seconds()
+            recent = await failures.login_failures(key, since, most + 1)
+            if len(recent) > most:  # this attempt and ``most`` others
+                for taken_back, _ in keys:
+                    await failures.remove_login_failure(taken_back, now)
+                retry = (recent[most] + window - now).total_seconds()
                 raise LoginLocked(
                     "too many failed logins; try again later", retry_after=max(retry, 1.0)
                 )
         user = await self._storage.users.find_user_by_email(email)
         stored = user.credentials.password_hash if user else None
         if user is None or not await self._passwords.verify(stored, password):
-            for key, _ in keys:
-                await self._storage.accounts.add_login_failure(key, now)
-            raise InvalidCredentials("wrong email or password")
+            raise InvalidCredentials("wrong email or password")  # recorded above
+        await failures.clear_login_failures(keys[0][0])
+        await failures.remove_login_failure(keys[1][0], now)
         if user.status is not UserStatus.ACTIVE:
             raise AccountInactive(f"the account is {user.status.value}")
-        await self._storage.accounts.clear_login_failures(keys[0][0])
         user = await self._roles.at_login(user, settings.admin_emails, _ip_or_none(ip))
         if self._passwords.needs_rehash(user.credentials.password_hash):
             rehashed = await self._passwords.hash(password)

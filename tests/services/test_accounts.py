@@ -173,6 +173,35 @@ async def test_login_gives_a_session_and_wrong_passwords_lock_the_account(env):
     ).user.id == user.id
 
 
+async def test_attempts_at_the_same_time_count_each_other(env):
+    await env.accounts.register("ann@example.com", PW, None)
+    outcomes: list[str] = []
+
+    async def attempt(n: int) -> None:
+        try:
+            await env.accounts.login("ann@example.com", "wrong password", f"203.0.113.{n}", None)
+        except (InvalidCredentials, LoginLocked) as exc:
+            outcomes.append(type(exc).__name__)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(attempt, n)
+    # At most the limit's worth reach the password check (before, all 20 did); the others are
+    # locked out, and a locked attempt is not a failure. (Which ones get through depends on
+    # how the attempts interleave: all 20 may see each other and none get through.)
+    tried = outcomes.count("InvalidCredentials")
+    assert tried <= 3
+    assert outcomes.count("LoginLocked") == 20 - tried
+    failures = env.storage.accounts
+    assert len(await failures.login_failures("account:ann@example.com", T0, 100)) == tried
+    ips = [f"ip:203.0.113.{n}" for n in range(20)]
+    assert sum([len(await failures.login_failures(ip, T0, 9)) for ip in ips]) == tried
+    env.clock.advance(600)
+    await env.accounts.login("ann@example.com", PW, "203.0.113.5", None)
+    assert await failures.login_failures("account:ann@example.com", T0, 100) == []
+    assert await failures.login_failures("ip:203.0.113.5", T0 + dt.timedelta(seconds=1), 9) == []
+
+
 async def test_a_success_forgets_the_accounts_failures(env):
     await env.accounts.register("ann@example.com", PW, None)
     for _ in range(2):

@@ -183,6 +183,11 @@ async def test_login_failures_are_counted_per_key_in_a_window(storage):
     recent = await storage.accounts.login_failures("account:a@example.com", T0 + MINUTE, limit=10)
     assert recent == [T0 + 5 * MINUTE, T0 + MINUTE, T0 + MINUTE]
     assert len(await storage.accounts.login_failures("account:a@example.com", T0, limit=2)) == 2
+    # Taking one back removes one of the failures at that time, and nothing else.
+    await storage.accounts.add_login_failure("ip:203.0.113.1", T0)
+    await storage.accounts.remove_login_failure("ip:203.0.113.1", T0)
+    await storage.accounts.remove_login_failure("ip:203.0.113.1", T0 + MINUTE)
+    assert await storage.accounts.login_failures("ip:203.0.113.1", T0, limit=10) == [T0]
     await storage.accounts.clear_login_failures("account:a@example.com")
     assert await storage.accounts.login_failures("account:a@example.com", T0, limit=10) == []
     assert await storage.accounts.login_failures("ip:203.0.113.1", T0, limit=10) == [T0]

@@ -107,6 +107,13 @@ class MemoryAccountStore:
             times = sorted((f[1] for f in db.accounts.failures.group("key", key)), reverse=True)
             return [t for t in times if t >= since][:limit]
 
+    async def remove_login_failure(self, key: str, at: dt.datetime) -> None:
+        async with self._scope.op() as db:
+            for failure in db.accounts.failures.group("key", key):
+                if failure[1] == at:
+                    db.accounts.failures.delete(failure)
+                    return
+
     async def clear_login_failures(self, key: str) -> None:
         async with self._scope.op() as db:
             for failure in db.accounts.failures.group("key", key):

@@ -194,6 +194,18 @@ class PgAccountStore:
         # The primary: a lockout must see the failure recorded a moment ago.
         return [row["at"] for row in await self._scope.read_primary(fetch)]
 
+    async def remove_login_failure(self, key: str, at: dt.datetime) -> None:
+        async def delete(conn: Connection) -> None:
+            # SKIP LOCKED: attempts taken back at the same time each take back a row of their own.
+            await conn.execute(
+                "DELETE FROM login_failures WHERE ctid = (SELECT ctid FROM login_failures"
+                " WHERE key = $1 AND at = $2 LIMIT 1 FOR UPDATE SKIP LOCKED)",
+                key,
+                at,
+            )
+
+        await self._scope.write(delete)
+
     async def clear_login_failures(self, key: str) -> None:
         async def delete(conn: Connection) -> None:
             await conn.execute("DELETE FROM login_failures WHERE key = $1", key)
