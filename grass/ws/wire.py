@@ -90,6 +90,14 @@ class Wire:
 
     async def receive_bytes(self) -> bytes:
         """Plain bytes as they arrive (decrypted); b"" at the end of the stream."""
+        if self._tls is not None:
+            # Records already buffered first: the read that ended the handshake may have
+            # carried the request too, and the socket will not become readable for it again.
+            plain = self._decrypt(b"")
+            if plain is None:
+                return b""
+            if plain:
+                return plain
         while True:
             data = await self._receive_raw()
             if self._tls is None or not data:

@@ -4,6 +4,7 @@ finish, TLS, the fallback without a poller, and no reference cycles per connecti
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import ssl
 
@@ -127,6 +128,35 @@ async def test_tls_on_the_node_port_with_a_self_signed_certificate():
             with pytest.raises(trio.BrokenResourceError) as caught:
                 await tls.do_handshake()
         assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+
+
+async def test_tls_the_upgrade_request_in_the_same_read_as_the_handshakes_end(autojump_clock):
+    """The client's last handshake flight and its request in one write: the request is read
+    from what the handshake left buffered (it used to wait for more, then connect_timeout)."""
+    async with harness(ssl_context=tls_server_context()) as h:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = insecure_client_context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        stream = await trio.open_tcp_stream("127.0.0.1", h.port)
+        async with stream:
+            with trio.fail_after(30):  # beyond connect_timeout (10 s)
+                while True:
+                    try:
+                        tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        if outgoing.pending:
+                            await stream.send_all(outgoing.read())
+                        incoming.write(await stream.receive_some(65536))
+                tls.write(upgrade_request(h.port))
+                await stream.send_all(outgoing.read())  # Finished and the request together
+                response = b""
+                while b"\r\n\r\n" not in response:
+                    data = await stream.receive_some(65536)
+                    assert data, "dropped without an answer"
+                    incoming.write(data)
+                    with contextlib.suppress(ssl.SSLWantReadError):
+                        response += tls.read(65536)
+        assert response.startswith(b"HTTP/1.1 101 ")
 
 
 async def test_open_node_socket_closes_its_stream_when_the_upgrade_is_refused(nursery) -> None:
