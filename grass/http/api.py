@@ -281,7 +281,18 @@ MAX_PATH_PARAMETER = 256
 
 def _check_path(route: Route, path: dict[str, str]) -> None:
     if route.path_fields is not None:
-        s.structure(path, route.path_fields, what="path")
+        hints = typing.get_type_hints(route.path_fields)
+        problems: dict[str, str] = {}
+        raw: dict[str, Any] = {}
+        for name, text in path.items():
+            try:
+                raw[name] = _path_value(text, hints[name])
+            except ValueError as exc:
+                problems[name] = str(exc)
+        if problems:
+            summary = "; ".join(f"{k}: {v}" for k, v in problems.items())
+            raise ValidationFailed(f"invalid path: {summary}", details={"fields": problems})
+        s.structure(raw, route.path_fields, what="path")
         return
     problem = f"must be 1 to {MAX_PATH_PARAMETER} characters"
     bad = {k: problem for k, v in path.items() if not 1 <= len(v) <= MAX_PATH_PARAMETER}
@@ -344,6 +355,15 @@ def _query_value(text: str, kind: Any) -> Any:
     if kind in (str, dt.datetime) or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
         return text
     raise TypeError(f"query parameters of type {kind!r} are not supported")
+
+
+def _path_value(text: str, kind: Any) -> Any:
+    """A path segment is text: an int field takes ASCII digits (a bigint's worth) only."""
+    if kind is int:
+        if not re.fullmatch(r"[0-9]{1,19}", text):
+            raise ValueError("must be an integer")
+        return int(text)
+    return text
 
 
 def _reply(route: Route, result: Any) -> Response:

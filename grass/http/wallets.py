@@ -8,7 +8,6 @@ import attrs
 from quart import Quart
 
 from grass.domain.users import ApiScope
-from grass.errors import ValidationFailed
 from grass.http import schema as s
 from grass.http.api import Call, api_of
 from grass.http.auth import USER, user_or_key
@@ -70,12 +69,9 @@ class ClaimView:
     )
 
 
-def _epoch(text: str) -> int:
-    if not text.isdigit() or int(text) > _EPOCH_MAX:
-        raise ValidationFailed(
-            "the epoch is an integer >= 0", details={"fields": {"epoch": "not an epoch number"}}
-        )
-    return int(text)
+@attrs.frozen(kw_only=True)
+class ClaimPath:
+    epoch: int = s.integer(minimum=0, maximum=_EPOCH_MAX)
 
 
 def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
@@ -129,11 +125,12 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
         description=_LATEST_ONLY,
         tag=TAG,
         auth=user_or_key(ApiScope.EARNINGS_READ),
+        path_fields=ClaimPath,
         response=ClaimView,
-        errors=(ValidationFailed, EpochNotFound, NoBalance, WalletNotLinked),
+        errors=(EpochNotFound, NoBalance, WalletNotLinked),
     )
     async def get_claim(call: Call) -> ClaimView:
-        claim = await wallets.claim(call.user_id, _epoch(call.path["epoch"]))
+        claim = await wallets.claim(call.user_id, int(call.path["epoch"]))
         return ClaimView(
             epoch=claim.epoch,
             account=claim.account,

@@ -150,3 +150,24 @@ async def test_claim_for_the_linked_wallet(full_app):
     ]:
         response = await client.get(path, headers=bearer(me.session_token))
         assert (response.status_code, await _error(response)) == (status, code)
+
+
+async def test_claim_epoch_is_ascii_digits_in_range(full_app):
+    me = await make_actor(full_app.storage)
+    client = full_app.client()
+    # "²" passes str.isdigit() and int() refuses it (a 500 once); int() reads "\u0661" as 1.
+    for segment in ("%C2%B2", "%D9%A1", "-1", "1.0", "9223372036854775808", "0x1"):
+        response = await client.get(f"/api/v1/me/claims/{segment}", headers=bearer(me.api_key))
+        assert response.status_code == 422, segment
+        error = (await response.get_json())["error"]
+        assert error["code"] == "validation_failed"
+        assert list(error["details"]["fields"]) == ["epoch"]
+    response = await client.get("/api/v1/me/claims/9223372036854775807", headers=bearer(me.api_key))
+    assert (response.status_code, await _error(response)) == (404, "epoch_not_found")
+
+
+async def test_claim_epoch_is_documented_as_an_integer(full_app):
+    response = await full_app.client().get("/openapi.json")
+    operation = (await response.get_json())["paths"]["/api/v1/me/claims/{epoch}"]["get"]
+    (param,) = operation["parameters"]
+    assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
