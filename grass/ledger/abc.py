@@ -326,6 +326,11 @@ class Ledger(Protocol):
 
     async def settlements(self) -> list[Settlement]: ...
 
+    async def latest_settlement(self) -> int | None:
+        """The highest epoch with a settlement record (any status), from the journal alone:
+        what crediting asks on every bucket close, which must not wait on the anchor."""
+        ...
+
     async def proof(self, user_id: str, epoch: int) -> Proof: ...
 
     async def claimed(self, account: bytes) -> int | None:

@@ -183,6 +183,9 @@ class AnchoredLedger:
     async def settlements(self) -> list[Settlement]:
         return [await self._as_anchored_here(s) for s in await self.journal.settlements()]
 
+    async def latest_settlement(self) -> int | None:
+        return max((s.epoch for s in await self.journal.settlements()), default=None)
+
     async def proof(self, user_id: str, epoch: int) -> Proof:
         record = await self._record(epoch)
         account = await self.journal.account_of(check_user_id(user_id), epoch)

@@ -95,7 +95,8 @@ class EpochService:
         else:
             if epoch.status is not EpochStatus.OPEN:
                 return False
-        return all(s.epoch < number for s in await self._ledger.settlements())
+        latest = await self._ledger.latest_settlement()
+        return latest is None or latest < number
 
     async def credit_epoch(self, accrued_at: dt.datetime, closed_at: dt.datetime) -> int:
         """The ledger epoch of credits accrued at ``accrued_at`` and written at ``closed_at``:

@@ -123,3 +123,30 @@ async def test_two_instances_ensuring_one_epoch_at_once_agree(storage):
         assert len(got) == 4
         assert len({(e.number, e.start, e.end) for e in got}) == 1
         assert await statuses(storage) == [(number, EpochStatus.OPEN)]
+
+
+async def test_crediting_asks_the_journal_not_the_anchor(storage, monkeypatch):
+    """Every close asks whether its epoch still takes credits; with a chain anchor, asking the
+    anchor for every settled epoch's reference made each close depend on the chain (and cost
+    one call per epoch ever settled)."""
+    config = demo_config()
+    user = await add_user(storage)
+    device = await add_device(storage, user, ip=IP1)
+    await storage.devices.set_scores({device.device_id: score(100)})
+    await storage.uptime.add_uptime([delta(device, T0, 60)])
+    async with open_memory_ledger() as ledger:
+        e = build(storage, ledger, config, Clock(T0 + 2 * MINUTE))
+        for _ in range(3):
+            await e.closer.tick()
+            e.clock.now += MINUTE
+        assert await ledger.latest_settlement() == e.epochs.number_at(T0)
+
+        async def chain_down(epoch: int) -> str | None:
+            raise ConnectionError("the chain does not answer")
+
+        monkeypatch.setattr(ledger.anchor, "ref", chain_down)
+        await storage.uptime.add_uptime([delta(device, e.clock.now - MINUTE, 60)])
+        e.clock.now += MINUTE
+        await e.closer.tick()
+        balance = await ledger.balance(user.id)
+        assert balance.settled + balance.pending == 2 * (1_000_000 // 60)

@@ -171,7 +171,9 @@ async def test_cumulative_amounts_across_two_epochs(harness, autojump_clock):
 async def test_settle_is_idempotent_and_ordered(harness, autojump_clock):
     ledger = harness.ledger
     await ledger.record([credit("a1"), credit("a3", epoch=3)])
+    assert await ledger.latest_settlement() is None
     settled = await ledger.settle(3)
+    assert await ledger.latest_settlement() == 3
     assert await ledger.settle(3) == settled
     assert await harness.anchor_writes(3) == 1
     with pytest.raises(AlreadySettled):
