@@ -246,7 +246,9 @@ class UptimeFlusher:
         """Write everything pending; on failure keep it for the next call. Never raises on a
         storage error (it is logged): the next interval retries."""
         # The rows and deltas of every device are short-lived and acyclic: no collector pass
-        # while they exist (grass.ws.collector).
+        # while they exist (grass.ws.collector). The pause spans the storage awaits: CPython
+        # counts allocations while the collector is off, so turning it on before the rows and
+        # deltas are freed would start a young pass over all of them at once.
         async with self._lock:
             with collector.paused():
                 return await self._flush()
@@ -275,23 +277,31 @@ class UptimeFlusher:
         retired, self._retired = self._retired, []
         if self._forgotten:
             self._drop_forgotten(retired)
-        # Retired first: a device's newer session, if any, has the last word on its row.
-        for n, accrual in enumerate((*retired, *self._live), 1):
-            if not n % COLLECT_SLICE:
-                # Tens of thousands of sessions take a while: the nodes' PINGs go on meanwhile
-                # (what a session does then is taken next time: take() zeroes what it took).
-                await trio.lowlevel.checkpoint()
-            if accrual.device_id in self._forgotten:
-                accrual.take()
-                continue
-            for delta in accrual.take():
-                old = self._carry.get(delta.key)
-                if old is not None:
-                    delta = attrs.evolve(delta, stats=old.stats + delta.stats)
-                self._carry[delta.key] = delta
-            if accrual.dirty or (not accrual.closed and accrual.device_id in self._rows):
-                accrual.dirty = False
-                self._rows[accrual.device_id] = accrual.device_row()
+        n = 0
+        try:
+            # Retired first: a device's newer session, if any, has the last word on its row.
+            for n, accrual in enumerate((*retired, *self._live), 1):
+                if not n % COLLECT_SLICE:
+                    # Tens of thousands of sessions take a while: the nodes' PINGs go on
+                    # meanwhile (what a session does then is taken next time: take() zeroes
+                    # what it took).
+                    await trio.lowlevel.checkpoint()
+                if accrual.device_id in self._forgotten:
+                    accrual.take()
+                    continue
+                for delta in accrual.take():
+                    old = self._carry.get(delta.key)
+                    if old is not None:
+                        delta = attrs.evolve(delta, stats=old.stats + delta.stats)
+                    self._carry[delta.key] = delta
+                if accrual.dirty or (not accrual.closed and accrual.device_id in self._rows):
+                    accrual.dirty = False
+                    self._rows[accrual.device_id] = accrual.device_row()
+        except BaseException:
+            # Cancelled at a checkpoint (a shutdown): the retired sessions not taken yet go
+            # back, ahead of those retired since; what was taken stays in _carry and _rows.
+            self._retired[:0] = retired[max(n - 1, 0) :]
+            raise
 
     def _drop_forgotten(self, retired: list[Accrual]) -> None:
         forgotten = self._forgotten

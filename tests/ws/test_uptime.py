@@ -12,15 +12,17 @@ from grass.domain.uptime import UptimeFlushResult
 from grass.ids import short_id
 from grass.storage.abc import StorageUnavailable
 from grass.storage.memory import MemoryStorage
-from grass.ws.uptime import Accrual, UptimeFlusher
+from grass.ws.uptime import COLLECT_SLICE, Accrual, UptimeFlusher
 from tests.storage.conftest import make_user
 
 HOUR = 3600
 T0 = 1_700_002_800.0  # a bucket boundary (divisible by 3600)
 
 
-def accrual(now: float = T0, *, cap: float = 180.0, user_id: str | None = None, **kw) -> Accrual:
-    return Accrual(
+def accrual(
+    now: float = T0, *, cap: float = 180.0, user_id: str | None = None, cls=Accrual, **kw
+) -> Accrual:
+    return cls(
         device_id=kw.pop("device_id", str(uuid.uuid4())),
         user_id=user_id or short_id(),
         ip=kw.pop("ip", "203.0.113.9"),
@@ -183,3 +185,45 @@ async def test_the_flusher_task_writes_every_interval(autojump_clock):
         assert flusher.flushes == 1
         assert (await storage.uptime.uptime_stats(device_id=a.device_id)).seconds == 30
         nursery.cancel_scope.cancel()
+
+
+class CancelsWhenTaken(Accrual):
+    """Cancels ``scope`` when the flusher takes it: the flush's next checkpoint raises."""
+
+    scope: trio.CancelScope
+
+    def take(self):
+        self.scope.cancel()
+        return super().take()
+
+
+async def test_a_flush_cancelled_while_collecting_loses_and_repeats_nothing():
+    """Cancelled at its first checkpoint (a shutdown cancels the flusher while it flushes), a
+    flush keeps every retired session it had not taken yet: the next one writes them all."""
+    storage = MemoryStorage()
+    stores = RecordingStores(storage)
+    flusher = UptimeFlusher(stores, stores, interval=lambda: 5.0)
+    [user_id] = await users(storage, 1)
+    count = 600
+    assert count > 2 * COLLECT_SLICE
+    scope = trio.CancelScope()
+    accruals = [
+        accrual(T0, user_id=user_id, cls=CancelsWhenTaken if i == 0 else Accrual)
+        for i in range(count)
+    ]
+    accruals[0].scope = scope
+    for a in accruals:
+        flusher.add(a)
+        a.heartbeat(T0 + 60)
+        flusher.retire(a)
+    with scope:
+        await flusher.flush_now()
+    assert scope.cancelled_caught
+    assert stores.upserts == stores.adds == []
+    await flusher.flush_now()
+    await flusher.flush_now()  # nothing left: no second write
+    assert stores.upserts == stores.adds == [count]
+    for a in accruals:
+        assert (await storage.uptime.uptime_stats(device_id=a.device_id)).seconds == 60
+        device = await storage.devices.get_device(a.device_id)
+        assert device.status is DeviceStatus.OFFLINE
