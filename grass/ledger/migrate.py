@@ -116,6 +116,9 @@ async def migrate_ledger(
         ahead = {
             "recorded on the source": record.root,
             "recomputed from the source's journal": expected,
+            # A source whose anchor lost or changed the root is not what the journal says was
+            # settled: moving it would hide that the source disagrees.
+            "held by the source's anchor": await source.anchor.anchored(epoch),
         }
         if not shared:
             ahead["recomputed from the target's journal"] = await target.journal_root(

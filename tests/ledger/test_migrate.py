@@ -178,3 +178,25 @@ async def test_a_record_that_disagrees_with_the_journal_stops_the_migration():
     assert await target.anchor.anchored(1) == (await source.journal.settlement(1)).root
     assert await target.anchor.anchored(2) is None
     assert await target.anchor.anchored(3) is None
+
+
+@pytest.mark.parametrize("damage", ["changed", "lost"])
+async def test_a_source_anchor_that_disagrees_stops_the_migration(damage):
+    source = AnchoredLedger(MemoryJournal(), MemoryAnchor())
+    await _fill(source)
+    # The source's anchor no longer holds what the journal says it settled for epoch 2.
+    anchor = source.anchor
+    assert isinstance(anchor, MemoryAnchor)
+    if damage == "lost":
+        del anchor._roots[2]
+    else:
+        anchor._roots[2] = attrs.evolve(anchor._roots[2], root=keccak256(b"other"))
+    assert not (await source.verify()).ok
+    target = AnchoredLedger(source.journal, MemoryAnchor())
+    with pytest.raises(VerificationFailed) as info:
+        await migrate_ledger(source, target)
+    details = info.value.details
+    assert (details["epoch"], details["moved"]) == (2, [1])
+    held = details["roots"]["held by the source's anchor"]
+    assert held != details["roots"]["recorded on the source"]
+    assert await target.anchor.anchored(2) is None
