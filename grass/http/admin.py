@@ -15,7 +15,7 @@ from grass.domain.pages import Page
 from grass.http import schema as s
 from grass.http.api import Call, PageQuery, api_of
 from grass.http.auth import ADMIN
-from grass.http.network import PRINTABLE, DevicePath
+from grass.http.network import DevicePath
 from grass.services.admin import (
     AdminService,
     AlreadyBanned,
@@ -65,13 +65,13 @@ class RangeBanRequest:
     """A CIDR range (``10.0.0.0/8``) or one address; host bits must be zero."""
 
     range: str = s.text(max_length=64, min_length=1, pattern=RANGE_PATTERN)
-    reason: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
+    reason: str | None = s.text(max_length=256, optional=True, default=None)
 
 
 @attrs.frozen(kw_only=True)
 class UserBanRequest:
     user_id: str = s.text(max_length=64, min_length=1)
-    reason: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
+    reason: str | None = s.text(max_length=256, optional=True, default=None)
 
 
 @attrs.frozen(kw_only=True)
@@ -107,9 +107,9 @@ class FlagValue:
 
 @attrs.frozen(kw_only=True)
 class AuditQuery(PageQuery):
-    actor_id: str | None = s.text(max_length=64, pattern=PRINTABLE, optional=True, default=None)
+    actor_id: str | None = s.text(max_length=64, optional=True, default=None)
     action: AuditAction | None = None
-    target_id: str | None = s.text(max_length=256, pattern=PRINTABLE, optional=True, default=None)
+    target_id: str | None = s.text(max_length=256, optional=True, default=None)
 
 
 @attrs.frozen(kw_only=True)

@@ -12,6 +12,7 @@ from quart import Quart
 from grass.domain.earnings import EarningsTotals
 from grass.domain.pages import Page
 from grass.domain.users import ApiScope
+from grass.http import schema as s
 from grass.http.api import Call, PageQuery, api_of
 from grass.http.auth import user_or_key
 from grass.http.views import time_zone
@@ -53,7 +54,7 @@ class HistoryQuery:
     tz: str | None = time_zone(default=None)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    device_id: str | None = None
+    device_id: str | None = s.text(max_length=64, optional=True, default=None)
 
 
 @attrs.frozen(kw_only=True)

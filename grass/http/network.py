@@ -26,9 +26,6 @@ from grass.services.network import (
 #: The summary is polled by every open dashboard: a few seconds of staleness are fine.
 SUMMARY_CACHE = "private, max-age=5"
 
-#: Printable text only: control characters have no business in a name (nor in PostgreSQL).
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-
 READ = user_or_key(ApiScope.DEVICES_READ, ApiScope.STATS_READ)
 
 
@@ -104,7 +101,7 @@ class DevicePath:
 class DeviceRename:
     """A new name; null or blank goes back to the default name."""
 
-    name: str | None = s.text(max_length=64, pattern=PRINTABLE, optional=True)
+    name: str | None = s.text(max_length=64, optional=True)
 
 
 def _parts(c: ScoreComponents) -> ScoreParts:

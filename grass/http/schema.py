@@ -31,6 +31,11 @@ UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SHORT_ID_PATTERN = "^[A-Za-z0-9_-]{21}$"
 SHA256_PATTERN = "^[0-9a-f]{64}$"
 
+#: Printable text only: control characters (C0, DEL, C1) have no business in a name, and
+#: PostgreSQL refuses NUL. The default pattern of :func:`text`.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 
 class FieldInvalid(ValueError):
     """Raised by the field validators declared here; the message names the rule broken."""
@@ -48,8 +53,15 @@ def text(
     format: str | None = None,
     default: Any = attrs.NOTHING,
     optional: bool = False,
+    printable: bool = True,
 ) -> Any:
-    """A string field (``None`` allowed when ``optional``) with its constraints in the schema."""
+    """A string field (``None`` allowed when ``optional``) with its constraints in the schema.
+
+    Control characters are refused unless ``printable`` is false (a password is hashed, never
+    stored nor shown); without a ``pattern`` of its own the field shows :data:`PRINTABLE`.
+    """
+    if printable and pattern is None:
+        pattern = PRINTABLE
     compiled = re.compile(pattern) if pattern else None
     fragment: dict[str, Any] = {"type": "string", "maxLength": max_length}
     if min_length:
@@ -66,6 +78,8 @@ def text(
             raise _fail(attribute, "must be a string")
         if not min_length <= len(value) <= max_length:
             raise _fail(attribute, f"must be {min_length} to {max_length} characters")
+        if printable and _CONTROL.search(value):
+            raise _fail(attribute, "must not contain control characters")
         if compiled and not compiled.search(value):
             raise _fail(attribute, f"must match {pattern}")
 

@@ -48,7 +48,7 @@ def email_field() -> Any:
 
 
 def password_field() -> Any:
-    return s.text(max_length=256, min_length=8)
+    return s.text(max_length=256, min_length=8, printable=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -63,7 +63,7 @@ class Register:
 @attrs.frozen(kw_only=True)
 class Login:
     email: str = email_field()
-    password: str = s.text(max_length=256, min_length=1)
+    password: str = s.text(max_length=256, min_length=1, printable=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -84,13 +84,13 @@ class ResetConfirm:
 
 @attrs.frozen(kw_only=True)
 class PasswordChange:
-    current_password: str = s.text(max_length=256, min_length=1)
+    current_password: str = s.text(max_length=256, min_length=1, printable=False)
     new_password: str = password_field()
 
 
 @attrs.frozen(kw_only=True)
 class PasswordConfirm:
-    password: str = s.text(max_length=256, min_length=1)
+    password: str = s.text(max_length=256, min_length=1, printable=False)
 
 
 @attrs.frozen(kw_only=True)
