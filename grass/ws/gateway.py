@@ -8,7 +8,9 @@ claims, device owner, paused, score, device cap) and registers it: those refusal
 answer, so they are a close with 1008 (4001 for a paused device) after the upgrade.
 
 Every upgrade refusal is a 403, a bad token included (not a 401): a node cannot act on the
-difference, and the body's ``code`` names the reason.
+difference, and the body's ``code`` names the reason. Checks that cannot decide (storage down,
+or no answer by the request's deadline: ``node.connect_timeout`` after the TCP accept) are
+answered with their own status, 503: the node tries again later.
 
 Origin policy: ``chrome-extension://<id>`` is allowed when ``node.allowed_extension_ids`` is
 empty or lists the id; no Origin (desktop clients) is allowed; any other origin is refused.
@@ -29,7 +31,7 @@ from grass import logs
 from grass.config import Config
 from grass.domain.addresses import ClientAddress
 from grass.domain.devices import DeviceType
-from grass.errors import Forbidden, Unauthenticated, http_error
+from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
 from grass.metrics import Metrics
 from grass.storage.abc import DeviceStore, StorageNotFound, UptimeStore, UserStore
 from grass.ws import token as tokens
@@ -95,6 +97,10 @@ class UnknownUser(Unauthenticated):
 class ClaimsMismatch(Unauthenticated):
     code = "token_claims_mismatch"
     ws_close_code = 1008
+
+
+class UpgradeTimeout(Unavailable):
+    code = "upgrade_timeout"
 
 
 def canonical_ip(address: str) -> str:
@@ -206,11 +212,19 @@ class Gateway:
         ip = self._client_ip(request)
         try:
             claims = self._check_upgrade(request, ip)
-            for upgrade_check in self.upgrade_checks:
-                await upgrade_check(ip, claims)
+            with trio.move_on_at(request.deadline) as checks:
+                for upgrade_check in self.upgrade_checks:
+                    await upgrade_check(ip, claims)
+            if checks.cancelled_caught:
+                raise UpgradeTimeout("the upgrade could not be checked in time")
             self.registry.open(ip)
         except (Forbidden, Unauthenticated) as exc:
             await request.reject(UPGRADE_REFUSED, http_error(exc).body)
+            return
+        except GrassError as exc:  # storage down or slow: not the node's fault
+            error = http_error(exc)
+            log.warning("upgrade not checked", error=str(exc), status=error.status)
+            await request.reject(error.status, error.body)
             return
         try:
             transport = await request.accept()

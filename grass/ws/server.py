@@ -3,6 +3,8 @@
 The handler receives each upgrade as a :class:`NodeRequest` before anything is answered, so it
 can refuse with an HTTP status and a JSON error body (``reject``) from the request alone, or
 ``accept`` and run the connection over the :class:`~grass.ws.transport.NodeSocket` it returns.
+It answers by the request's ``deadline`` (``connect_timeout`` after the TCP accept), which
+bounds what it checks before answering.
 The server counts accepted sockets so that stopping can be two steps a graceful shutdown can
 order: ``stop_accepting`` closes the listeners, ``close_all`` ends every connection (its session
 closes with 1001, going away).
@@ -178,10 +180,11 @@ class NodeServer:
 
     async def _connection(self, node: NodeSocket, address: Any) -> None:
         request: NodeRequest | None = None
+        deadline = trio.current_time() + self._connect_timeout
         try:
-            with trio.move_on_after(self._connect_timeout):
+            with trio.move_on_at(deadline):
                 try:
-                    request = await self._read_upgrade(node, address)
+                    request = await self._read_upgrade(node, address, deadline)
                 except BadUpgrade as exc:
                     body = {"error": {"code": "bad_upgrade", "message": str(exc), "details": {}}}
                     await _refuse(node, exc.status, body, exc.headers)
@@ -200,7 +203,7 @@ class NodeServer:
                 self._metrics.node_connections.dec()
                 self._metrics.node_closes.labels(str(node.close_code or "none")).inc()
 
-    async def _read_upgrade(self, node: NodeSocket, address: Any) -> NodeRequest:
+    async def _read_upgrade(self, node: NodeSocket, address: Any, deadline: float) -> NodeRequest:
         await node.start_tls()
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_SIZE)
         while True:
@@ -227,6 +230,7 @@ class NodeServer:
             list(event.headers),
             event.target.decode("latin-1"),
             str(remote),
+            deadline,
         )
 
     def _accepted_connection(self, node: NodeSocket) -> None:
@@ -306,6 +310,7 @@ class NodeRequest:
         "_server",
         "_socket",
         "connection",
+        "deadline",
         "headers",
         "path",
         "rejected",
@@ -321,6 +326,7 @@ class NodeRequest:
         headers: list[tuple[bytes, bytes]],
         path: str,
         remote_address: str,
+        deadline: float,
     ) -> None:
         self._server = server
         self._socket = node
@@ -330,6 +336,8 @@ class NodeRequest:
         self.headers: Sequence[tuple[bytes, bytes]] = headers
         self.path = path
         self.remote_address = remote_address
+        #: When the handler must have answered (trio time): the end of connect_timeout.
+        self.deadline = deadline
         self.connection: NodeSocket | None = None
         self.rejected: int | None = None
 

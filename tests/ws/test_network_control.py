@@ -4,6 +4,7 @@ kicking live nodes (also when another instance holds them), banned ranges and us
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,7 @@ class FakeRequest:
         self.remote_address = ip
         self.headers: list[tuple[bytes, bytes]] = []
         self.path = path
+        self.deadline = math.inf
         self.rejected: tuple[int, dict] | None = None
 
     def header(self, name: str) -> str | None:

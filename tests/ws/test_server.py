@@ -17,6 +17,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Pong, Request
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameProtocol
 
+from grass.storage.abc import StorageUnavailable
 from grass.ws.client import insecure_client_context, open_node_socket
 from tests.ws.test_gateway import (
     RawNode,
@@ -98,6 +99,45 @@ async def test_handshakes_that_never_finish_are_closed_by_connect_timeout():
         assert (await h.storage.uptime.uptime_stats(device_id=device_id)).seconds == 60
         assert h.server.connection_count == 1
         assert h.gateway.registry.connections_from("127.0.0.1") == 1
+
+
+async def test_an_upgrade_check_that_finds_storage_down_is_answered_503(autojump_clock):
+    async def storage_down(ip, claims) -> None:
+        raise StorageUnavailable("the database does not answer")
+
+    async with harness() as h:
+        h.gateway.upgrade_checks.append(storage_down)
+        stream = await trio.open_tcp_stream("127.0.0.1", h.port)
+        async with stream:
+            await stream.send_all(upgrade_request(h.port))
+            response = await read_to_eof(stream)
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert json.loads(body)["error"]["code"] == "unavailable"
+        assert h.server.connection_count == 0
+
+
+async def test_upgrade_checks_are_bounded_by_connect_timeout(autojump_clock):
+    """Storage that never answers: the upgrade is refused 503 once connect_timeout (counted
+    from the TCP accept) is over, not left waiting."""
+
+    async def storage_hangs(ip, claims) -> None:
+        await trio.sleep_forever()
+
+    async with harness(connect_timeout=2.0) as h:
+        h.gateway.upgrade_checks.append(storage_hangs)
+        stream = await trio.open_tcp_stream("127.0.0.1", h.port)
+        async with stream:
+            started = trio.current_time()
+            await trio.sleep(1.5)  # most of connect_timeout spent on the request
+            await stream.send_all(upgrade_request(h.port))
+            response = await read_to_eof(stream)
+            assert trio.current_time() - started == pytest.approx(2.0, abs=0.1)
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert json.loads(body)["error"]["code"] == "upgrade_timeout"
+        assert h.server.connection_count == 0
+        assert h.gateway.registry.connections_from("127.0.0.1") == 0
 
 
 def tls_server_context() -> ssl.SSLContext:
