@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
@@ -34,6 +35,9 @@ from grass.ledger.abc import (
 )
 from grass.ledger.merkle import MerkleTree, TreeBuild, parse_account
 
+#: Merkle trees kept for proofs: the latest epoch's, which claims use, and the one before.
+TREES_KEPT = 2
+
 
 class AnchoredLedger:
     """The :class:`Ledger`: a journal plus an anchor.
@@ -58,7 +62,10 @@ class AnchoredLedger:
         self.step_hook = step_hook
         # One settlement at a time per process; across processes the settler is a singleton job.
         self._settling = trio.Lock()
-        self._tree_cache: tuple[int, MerkleTree] | None = None
+        #: The trees of the last epochs asked for (closed epochs' trees never change), and
+        #: the builds under way: a burst of proof requests builds each tree once.
+        self._trees: OrderedDict[int, MerkleTree] = OrderedDict()
+        self._building: dict[int, trio.Event] = {}
 
     async def record(self, credits: Sequence[Credit]) -> RecordResult:
         for credit in credits:
@@ -145,13 +152,27 @@ class AnchoredLedger:
         return attrs.evolve(record, anchor_ref=ref)
 
     async def _tree(self, epoch: int, progress: Progress = no_progress) -> MerkleTree:
-        # Proofs for the latest epoch come in bursts (every user claims); a closed epoch's tree
-        # never changes, so keeping the last one spares a million-leaf rebuild per request.
-        if self._tree_cache is not None and self._tree_cache[0] == epoch:
-            return self._tree_cache[1]
-        tree = await self._build_tree(epoch, progress)
-        self._tree_cache = (epoch, tree)
+        # Proofs come in bursts (every user claims) and a million-leaf tree takes seconds and
+        # hundreds of megabytes to build: one build per epoch, shared, and a few kept.
+        while (tree := self._trees.get(epoch)) is None:
+            building = self._building.get(epoch)
+            if building is None:
+                return await self._build_shared(epoch, progress)
+            await building.wait()  # then look again: that build may have failed
+        self._trees.move_to_end(epoch)
         return tree
+
+    async def _build_shared(self, epoch: int, progress: Progress) -> MerkleTree:
+        done = self._building[epoch] = trio.Event()
+        try:
+            tree = await self._build_tree(epoch, progress)
+            self._trees[epoch] = tree
+            while len(self._trees) > TREES_KEPT:
+                self._trees.popitem(last=False)
+            return tree
+        finally:
+            del self._building[epoch]
+            done.set()
 
     async def _build_tree(self, epoch: int, progress: Progress) -> MerkleTree:
         build = TreeBuild(await self.journal.leaves(epoch, progress))
