@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 
@@ -284,3 +286,32 @@ async def test_a_torn_last_line_is_a_change_that_never_happened(tmp_path, autoju
     reopened.set_root(2, ROOT2)
     reopened.mine()
     assert MockChain(path).roots(2) == ROOT2
+
+
+async def test_a_chain_kept_in_the_former_snapshot_file_is_carried_over(tmp_path, autojump_clock):
+    tree = MerkleTree.build({ALICE: 7})
+    chain = MockChain(tmp_path / "now" / "chain.jsonl")
+    chain.set_root(1, tree.root)
+    chain.mine()
+    chain.claim(ALICE, 7, tree.proof(ALICE), sender=OWNER)
+    chain.mine()
+    chain.set_root(2, ROOT2)
+    # What the former code wrote: one JSON document, chain.json, beside where the log goes.
+    old = tmp_path / "then" / "chain.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps(chain._snapshot(), separators=(",", ":")))
+    carried = MockChain(tmp_path / "then" / "chain.jsonl")
+    assert carried.state_digest() == chain.state_digest()
+    assert MockChain(tmp_path / "then" / "chain.jsonl").state_digest() == chain.state_digest()
+    assert old.exists()
+
+
+async def test_a_log_line_that_is_not_a_change_is_refused_not_cut(tmp_path, autojump_clock):
+    path = tmp_path / "chain.jsonl"
+    MockChain(path).set_root(1, ROOT1)
+    with path.open("ab") as f:
+        f.write(b'{"owner": "someone else"}\n')
+    kept = path.read_bytes()
+    with pytest.raises(ValueError, match="line 3 is not a change"):
+        MockChain(path)
+    assert path.read_bytes() == kept
