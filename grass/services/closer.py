@@ -17,7 +17,8 @@ One pass (:meth:`BucketCloser.tick`), on one instance at a time (the job lock):
 4. uptime found in buckets past the correction window that was never paid is reported (a
    warning and ``grass_closer_late_uptime_unpaid_seconds_total``), once;
 5. epochs whose end is ``closer.delay`` past and whose buckets are all closed are closed
-   (totals frozen) and settled on the ledger.
+   (totals frozen) and settled on the ledger; a bucket past the window counts as closed (its
+   unpaid uptime is only reported, step 4), so it never holds an epoch open.
 
 Crash safety: step 3's write is atomic and its keys name bucket, revision and recipient, so a
 re-run after a crash before it pays everything, and after it pays nothing again (the targets
@@ -141,7 +142,12 @@ class BucketCloser:
             for start, revision, seconds in await self._due(now):
                 await self.close_bucket(start, revision, seconds, now)
             await self._past_window(now)
-            await self._epochs.close_due(now, self._all_closed)
+            window_start, _ = self._window(now)
+
+            async def all_closed(since: dt.datetime, until: dt.datetime) -> bool:
+                return await self._all_closed(since, until, window_start=window_start)
+
+            await self._epochs.close_due(now, all_closed)
             return True
 
     def _window(self, now: dt.datetime) -> closing.Range:
@@ -221,15 +227,27 @@ class BucketCloser:
                 self._metrics.closer_late_unpaid.inc(new)
             self._reported[bucket] = missed
 
-    async def _all_closed(self, since: dt.datetime, until: dt.datetime) -> bool:
+    async def _all_closed(
+        self, since: dt.datetime, until: dt.datetime, *, window_start: dt.datetime
+    ) -> bool:
+        """Whether the buckets in [since, until) are all paid as far as they ever will be:
+        every close credited, and every bucket still in the window closed for all its seconds.
+
+        A bucket that left the window (``window_start``: it started before it) is never closed
+        or corrected again, so its unpaid uptime (late, or written while the closer was down
+        longer than the window) is only reported (:meth:`_past_window`) and cannot hold its
+        epoch, nor the later ones (they close in order), open for ever."""
         seconds = await self._stores.payouts.bucket_seconds(since=since, until=until)
         closes = {
             c.bucket_start: c
             for c in await self._stores.payouts.list_closes(since=since, until=until)
         }
+        if not all(c.credited for c in closes.values()):
+            return False
         return all(
-            (c := closes.get(start)) is not None and c.seconds >= s and c.credited
+            (c := closes.get(start)) is not None and c.seconds >= s
             for start, s in seconds.items()
+            if start >= window_start
         )
 
     async def close_bucket(

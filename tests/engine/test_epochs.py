@@ -150,3 +150,55 @@ async def test_crediting_asks_the_journal_not_the_anchor(storage, monkeypatch):
         await e.closer.tick()
         balance = await ledger.balance(user.id)
         assert balance.settled + balance.pending == 2 * (1_000_000 // 60)
+
+
+DAY = dt.timedelta(days=1)
+
+
+def weekly_config():
+    """The default 7-day epochs and 3-day correction window, epoch 0 starting at T0."""
+    return engine_config(epoch_genesis=int(T0.timestamp()))
+
+
+async def test_late_uptime_past_the_window_does_not_hold_epochs_open_for_ever(storage):
+    user = await add_user(storage)
+    device = await add_device(storage, user, ip=IP1)
+    await storage.devices.set_scores({device.device_id: score(100)})
+    await storage.uptime.add_uptime([delta(device, T0, 3600), delta(device, T0 + 8 * DAY, 60)])
+    async with open_memory_ledger() as ledger:
+        e = build(storage, ledger, weekly_config(), Clock(T0 + dt.timedelta(minutes=70)))
+        await e.closer.tick()
+        assert (await ledger.balance(user.id)).total == 1_000_000
+        # 60 s of bucket T0 written 4 days later: past the window, reported and never paid.
+        await storage.uptime.add_uptime([delta(device, T0, 60)])
+        e.clock.now = T0 + 4 * DAY
+        await e.closer.tick()
+        e.clock.now = T0 + 8 * DAY + dt.timedelta(minutes=70)  # closes the bucket of day 8
+        await e.closer.tick()
+        e.clock.now = T0 + 9 * DAY
+        await e.closer.tick()
+        assert (await storage.epochs.get_epoch(0)).status is EpochStatus.SETTLED
+        assert (await storage.epochs.get_epoch(0)).totals.points == 1_000_000
+        e.clock.now = T0 + 16 * DAY
+        await e.closer.tick()
+        assert (await storage.epochs.get_epoch(1)).status is EpochStatus.SETTLED
+        assert [s.epoch for s in await ledger.settlements()] == [0, 1]
+        assert (await ledger.balance(user.id)).settled == 1_000_000 + 1_000_000 // 60
+        assert (await ledger.balance(user.id)).total == 1_000_000 + 1_000_000 // 60
+
+
+async def test_a_closer_down_longer_than_the_window_does_not_stop_settlement(storage):
+    user = await add_user(storage)
+    device = await add_device(storage, user, ip=IP1)
+    await storage.devices.set_scores({device.device_id: score(100)})
+    await storage.uptime.add_uptime([delta(device, T0, 3600), delta(device, T0 + 3 * DAY, 60)])
+    async with open_memory_ledger() as ledger:
+        # First tick 4 days after bucket T0 ended: it left the window unpaid (reported).
+        e = build(storage, ledger, weekly_config(), Clock(T0 + 4 * DAY))
+        await e.closer.tick()
+        e.clock.now = T0 + 9 * DAY
+        await e.closer.tick()
+        epoch = await storage.epochs.get_epoch(0)
+        assert epoch.status is EpochStatus.SETTLED
+        assert epoch.totals.points == 1_000_000 // 60  # the bucket of day 3 only
+        assert (await ledger.balance(user.id)).settled == 1_000_000 // 60
