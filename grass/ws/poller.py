@@ -67,6 +67,8 @@ class Poller:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         epoll, sockets = self._epoll, self._sockets
+        found: Pollable | None
+        pollable: Pollable | None
         task_status.started()
         try:
             while True:
@@ -76,12 +78,14 @@ class Poller:
                     for pollable in again:
                         if sockets.get(pollable.fileno()) is pollable:
                             pollable.ready()
+                    again.clear()
                 else:
                     await trio.lowlevel.wait_readable(epoll.fileno())
                 for fd, _ in epoll.poll(0):
                     found = sockets.get(fd)
                     if found is not None:
                         found.ready()
+                found = pollable = None  # no closed socket kept until the next wake-up
         finally:
             epoll.close()
 

@@ -47,7 +47,7 @@ from grass.ws.protocol import (
     Ping,
     State,
 )
-from grass.ws.timers import Timers
+from grass.ws.timers import Entry, Timers
 from grass.ws.uptime import Accrual
 
 log = logs.get(__name__)
@@ -123,9 +123,9 @@ class Session:
         "close_reason",
         "conn",
         "context",
-        "due",
         "ip",
         "pings",
+        "timer",
         "transport",
     )
 
@@ -171,7 +171,7 @@ class Session:
         self._timers = timers
         self._deadline = math.inf  # the watchdog's: AUTH, then heartbeat
         self._next_rtt = math.inf
-        self.due = math.inf  # when the timers look at this session next
+        self.timer: Entry | None = None  # the timers' (grass.ws.timers)
 
     @property
     def device_id(self) -> str | None:
@@ -217,6 +217,7 @@ class Session:
             self.close(INTERNAL_ERROR, "internal error")
         finally:
             self._scope = None
+            timers.drop(self)  # freed when it ends, not at its next due time
             await self._cleanup()
 
     async def _run_alone(self) -> None:

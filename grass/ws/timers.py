@@ -1,14 +1,16 @@
 """The sessions' timers (AUTH deadline, heartbeat watchdog, round-trip pings) in one task.
 
-A heap of ``(due, seq, session)``, checked lazily: a PING only stores its time in the session
-(no heap operation), and when a session's entry comes due, :meth:`Timed.tick` says what is next:
-the watchdog deadline moved on (the entry goes back at its exact new time), a round-trip ping is
-due (sent from here), or the node is silent (the session closes, which wakes its own task). So a
-heartbeat costs a float store, an idle session's task never wakes, and every timeout still fires
-at exactly its configured value.
+A heap of entries ``[due, seq, timed]``, checked lazily: a PING only stores its time in the
+session (no heap operation), and when a session's entry comes due, :meth:`Timed.tick` says what
+is next: the watchdog deadline moved on (the entry goes back at its exact new time), a
+round-trip ping is due (sent from here), or the node is silent (the session closes, which wakes
+its own task). So a heartbeat costs a float store, an idle session's task never wakes, and every
+timeout still fires at exactly its configured value.
 
-Each session has at most one live entry (its ``due``): an earlier deadline pushes a new one and
-the older is dropped when it comes out.
+Each session has at most one live entry (its ``timer``): an earlier deadline pushes a new one
+and empties the older, which is dropped when it comes out. A session that ends calls ``drop``:
+its entry is emptied too, so the heap lets go of it at once, not at its next due time (up to a
+minute later: a reconnect storm would keep every replaced session alive that long).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
+#: A heap entry: ``[due, seq, timed]``; ``timed`` is None once superseded or dropped.
+Entry = list[Any]
+
 
 class Timed(Protocol):
-    due: float
+    #: Its live entry (set and cleared by the timers only).
+    timer: Entry | None
 
     def tick(self, now: float) -> float | None:
         """Whatever is due at ``now``; returns when to look again (None: never)."""
@@ -33,7 +39,7 @@ class Timers:
     __slots__ = ("_heap", "_scope", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Timed]] = []
+        self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None
 
@@ -42,13 +48,23 @@ class Timers:
 
     def at(self, timed: Timed, due: float) -> None:
         """Look at ``timed`` at ``due`` (or earlier, if it asked for an earlier time already)."""
-        if due >= timed.due:
-            return
-        timed.due = due
-        heapq.heappush(self._heap, (due, next(self._seq), timed))
+        old = timed.timer
+        if old is not None:
+            if due >= old[0]:
+                return
+            old[2] = None
+        # The entry and its timed name each other until it comes out or is dropped.
+        timed.timer = entry = [due, next(self._seq), timed]
+        heapq.heappush(self._heap, entry)
         scope = self._scope
         if scope is not None and due < scope.deadline:
             scope.deadline = due
+
+    def drop(self, timed: Timed) -> None:
+        """Never look at ``timed`` again; the heap holds it no more."""
+        entry, timed.timer = timed.timer, None
+        if entry is not None:
+            entry[2] = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         heap = self._heap
@@ -61,10 +77,10 @@ class Timers:
                 self._scope = None
                 now = trio.current_time()
                 while heap and heap[0][0] <= now:
-                    due, _, timed = heapq.heappop(heap)
-                    if timed.due != due:
-                        continue  # superseded by an earlier entry
-                    timed.due = math.inf
+                    _, _, timed = heapq.heappop(heap)
+                    if timed is None:
+                        continue  # superseded by an earlier entry, or dropped
+                    timed.timer = None
                     later = timed.tick(now)
                     if later is not None:
                         self.at(timed, later)

@@ -19,6 +19,10 @@ from wsproto.frame_protocol import FrameProtocol
 
 from grass.storage.abc import StorageUnavailable
 from grass.ws.client import insecure_client_context, open_node_socket
+from grass.ws.protocol import NodeConnection
+from grass.ws.session import Session
+from grass.ws.transport import NodeSocket
+from grass.ws.uptime import Accrual
 from tests.ws.test_gateway import (
     RawNode,
     authenticate,
@@ -31,6 +35,8 @@ from tests.ws.test_gateway import (
 )
 
 WEB_ORIGIN = b"Origin: https://example.com\r\n"
+#: What one node connection is made of, freed when it ends.
+LIFECYCLE = (Session, NodeSocket, NodeConnection, Accrual)
 
 
 def upgrade_request(port: int, extra: bytes = b"") -> bytes:
@@ -361,10 +367,15 @@ async def test_connection_lifecycles_leave_no_reference_cycles(use_poller):
         try:
             await lifecycles(h)
             await lifecycles(h)
+            await h.gateway.flusher.flush_now()  # it holds the retired accruals until then
+            # Freed already, the collector off: nothing holds them (the timers neither), so a
+            # cycle among their objects would show below.
+            alive = [type(o).__qualname__ for o in gc.get_objects() if isinstance(o, LIFECYCLE)]
             gc.collect()
             garbage = [type(o).__qualname__ for o in gc.garbage]
         finally:
             gc.set_debug(0)
             gc.garbage.clear()
             gc.enable()
+        assert alive == [], collections.Counter(alive)
         assert garbage == [], collections.Counter(garbage)

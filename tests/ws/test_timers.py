@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import gc
 
 import trio
 
@@ -13,7 +13,7 @@ class Clocked:
     """Asks to be looked at at each time in ``plan`` (then never again)."""
 
     def __init__(self, plan: list[float]) -> None:
-        self.due = math.inf
+        self.timer = None
         self.plan = plan
         self.ticks: list[float] = []
 
@@ -47,4 +47,28 @@ async def test_an_earlier_time_supersedes_a_later_one_and_wakes_the_task(autojum
         timers.at(a, 5.0)  # earlier: the sleeping task wakes for it
         await trio.sleep(100)
         assert a.ticks == [5.0]  # the superseded entry (50) does not tick it again
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dropped_one_is_let_go_at_once_and_never_ticked(autojump_clock):
+    """A closed session is freed when it ends, not when its entry would have come due."""
+    timers = Timers()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(timers.run)
+        a, b = Clocked([]), Clocked([])
+        timers.at(a, 60.0)
+        timers.at(a, 30.0)  # two entries name it, one superseded
+        timers.at(b, 60.0)
+        ticks = a.ticks
+        gc.disable()  # freed by reference counting, not by a collector pass
+        try:
+            timers.drop(a)
+            del a
+            assert not any(type(o) is Clocked and o.ticks is ticks for o in gc.get_objects())
+        finally:
+            gc.enable()
+        await trio.sleep(100)
+        assert ticks == []
+        assert b.ticks == [60.0]
+        assert len(timers) == 0
         nursery.cancel_scope.cancel()
