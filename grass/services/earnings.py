@@ -173,25 +173,51 @@ class EarningsService:
         now: dt.datetime,
         device_id: str | None,
     ) -> list[SeriesPoint]:
-        last = self._epochs.number_at(until or now)
+        until = until or now
+        if since is not None and since >= until:
+            raise InvalidRange("since must be before until")
+        last = self._epochs.number_at(until)
         first = self._epochs.number_at(since) if since else max(0, last - 7)
         if last - first + 1 > MAX_POINTS:
             raise InvalidRange(f"at most {MAX_POINTS} points per series")
-        out = []
-        for number in range(first, last + 1):
-            start, end = self._epochs.bounds(number)
-            points = await self._stores.earnings.earnings_series(
-                user_id, period=Period.MONTH, since=start, until=end, device_id=device_id
+        numbers = range(first, last + 1)
+        start, end = self._epochs.bounds(first)[0], self._epochs.bounds(last)[1]
+        unit = _unit_within(start, self._epochs.bounds(first)[1] - start)
+        if unit is None:
+            # Epochs off the hour: an hour's total may straddle two of them.
+            return [await self._one_epoch(user_id, n, device_id) for n in numbers]
+        # One series per kind in days or hours (UTC), each day or hour added to its epoch.
+        points = await self._stores.earnings.earnings_series(
+            user_id, period=unit, since=start, until=end, device_id=device_id
+        )
+        uptime = await self._stores.uptime.uptime_series(
+            user_id, period=unit, since=start, until=end, device_id=device_id
+        )
+        p, u = self._per_epoch(points), self._per_epoch(uptime)
+        return [
+            SeriesPoint(
+                start=self._epochs.bounds(n)[0], points=p.get(n, 0), uptime_seconds=u.get(n, 0)
             )
-            uptime = await self._stores.uptime.uptime_stats(
-                user_id=user_id, device_id=device_id, since=start, until=end
-            )
-            out.append(
-                SeriesPoint(
-                    start=start, points=sum(p.value for p in points), uptime_seconds=uptime.seconds
-                )
-            )
-        return out
+            for n in numbers
+        ]
+
+    def _per_epoch(self, totals: list[PeriodTotal]) -> dict[int, int]:
+        sums: dict[int, int] = {}
+        for t in totals:
+            number = self._epochs.number_at(t.start)
+            sums[number] = sums.get(number, 0) + t.value
+        return sums
+
+    async def _one_epoch(self, user_id: str, number: int, device_id: str | None) -> SeriesPoint:
+        start, end = self._epochs.bounds(number)
+        points = await self._stores.earnings.earnings_series(
+            user_id, period=Period.MONTH, since=start, until=end, device_id=device_id
+        )
+        uptime = await self._stores.uptime.uptime_stats(
+            user_id=user_id, device_id=device_id, since=start, until=end
+        )
+        total = sum(p.value for p in points)
+        return SeriesPoint(start=start, points=total, uptime_seconds=uptime.seconds)
 
     async def breakdown(
         self, user_id: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None
@@ -239,6 +265,14 @@ class EarningsService:
             ),
             page.next_cursor,
         )
+
+
+def _unit_within(start: dt.datetime, length: dt.timedelta) -> Period | None:
+    """The longest UTC period (day or hour) that epochs starting at ``start`` never split."""
+    for unit, seconds in ((Period.DAY, 86_400), (Period.HOUR, 3_600)):
+        if not start.timestamp() % seconds and not length.total_seconds() % seconds:
+            return unit
+    return None
 
 
 def _zero_filled(

@@ -68,3 +68,18 @@ async def test_totals_history_referrals_and_epochs(full_app):
     epochs = await (await client.get("/api/v1/epochs", headers=auth)).get_json()
     assert epochs["items"][0]["status"] == "open"
     assert epochs["items"][0]["points"] == 1_200_000
+
+
+async def test_history_refuses_an_empty_range_for_every_period(full_app):
+    me = await make_actor(full_app.storage)
+    client = full_app.client()
+    since = "2026-03-02T00:00:00+00:00"
+    for period in ("hour", "day", "week", "month", "epoch"):
+        for until in (since, "2026-03-01T00:00:00+00:00"):
+            response = await client.get(
+                "/api/v1/earnings/history",
+                headers=bearer(me.session_token),
+                query_string={"period": period, "since": since, "until": until},
+            )
+            assert response.status_code == 400, (period, until)
+            assert (await response.get_json())["error"]["code"] == "invalid_range"
