@@ -86,6 +86,13 @@ class AnchorFailed(LedgerError, Unavailable):
     code = "anchor_failed"
 
 
+class AnchorUnreachable(AnchorFailed):
+    """The anchor did not answer (a node down, a timeout): nothing is known to have failed,
+    so a settlement keeps its status and a re-run sees it through."""
+
+    code = "anchor_unreachable"
+
+
 class VerificationFailed(LedgerError):
     code = "verification_failed"
 

@@ -13,6 +13,7 @@ from grass.ledger.abc import (
     AlreadySettled,
     Anchor,
     AnchorFailed,
+    AnchorUnreachable,
     Balance,
     ClaimsAnchor,
     Credit,
@@ -129,6 +130,8 @@ class AnchoredLedger:
                 await self._step("anchored", progress)
                 ref = await self.anchor.wait_final(epoch, record.root, ref)
                 await self._step("final", progress)
+            except AnchorUnreachable:
+                raise  # not a failure: the record stays as it is, for a re-run
             except AnchorFailed:
                 await self.journal.put_settlement(
                     attrs.evolve(record, status=SettlementStatus.FAILED)

@@ -20,7 +20,14 @@ from web3 import Web3
 from grass import app
 from grass.config import load_config
 from grass.errors import ConfigError, StartupError
-from grass.ledger.abc import AnchorFailed, Credit, Journal, SettlementStatus, StepHook
+from grass.ledger.abc import (
+    AnchorFailed,
+    AnchorUnreachable,
+    Credit,
+    Journal,
+    SettlementStatus,
+    StepHook,
+)
 from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryJournal
 from grass.ledger.merkle import keccak256
@@ -446,3 +453,36 @@ async def test_claimed_amounts_are_read_from_the_contract(deployment, autojump_c
         )
         assert await ledger.claimed(wallet) == 30
         assert await ledger.claimed(bytes(20)) == 0
+
+
+async def test_a_node_that_stops_answering_leaves_the_settlement_to_a_re_run(
+    deployment, autojump_clock
+):
+    journal = MemoryJournal()
+    down = False
+
+    async def node_goes_down(step: str) -> None:
+        nonlocal down
+        down = down or step == "anchored"
+
+    async with open_ledger(
+        deployment, journal=journal, outbox=MemoryOutbox(), step_hook=node_goes_down
+    ) as anchor:
+        answering = anchor.client.receipt
+
+        async def receipt(tx_hash: str):
+            if down:
+                raise ConnectionError("connection refused")
+            return await answering(tx_hash)
+
+        anchor.client.receipt = receipt  # type: ignore[method-assign]
+        await journal.record([credit("a1")])
+        ledger = AnchoredLedger(journal, anchor, step_hook=node_goes_down)
+        with pytest.raises(AnchorUnreachable, match="ConnectionError"):
+            await ledger.settle(1)
+        # Posted, and then the node went away: not a failure, the record stays as it was.
+        assert (await journal.settlement(1)).status is SettlementStatus.ANCHORED
+        down = False
+        ledger.step_hook = None
+        assert (await ledger.settle(1)).status is SettlementStatus.CONFIRMED
+        assert anchor.signed == {1: 1}

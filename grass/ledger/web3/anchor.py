@@ -29,7 +29,7 @@ import trio
 from eth_account.signers.local import LocalAccount
 
 from grass.errors import LedgerError
-from grass.ledger.abc import AnchorFailed, Journal, StepHook
+from grass.ledger.abc import AnchorFailed, AnchorUnreachable, Journal, StepHook
 from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryJournal
 from grass.ledger.web3.outbox import MemoryOutbox, Outbox, OutboxEntry, OutboxStatus
@@ -121,6 +121,14 @@ class Web3Anchor:
         return request.result
 
     async def wait_final(self, epoch: int, root: bytes, ref: str) -> str:
+        try:
+            return await self._wait_final(epoch, root, ref)
+        except LedgerError:
+            raise
+        except Exception as exc:
+            raise _unreachable(exc, epoch) from exc
+
+    async def _wait_final(self, epoch: int, root: bytes, ref: str) -> str:
         while True:
             receipt = await self.client.receipt(ref)
             if receipt is None or not receipt.ok:
@@ -147,10 +155,7 @@ class Web3Anchor:
                 except LedgerError as exc:
                     request.error = exc
                 except Exception as exc:  # the node is down, a timeout: the caller retries
-                    request.error = AnchorFailed(
-                        f"the chain did not answer: {type(exc).__name__}: {exc}",
-                        details={"epoch": request.epoch},
-                    )
+                    request.error = _unreachable(exc, request.epoch)
                 request.done.set()
         finally:
             self._running = False
@@ -231,6 +236,12 @@ class Web3Anchor:
         if self.writer_hook is not None:
             await self.writer_hook("signed")
         await client.broadcast(raw)
+
+
+def _unreachable(exc: Exception, epoch: int) -> AnchorUnreachable:
+    return AnchorUnreachable(
+        f"the chain did not answer: {type(exc).__name__}: {exc}", details={"epoch": epoch}
+    )
 
 
 @asynccontextmanager
