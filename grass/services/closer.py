@@ -10,10 +10,11 @@ One pass (:meth:`BucketCloser.tick`), on one instance at a time (the job lock):
    long as the bucket started less than ``closer.correction_window`` ago (the last two
    buckets are looked at every tick, each older one about once per bucket length);
 3. per bucket: price its lines (a line paid before keeps the score and device type it was
-   first paid at), compute the targets (uptime shares, referral credits, milestone bonuses),
-   subtract what the bucket's entries already paid, write the rest, the lines priced now and
-   the close record in one atomic call (``record_payouts``), update referral statuses, credit
-   the ledger, mark the close credited;
+   first paid at; one never paid whose device is gone is priced at score 0), compute the
+   targets (uptime shares, referral credits, milestone bonuses), subtract what the bucket's
+   entries already paid, write the rest, the lines priced now and the close record in one
+   atomic call (``record_payouts``), update referral statuses, credit the ledger, mark the
+   close credited;
 4. uptime found in buckets past the correction window that was never paid is reported (a
    warning and ``grass_closer_late_uptime_unpaid_seconds_total``), once;
 5. epochs whose end is ``closer.delay`` past and whose buckets are all closed are closed
@@ -41,6 +42,7 @@ from grass import logs
 from grass.config import Config
 from grass.domain import closing
 from grass.domain import payouts as rules
+from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.referrals import ReferralStatus
 from grass.ledger.abc import Credit, Ledger
@@ -320,7 +322,7 @@ class BucketCloser:
 
         async def read_lines() -> None:
             nonlocal lines
-            lines = await self._priced_lines(start, end)
+            lines = await self._priced_lines(start, end, rates)
 
         async def read_chains() -> None:
             nonlocal chains
@@ -336,7 +338,7 @@ class BucketCloser:
         return lines, chains, reached
 
     async def _priced_lines(
-        self, start: dt.datetime, end: dt.datetime
+        self, start: dt.datetime, end: dt.datetime, rates: rules.Rates
     ) -> tuple[list[rules.UptimeLine], list[rules.UptimeLine]]:
         """The bucket's lines with the score and type they are paid at, and those of them
         priced now (never paid before: frozen by this revision)."""
@@ -348,14 +350,18 @@ class BucketCloser:
         for line, how in rows:
             if how is LineScore.MISSING:
                 score = scores.get(line.device_id)
-                # A device removed before it was ever scored: scored as a full device would be.
+                # No score comes back only for a device that is gone (removed before a revision
+                # priced its line): neither its score nor its type is known any more, so the
+                # line is priced at score 0 and the lowest multiplier, and frozen so. Any
+                # default above what the device could have scored would pay a removed device
+                # more than a kept one.
                 line = rules.UptimeLine(
                     device_id=line.device_id,
                     user_id=line.user_id,
                     ip=line.ip,
                     seconds=line.seconds,
-                    device_type=line.device_type,
-                    score=100 if score is None else score.value,
+                    device_type=line.device_type if score is not None else _lowest(rates),
+                    score=0 if score is None else score.value,
                 )
             lines.append(line)
             if how is not LineScore.FROZEN and line.seconds > 0:
@@ -431,6 +437,12 @@ class BucketCloser:
     async def _step(self, name: str, bucket: dt.datetime) -> None:
         if self.step_hook is not None:
             await self.step_hook(name, bucket)
+
+
+def _lowest(rates: rules.Rates) -> DeviceType:
+    """The device type of the lowest multiplier (ties: the first in DeviceType's order)."""
+    types = list(DeviceType)
+    return min(types, key=lambda t: (rates.multipliers[t], types.index(t)))
 
 
 def _credit_rows(entries: Iterable[EarningEntry]) -> Iterable[tuple[str, str, int, str]]:

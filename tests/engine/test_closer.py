@@ -216,3 +216,29 @@ async def test_one_instance_at_a_time(storage):
             assert third
     async with job_lock(storage).hold("job") as again:
         assert again
+
+
+@pytest.mark.parametrize("scored", [True, False])
+async def test_a_device_removed_before_its_bucket_closes_is_not_paid_more_than_if_kept(
+    storage, scored
+):
+    user = await add_user(storage)
+    kept = await add_device(storage, user, ip=IP1)
+    removed = await add_device(storage, user, type=DeviceType.DESKTOP, ip=IP2)
+    if scored:
+        await storage.devices.set_scores({kept.device_id: score(0), removed.device_id: score(0)})
+    await storage.uptime.add_uptime([delta(kept, T0, 3600), delta(removed, T0, 3600)])
+    await storage.devices.set_scores({kept.device_id: score(0)})  # kept at 0: paid 0
+    await storage.devices.delete_device(removed.device_id)
+    async with engine(storage, engine_config(), CLOSE_AT) as e:
+        await e.closer.tick()
+        assert await totals(storage, [user]) == [0]
+        assert (await e.ledger.balance(user.id)).total == 0
+        # Frozen at score 0 and the lowest multiplier: a correction prices it the same.
+        frozen = {
+            f.device_id: (f.score, f.device_type) for f in await storage.payouts.frozen_lines(T0)
+        }
+        assert frozen == {
+            kept.device_id: (0, DeviceType.EXTENSION),
+            removed.device_id: (0, DeviceType.EXTENSION),
+        }
