@@ -29,6 +29,7 @@ from grass.domain.bearer import (
 )
 from grass.domain.users import ApiKey, ApiScope, Role, User, UserStatus
 from grass.errors import Forbidden, NotFound, Unauthenticated
+from grass.services.admin import NotAdmin
 from grass.storage.abc import StorageNotFound, UserStore
 
 __all__ = [
@@ -117,10 +118,6 @@ class ScopeMissing(Forbidden):
     code = "insufficient_scope"
 
 
-class AdminOnly(Forbidden):
-    code = "admin_only"
-
-
 class AccountInactive(Forbidden):
     code = "account_inactive"
 
@@ -176,7 +173,7 @@ def authorize(policy: Policy, principal: Principal | None) -> None:
             needed = ", ".join(sorted(policy.api_scopes))
             raise ScopeMissing(f"the API key needs one of the scopes: {needed}")
     if policy.access is Access.ADMIN and not principal.is_admin:
-        raise AdminOnly("admins only")
+        raise NotAdmin("admins only")
 
 
 def owned(owner_id: str, principal: Principal, what: str = "object") -> None:

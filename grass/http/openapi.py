@@ -27,7 +27,8 @@ from grass.errors import (
 )
 from grass.http import schema as s
 from grass.http.api import ANONYMOUS_ROUTES_TAG, MAX_PATH_PARAMETER, Api, Call, Route
-from grass.http.auth import ANONYMOUS, AccountInactive, InvalidToken
+from grass.http.auth import ANONYMOUS, Access, AccountInactive, InvalidToken
+from grass.services.admin import NotAdmin
 
 #: The largest request body (grass.http.app); a larger one is refused with 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -118,6 +119,8 @@ def _errors_of(route: Route) -> list[type[GrassError]]:
         errors.append(InvalidPage)  # a cursor no list of this route produced
     if route.policy.needs_auth:
         errors += [Unauthenticated, InvalidToken, Forbidden, AccountInactive]
+    if route.policy.access is Access.ADMIN:
+        errors.append(NotAdmin)
     if route.rate_limit != "none":
         errors.append(RateLimited)
     return errors

@@ -44,7 +44,9 @@ log = logs.get(__name__)
 
 
 class NotAdmin(Forbidden):
-    code = "admin_required"
+    """Administrators only: the pipeline's refusal of an admin route too (grass.http.auth)."""
+
+    code = "admin_only"
 
 
 class AlreadyBanned(Conflict):
