@@ -486,3 +486,17 @@ async def test_a_node_that_stops_answering_leaves_the_settlement_to_a_re_run(
         ledger.step_hook = None
         assert (await ledger.settle(1)).status is SettlementStatus.CONFIRMED
         assert anchor.signed == {1: 1}
+
+
+async def test_a_transaction_sent_again_is_fine_and_a_refusal_is_not(deployment, autojump_clock):
+    d = deployment
+    client = d.node.client(d.address)
+    nonce = await client.nonce(d.signer.address)
+    raw, tx_hash = await client.build_set_root(d.signer, 1, keccak256(b"r"), nonce)
+    await client.broadcast(raw)
+    await client.broadcast(raw)  # still pending (or already mined, on an automining node)
+    await d.node.run(d.node.mine)
+    assert (await client.receipt(tx_hash)).ok
+    await client.broadcast(raw)  # mined
+    with pytest.raises(Exception):  # noqa: B017 - whatever the node calls it
+        await client.broadcast(raw[:-3] + b"\x00\x00\x00")  # a bad signature
