@@ -28,7 +28,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from grass import ids, logs
-from grass.config import Config, LedgerBackend, StorageBackend, reload_changes
+from grass.config import Config, LedgerBackend, MailTransport, StorageBackend, reload_changes
 from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError, StorageError
 from grass.http.accounts import add_auth_routes
@@ -104,6 +104,20 @@ class Backends:
             except Exception as exc:
                 problems[name] = str(exc) or type(exc).__name__
         return problems
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """What a configuration that starts can still get dangerously wrong."""
+    warnings = []
+    if (
+        config.mail.transport is MailTransport.LOG
+        and config.storage.backend is not StorageBackend.MEMORY
+    ):
+        warnings.append(
+            "mail.transport = log: verification and password-reset links are written to the"
+            " log, where anyone who reads it can use them; configure SMTP ([mail])"
+        )
+    return warnings
 
 
 @asynccontextmanager
@@ -438,6 +452,8 @@ async def run(
                 on_auth=engine.scores.connected,
                 collector=collector,
             )
+            for warning in startup_warnings(config):
+                log.warning(warning)
             mail = MailDelivery(
                 backends.storage.accounts,
                 transport_for(config.mail),

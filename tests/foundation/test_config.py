@@ -182,6 +182,17 @@ def test_defaults_need_no_services() -> None:
     assert not config.redis.url
 
 
+def test_mail_to_the_log_beside_a_real_database_is_warned_about() -> None:
+    from grass.app import startup_warnings
+
+    assert startup_warnings(load_config(environ={})[0]) == []  # a laptop: the log is the inbox
+    postgres = {"GRASS_STORAGE": "postgres", "GRASS_STORAGE_POSTGRES_DSN": "postgresql://db/grass"}
+    (warning,) = startup_warnings(load_config(environ=postgres)[0])
+    assert "password-reset links are written to the log" in warning
+    smtp = postgres | {"GRASS_MAIL_TRANSPORT": "smtp", "GRASS_MAIL_SMTP_HOST": "127.0.0.1"}
+    assert startup_warnings(load_config(environ=smtp)[0]) == []
+
+
 @pytest.mark.parametrize(("section", "key"), [(s, k) for s in SAMPLE for k in SAMPLE[s]])
 def test_every_key_from_environment(section: str, key: str) -> None:
     value = SAMPLE[section][key]
