@@ -42,7 +42,7 @@ from grass.domain.addresses import ClientAddress
 from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from grass.errors import GrassError, InvalidInput, RateLimited, Unauthenticated, ValidationFailed
 from grass.http import schema as s
-from grass.http.auth import Authenticator, Policy, Principal, authorize
+from grass.http.auth import Authenticator, Policy, Principal, TokenEnded, authorize
 from grass.storage.shared import RateLimiter
 
 T = TypeVar("T")
@@ -203,6 +203,8 @@ class Api:
             if bearer:
                 try:
                     principal = await self.guard.authenticator.resolve(bearer)
+                except TokenEnded:
+                    raise
                 except Unauthenticated:
                     await self.count_failed_auth(ip)
                     raise

@@ -126,6 +126,11 @@ class InvalidToken(Unauthenticated):
     code = "invalid_token"
 
 
+class TokenEnded(InvalidToken):
+    """A token that was real: an ended session, a revoked key. A stale tab or a reconnecting
+    socket, not a guess: it does not spend the address's auth budget."""
+
+
 class Authenticator:
     """Resolves bearer tokens through the user store (sessions and keys are both hashed)."""
 
@@ -140,13 +145,13 @@ class Authenticator:
             if bearer.startswith(SESSION_PREFIX):
                 session = await self._users.get_session(digest)
                 if not session.is_active(now):
-                    raise InvalidToken("the session has ended; log in again")
+                    raise TokenEnded("the session has ended; log in again")
                 user = await self._users.get_user(session.user_id)
                 principal = Principal(user, session_hash=digest)
             elif bearer.startswith(API_KEY_PREFIX):
                 key = await self._users.get_api_key_by_hash(digest)
                 if key.revoked_at is not None:
-                    raise InvalidToken("the API key was revoked")
+                    raise TokenEnded("the API key was revoked")
                 user = await self._users.get_user(key.user_id)
                 if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
                     await self._users.touch_api_key(key.id, now)

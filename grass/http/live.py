@@ -29,7 +29,7 @@ from grass.config import HttpConfig
 from grass.domain.users import ApiScope
 from grass.errors import Forbidden, GrassError, InvalidInput, Unauthenticated
 from grass.http.api import Api, api_of
-from grass.http.auth import Principal
+from grass.http.auth import Principal, TokenEnded
 from grass.services import live as events
 from grass.storage.shared import (
     EventLog,
@@ -121,6 +121,8 @@ class LiveHub:
     async def _resolve(self, token: str, ip: str) -> Principal:
         try:
             return await self._api.guard.authenticator.resolve(token)
+        except TokenEnded:
+            raise
         except Unauthenticated:
             await self._api.count_failed_auth(ip)
             raise

@@ -160,6 +160,25 @@ async def test_auth_routes_are_rate_limited_per_address():
         assert response.status_code == 202
 
 
+async def test_an_ended_token_is_refused_without_spending_the_auth_budget():
+    config = quick_config(limits={"auth_requests_per_minute": 3})
+    async with open_full_app(config) as full:
+        client = full.client()
+        token = await register_and_login(client, full.storage)  # two of FROM's three
+        assert (await client.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+        # A tab still polling with the ended session: refused, but it is no guess.
+        for _ in range(5):
+            stale = await client.get("/api/v1/me", headers=bearer(token), scope_base=FROM)
+            assert stale.status_code == 401
+            assert (await error_of(stale))["code"] == "invalid_token"
+        login = {"email": "ann@example.com", "password": PW}
+        again = await client.post("/api/v1/auth/login", json=login, scope_base=FROM)
+        assert again.status_code == 200
+        # A token nobody was given is a guess: it spends the budget, here already spent.
+        guess = await client.get("/api/v1/me", headers=bearer("gs_" + "x" * 40), scope_base=FROM)
+        assert guess.status_code == 429
+
+
 async def test_logout_ends_the_session(full_app):
     client = full_app.client()
     token = await register_and_login(client, full_app.storage)
