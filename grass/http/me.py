@@ -21,7 +21,13 @@ from grass.http.views import (
     SessionView,
     UserView,
 )
-from grass.services.accounts import Accounts, AlreadyVerified, SessionNotFound, WrongPassword
+from grass.services.accounts import (
+    Accounts,
+    AlreadyVerified,
+    LoginLocked,
+    SessionNotFound,
+    WrongPassword,
+)
 from grass.services.me import ApiKeyNotFound, Me, TooManyApiKeys
 
 TAG = "me"
@@ -81,7 +87,7 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         tag=TAG,
         auth=USER,
         body=PasswordChange,
-        errors=(WrongPassword,),
+        errors=(WrongPassword, LoginLocked),
         rate_limit="auth",
     )
     async def change_password(call: Call) -> None:
@@ -110,7 +116,7 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         tag=TAG,
         auth=USER,
         body=PasswordConfirm,
-        errors=(WrongPassword,),
+        errors=(WrongPassword, LoginLocked),
         rate_limit="auth",
     )
     async def delete_me(call: Call) -> None:

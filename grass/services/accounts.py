@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 import trio
@@ -218,36 +218,16 @@ class Accounts:
         settings = self._config().accounts
         now = self._clock()
         keys = [
-            (f"account:{email.strip().lower()}", settings.max_failures_per_account),
+            self._account_key(email),
             # IPv6 per /64: a host holds a whole /64, one address each try would dodge the count.
             (f"ip:{address_key(ip)}", settings.max_failures_per_ip),
         ]
-        failures = self._storage.accounts
-        # Every attempt is recorded as a failure before the lockout is checked, and taken back
-        # if it was not one: attempts made at the same time count each other, so no more than
-        # the limit of them reach the password check, however many arrive at once.
-        for key, _ in keys:
-            await failures.add_login_failure(key, now)
-        window = dt.timedelta(seconds=settings.lockout_seconds)
-        # A failure counts for ``window`` after it happened (a half-open interval).
-        since = now - window + dt.timedelta(microseconds=1)
-        for key, most in keys:
-            if most <= 0:
-                continue
-            recent = await failures.login_failures(key, since, most + 1)
-            if len(recent) > most:  # this attempt and ``most`` others
-                for taken_back, _ in keys:
-                    await failures.remove_login_failure(taken_back, now)
-                retry = (recent[most] + window - now).total_seconds()
-                raise LoginLocked(
-                    "too many failed logins; try again later", retry_after=max(retry, 1.0)
-                )
+        await self._begin_attempt(keys, now)
         user = await self._storage.users.find_user_by_email(email)
         stored = user.credentials.password_hash if user else None
         if user is None or not await self._passwords.verify(stored, password):
-            raise InvalidCredentials("wrong email or password")  # recorded above
-        await failures.clear_login_failures(keys[0][0])
-        await failures.remove_login_failure(keys[1][0], now)
+            raise InvalidCredentials("wrong email or password")  # recorded as it began
+        await self._attempt_succeeded(keys, now)
         if user.status is not UserStatus.ACTIVE:
             raise AccountInactive(f"the account is {user.status.value}")
         user = await self._roles.at_login(user, settings.admin_emails, _ip_or_none(ip))
@@ -346,16 +326,64 @@ class Accounts:
         await self._storage.accounts.clear_login_failures(f"account:{user.email}")
         await self._announce(used.user_id, revoked)
 
+    def _account_key(self, email: str) -> tuple[str, int]:
+        return (
+            f"account:{email.strip().lower()}",
+            self._config().accounts.max_failures_per_account,
+        )
+
+    async def _begin_attempt(self, keys: Sequence[tuple[str, int]], now: dt.datetime) -> None:
+        """Count a password attempt under each (key, limit), or refuse it with LoginLocked.
+
+        Every attempt is recorded as a failure before the lockout is checked, and taken back
+        by :meth:`_attempt_succeeded` if it was not one: attempts made at the same time count
+        each other, so no more than the limit of them reach the password check, however many
+        arrive at once."""
+        failures = self._storage.accounts
+        for key, _ in keys:
+            await failures.add_login_failure(key, now)
+        window = dt.timedelta(seconds=self._config().accounts.lockout_seconds)
+        # A failure counts for ``window`` after it happened (a half-open interval).
+        since = now - window + dt.timedelta(microseconds=1)
+        for key, most in keys:
+            if most <= 0:
+                continue
+            recent = await failures.login_failures(key, since, most + 1)
+            if len(recent) > most:  # this attempt and ``most`` others
+                for taken_back, _ in keys:
+                    await failures.remove_login_failure(taken_back, now)
+                retry = (recent[most] + window - now).total_seconds()
+                raise LoginLocked(
+                    "too many failed logins; try again later", retry_after=max(retry, 1.0)
+                )
+
+    async def _attempt_succeeded(self, keys: Sequence[tuple[str, int]], now: dt.datetime) -> None:
+        """The password was right: the account's failures are forgotten, the attempt taken
+        back from the other keys (an address's failures are other accounts' too)."""
+        account, *others = keys
+        await self._storage.accounts.clear_login_failures(account[0])
+        for key, _ in others:
+            await self._storage.accounts.remove_login_failure(key, now)
+
+    async def _check_password(self, user: User, password: str, field: str) -> None:
+        """A password re-entered by a logged-in user: counted against the account's lockout
+        like a login, so a stolen session cannot guess it either."""
+        keys = [self._account_key(user.email)]
+        now = self._clock()
+        await self._begin_attempt(keys, now)
+        if not await self._passwords.verify(user.credentials.password_hash, password):
+            raise WrongPassword(
+                f"the {field.replace('_', ' ')} is wrong",
+                details={"fields": {field: "wrong password"}},
+            )
+        await self._attempt_succeeded(keys, now)
+
     async def change_password(
         self, user_id: str, session_hash: str | None, current: str, new: str
     ) -> None:
         """Change the password; every other session of the user ends."""
         user = await self._storage.users.get_user(user_id)
-        if not await self._passwords.verify(user.credentials.password_hash, current):
-            raise WrongPassword(
-                "the current password is wrong",
-                details={"fields": {"current_password": "wrong password"}},
-            )
+        await self._check_password(user, current, "current_password")
         password_hash = await self._passwords.hash(new)
         now = self._clock()
         async with self._storage.transaction() as tx:
@@ -372,10 +400,7 @@ class Accounts:
         """Delete the user and everything keyed by it, after checking the password: its
         mails not sent yet go too, its nodes are disconnected and its live sockets closed."""
         user = await self._storage.users.get_user(user_id)
-        if not await self._passwords.verify(user.credentials.password_hash, password):
-            raise WrongPassword(
-                "the password is wrong", details={"fields": {"password": "wrong password"}}
-            )
+        await self._check_password(user, password, "password")
         now = self._clock()
         async with self._storage.transaction() as tx:
             revoked = await tx.users.revoke_user_sessions(user_id, now)

@@ -321,6 +321,30 @@ async def test_changing_the_password_keeps_only_the_current_session(env):
     assert [s.token_hash for s in (await env.accounts.sessions(user.id)).items] == [here.token_hash]
 
 
+async def test_a_re_entered_password_counts_against_the_accounts_lockout(env):
+    """A stolen session cannot guess the password through change or delete either."""
+    user = await env.accounts.register("ann@example.com", PW, None)
+    here = (await env.accounts.login("ann@example.com", PW, "203.0.113.5", None)).session
+    with pytest.raises(WrongPassword):
+        await env.accounts.change_password(user.id, here.token_hash, "guess 1", "a new password")
+    with pytest.raises(WrongPassword):
+        await env.accounts.delete_account(user.id, "guess 2")
+    with pytest.raises(InvalidCredentials):
+        await env.accounts.login("ann@example.com", "guess 3", "198.51.100.1", None)
+    for attempt in (
+        lambda: env.accounts.change_password(user.id, here.token_hash, PW, "a new password"),
+        lambda: env.accounts.delete_account(user.id, PW),
+        lambda: env.accounts.login("ann@example.com", PW, "198.51.100.2", None),
+    ):
+        with pytest.raises(LoginLocked):  # even with the right password
+            await attempt()
+    env.clock.advance(600)
+    await env.accounts.change_password(user.id, here.token_hash, PW, "a new password")
+    # A success forgets the account's failures, as a login does.
+    failures = await env.storage.accounts.login_failures("account:ann@example.com", T0, 9)
+    assert failures == []
+
+
 async def test_deleting_the_account_needs_the_password_and_removes_it(env):
     user = await env.accounts.register("ann@example.com", PW, None)
     session = (await env.accounts.login("ann@example.com", PW, "203.0.113.5", None)).session
