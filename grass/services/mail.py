@@ -127,14 +127,20 @@ class MailDelivery:
             self._wake = trio.Event()
 
     async def deliver_due(self) -> int:
-        """One round: claim the due mails and try each once. Returns how many were claimed."""
-        settings = self._settings()
-        now = self._clock()
-        lease = now + dt.timedelta(seconds=2 * settings.smtp_timeout + 30)
-        claimed = await self._store.claim_mail(now, lease, BATCH)
-        for mail in claimed:
-            await self._attempt(mail, settings)
-        return len(claimed)
+        """One round: up to BATCH due mails, each tried once. Returns how many were claimed.
+
+        Each mail is claimed just before it is tried, with a lease long enough for one send:
+        a batch claimed at once outlived its lease behind a slow server, and another instance
+        claimed and sent the mails not yet reached."""
+        for claimed in range(BATCH):
+            settings = self._settings()
+            now = self._clock()
+            lease = now + dt.timedelta(seconds=2 * settings.smtp_timeout + 30)
+            mails = await self._store.claim_mail(now, lease, 1)
+            if not mails:
+                return claimed
+            await self._attempt(mails[0], settings)
+        return BATCH
 
     async def _attempt(self, mail: Mail, settings: MailConfig) -> None:
         try:

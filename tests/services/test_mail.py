@@ -135,6 +135,35 @@ async def test_a_notify_sends_at_once_and_big_queues_drain_in_one_round(memory, 
         nursery.cancel_scope.cancel()
 
 
+@attrs.define
+class SlowTransport:
+    """A server that takes ``seconds`` per mail."""
+
+    seconds: float
+    sent: list[str] = attrs.field(factory=list)
+
+    async def send(self, mail: Mail) -> None:
+        await trio.sleep(self.seconds)
+        self.sent.append(mail.id)
+
+
+async def test_two_instances_behind_a_slow_server_send_each_mail_once(memory, autojump_clock):
+    storage = memory
+    settings = attrs.evolve(SETTINGS, smtp_timeout=10.0)  # a lease of 50 s per claim
+    transport = SlowTransport(seconds=15)
+    first, second = (
+        MailDelivery(storage.accounts, transport, lambda: settings, virtual_now) for _ in range(2)
+    )
+    mails = await enqueue(storage, BATCH)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        await trio.sleep(60)  # more than a lease: one claim of the whole batch had expired
+        await nursery.start(second.run)
+        await trio.sleep(15 * BATCH)
+        nursery.cancel_scope.cancel()
+    assert sorted(transport.sent) == sorted(m.id for m in mails)
+
+
 def test_the_transport_follows_the_config():
     assert isinstance(transport_for(MailConfig()), LogTransport)
     assert isinstance(transport_for(MailConfig(transport=MailTransport.SMTP)), SmtpTransport)
