@@ -10,7 +10,12 @@ so devices on one IP are paid by uptime out of one pool, and every micro-point o
 paid: the shares sum to the pool exactly. Ties in the largest-remainder step go to the lower
 (device id, ip), so the split is deterministic.
 
-A referrer at level L earns ``floor(uptime points of the referee in the bucket * rate_L)``.
+A correction (late uptime: a new revision of the bucket) pays each IP its new pool minus what
+the IP was paid already, never more, and takes nothing back (:func:`top_up`): a device paid
+more than its new share keeps it, and the others of the IP share what is left.
+
+A referrer at level L earns ``floor(uptime points of the referee in the bucket * rate_L)``, the
+points the referee is paid (:func:`uptime_points`).
 The milestone pays the referee and its level-1 referrer once, when the referee's all-time uptime
 reaches the configured hours (the idempotency key makes "once" hold across runs).
 """
@@ -270,19 +275,64 @@ def milestone_payouts(
 
 
 def top_up(targets: Iterable[Payout], paid: Mapping[str, int]) -> list[Payout]:
-    """What is still owed: each slot's target minus what was paid, where positive.
+    """What is still owed, given what the bucket's entries ``paid`` per slot so far.
 
-    A slot whose target fell (late uptime on its IP moved part of the pool to another device)
-    keeps what it was paid: credits handed to the ledger are never taken back.
+    Uptime, per IP: the IP's pool (the sum of its targets) minus what its slots were paid,
+    where positive, split by largest remainder over what each slot still lacks of its target
+    (ties: the lower device id). A slot paid above its target (late uptime on its IP moved
+    part of the pool to another device) keeps it, since credits handed to the ledger are never
+    taken back; the other slots of the IP then get less than their targets, so the IP is paid
+    its pool exactly, never more (or, when it was overpaid before, nothing more). No slot is
+    paid beyond its target. Every slot paid before has a target: uptime never shrinks.
+
+    Other slots (referrals, milestones): the target minus what was paid, where positive.
     """
     if not paid:  # a first close: everything (the common case, 100 000 slots a bucket)
         return [target for target in targets if target.amount > 0]
     owed = []
+    by_ip: dict[str, list[Payout]] = {}
     for target in targets:
+        if target.source is EarningSource.UPTIME and target.ip is not None:
+            by_ip.setdefault(target.ip, []).append(target)
+            continue
         before = paid.get(target.slot, 0)
         if target.amount > before:
             owed.append(attrs.evolve(target, amount=target.amount - before) if before else target)
+    for ip in sorted(by_ip):
+        group = sorted(by_ip[ip], key=_slot_of)
+        was = [paid.get(target.slot, 0) for target in group]
+        left = sum(target.amount for target in group) - sum(was)
+        if left <= 0:
+            continue
+        lacking = [max(0, t.amount - w) for t, w in zip(group, was, strict=True)]
+        # left <= sum(lacking), so no part exceeds what its slot lacks.
+        for target, part in zip(group, largest_remainder(left, lacking), strict=True):
+            if part > 0:
+                owed.append(target if part == target.amount else attrs.evolve(target, amount=part))
     return owed
+
+
+def uptime_points(
+    targets: Iterable[Payout], paid: Mapping[str, int], owed: Iterable[Payout]
+) -> dict[str, int]:
+    """Each user's uptime points in the bucket once ``owed`` is paid too: what its uptime
+    slots were paid plus what they are owed (every user with an uptime target, 0 included).
+    Referrals are computed from these, the points the referee is actually paid."""
+    more: dict[str, int] = {}
+    for payout in owed:
+        if payout.source is EarningSource.UPTIME:
+            more[payout.slot] = more.get(payout.slot, 0) + payout.amount
+    totals: dict[str, int] = {}
+    for target in targets:
+        if target.source is EarningSource.UPTIME:
+            key = target.slot
+            amount = paid.get(key, 0) + more.get(key, 0)
+            totals[target.user_id] = totals.get(target.user_id, 0) + amount
+    return totals
+
+
+def _slot_of(payout: Payout) -> str:
+    return payout.slot
 
 
 def bucket_key(bucket_start: dt.datetime, revision: int, payout_slot: str) -> str:

@@ -260,15 +260,16 @@ class BucketCloser:
         end = start + self._bucket_length()
         (lines, priced), chains, reached = await self._inputs(start, end, rates)
         uptime = rules.uptime_payouts(lines, rates)
-        points = rules.points_by_user(uptime)
+        paid = await stores.payouts.paid_slots(start)
+        owed = rules.top_up(uptime, paid)
+        points = rules.uptime_points(uptime, paid, owed)
         referral = rules.referral_payouts(
             points,
             {u: [(r.level, r.referrer_id) for r in links] for u, links in chains.items()},
             rates,
         )
+        owed.extend(rules.top_up(referral, paid))
         milestones = await self._milestones(chains, reached, rates)
-        paid = await stores.payouts.paid_slots(start)
-        owed = rules.top_up([*uptime, *referral], paid)
         prefix = rules.bucket_key_prefix(start, revision)
         keyed = [KeyedPayout(key=prefix + p.slot, payout=p) for p in owed]
         keyed.extend(milestones)

@@ -170,12 +170,17 @@ async def test_late_uptime_is_paid_by_a_correction_and_nothing_is_taken_back(sto
         e.clock.now += dt.timedelta(minutes=5)
         await e.closer.tick()
         # IP2 pool = (3600*100*1.25 + 2400*90) / 360000 = 1.85 -> b1 1_110_000, c1 740_000.
-        # b1 was paid 1_162_500 already and keeps it; c1 gets 352_500 more; B gets 20% of
-        # C's 740_000 (148_000) -> 70_500 more; A gets 10% (74_000) -> 35_250 more; A's 20% of
-        # B fell to 222_000 < 232_500 paid: unchanged.
-        want = [2_121_250 + 35_250, 1_240_000 + 70_500, 740_000]
+        # b1 was paid 1_162_500 already and keeps it, so IP2 is owed only the rest of its pool:
+        # 1_850_000 - (1_162_500 + 387_500) = 300_000, all to c1 (the one slot below its
+        # target): C is paid 687_500 in all, IP2 1_850_000, its pool exactly. B gets 20% of
+        # C's 687_500 (137_500) -> 60_000 more; A gets 10% (68_750) -> 30_000 more; B's uptime
+        # did not change: A's 20% of it neither.
+        want = [2_121_250 + 30_000, 1_240_000 + 60_000, 687_500]
         assert await totals(storage, users) == want
         assert await balances(e.ledger, users) == want
+        b_ip2 = await storage.earnings.earnings_by_device(users[1].id)
+        c_ip2 = await storage.earnings.earnings_by_device(users[2].id)
+        assert b_ip2[devices[2].device_id] + c_ip2[devices[3].device_id] == 1_850_000
         close = await storage.payouts.get_close(T0)
         assert close is not None
         assert (close.revision, close.seconds) == (1, 11_400)

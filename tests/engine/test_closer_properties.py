@@ -5,9 +5,13 @@ step (between ledger chunks and inside the re-run of an uncredited close include
 For every example:
 
 - a run without crashes pays exactly what a model written here owes, slot by slot: for each
-  bucket, the most any of its revisions computed for the slot, every line priced at the score
-  and type of the revision that first paid it (the model uses only the pure rules of
-  ``grass.domain.payouts``), plus each milestone once;
+  bucket and IP, each revision pays the IP's pool (computed here in exact rationals, every line
+  priced at the score and type of the revision that first paid it) minus what the IP was paid,
+  shared by what each slot lacks of its target, nothing taken back; each referral its rate of
+  what the referee's uptime was paid; plus each milestone once;
+- from the entries alone, independently of that rule: every (bucket, IP) was paid exactly the
+  pool of its last revision (late uptime creates no points), and every referral exactly its
+  rate of what its referee's uptime entries hold for the bucket;
 - a run killed at the generated steps and restarted each time ends with exactly the same
   entries, statuses and ledger, however the crashes fell;
 - in both, the ledger holds exactly the store's entries, and no key is paid twice.
@@ -18,8 +22,10 @@ On memory with many examples; on PostgreSQL with a few (each example empties the
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from fractions import Fraction
 
 import attrs
 import pytest
@@ -147,8 +153,48 @@ def rounds_with_tail(s: Scenario) -> list[Round]:
     return [*s.rounds, *[Round(uptime=(), rescore=())] * 4]
 
 
-def model(s: Scenario, ids: Ids, config: Config) -> dict[str, int]:
-    """What the closer owes, by (bucket, slot) and milestone key, without the closer."""
+def pool_of(lines: list[rules.UptimeLine], rates: rules.Rates) -> int:
+    """One IP's pool, in exact rationals (docs/score.md), not by the closer's integer path."""
+    raw = sum(
+        (
+            Fraction(line.seconds, 3600)
+            * Fraction(line.score, 100)
+            * rates.multipliers[line.device_type]
+            * rates.base_rate
+            for line in lines
+        ),
+        Fraction(0),
+    )
+    return math.floor(raw)
+
+
+def pay_ip(paid: dict[str, int], bucket: int, targets: list[rules.Payout], pool: int) -> None:
+    """A revision's uptime on one IP: the pool minus what the IP was paid, shared in proportion
+    to what each slot lacks of its target (exact shares, floors, the units left over to the
+    largest fractions, ties to the lower device id); nothing is ever taken back."""
+    slots = sorted(targets, key=lambda p: p.device_id or "")
+    was = [paid.get(f"{bucket}:{p.slot}", 0) for p in slots]
+    left = pool - sum(was)
+    if left <= 0:
+        return
+    lacking = [max(0, p.amount - w) for p, w in zip(slots, was, strict=True)]
+    shares = [Fraction(left * lack, sum(lacking)) for lack in lacking]
+    parts = [math.floor(share) for share in shares]
+    by_fraction = sorted(range(len(slots)), key=lambda i: (parts[i] - shares[i], i))
+    for i in by_fraction[: left - sum(parts)]:
+        parts[i] += 1
+    for p, w, part in zip(slots, was, parts, strict=True):
+        assert w + part <= max(w, p.amount)  # never beyond a slot's target
+        if part:
+            paid[f"{bucket}:{p.slot}"] = w + part
+    assert sum(paid.get(f"{bucket}:{p.slot}", 0) for p in slots) == pool
+
+
+def model(
+    s: Scenario, ids: Ids, config: Config
+) -> tuple[dict[str, int], dict[tuple[int, str], int]]:
+    """What the closer owes, by (bucket, slot) and milestone key, without the closer; and the
+    pool of each (bucket, IP) as of the last revision that paid it."""
     rates = rules.rates_of(config.rates)
     chains = chains_of(s, ids)
     owner = {ids.devices[d]: ids.users[u] for d, (u, *_) in enumerate(s.devices)}
@@ -159,6 +205,7 @@ def model(s: Scenario, ids: Ids, config: Config) -> dict[str, int]:
     frozen: dict[tuple[int, str], tuple[int, DeviceType]] = {}
     closed: dict[int, int] = {}  # bucket -> seconds paid for
     paid: dict[str, int] = {}
+    pools: dict[tuple[int, str], int] = {}
     written: dict[str, int] = {}  # user -> all uptime written so far
     qualified: set[str] = set()
     for r, rnd in enumerate(rounds_with_tail(s), start=1):
@@ -192,11 +239,22 @@ def model(s: Scenario, ids: Ids, config: Config) -> dict[str, int]:
                     )
                 )
             uptime = rules.uptime_payouts(lines, rates)
-            points = rules.points_by_user(uptime)
+            for ip in sorted({line.ip for line in lines}):
+                on_ip = [p for p in uptime if p.ip == ip]
+                pool = pool_of([line for line in lines if line.ip == ip], rates)
+                assert sum(p.amount for p in on_ip) == pool
+                pools[(bucket, ip)] = pool
+                pay_ip(paid, bucket, on_ip, pool)
+            points: dict[str, int] = {}
+            for p in uptime:
+                points[p.user_id] = points.get(p.user_id, 0) + paid.get(f"{bucket}:{p.slot}", 0)
             users_chains = {u: chains[u] for u in points if u in chains}
-            for p in [*uptime, *rules.referral_payouts(points, users_chains, rates)]:
-                slot = f"{bucket}:{p.slot}"
-                paid[slot] = max(paid.get(slot, 0), p.amount)
+            for u, chain in users_chains.items():
+                for level, referrer in chain:
+                    slot = f"{bucket}:r:{referrer}:{u}"
+                    amount = math.floor(points[u] * rates.referral[level - 1])
+                    assert amount >= paid.get(slot, 0)  # what a referee is paid never falls
+                    paid[slot] = amount
             for u, chain in sorted(users_chains.items()):
                 if u not in qualified and written.get(u, 0) >= rates.milestone_seconds:
                     qualified.add(u)
@@ -204,7 +262,7 @@ def model(s: Scenario, ids: Ids, config: Config) -> dict[str, int]:
                     paid[rules.milestone_key(u, "referrer")] = rates.milestone_referrer_bonus
                     assert chain[0][0] == 1
             closed[bucket] = total
-    return {k: v for k, v in paid.items() if v}
+    return {k: v for k, v in paid.items() if v}, pools
 
 
 async def seed(storage: Storage, s: Scenario, ids: Ids) -> None:
@@ -314,6 +372,42 @@ def by_slot(entries: dict[str, tuple[str, int]], ids: Ids) -> dict[str, int]:
     return out
 
 
+def conserved(
+    paid: dict[str, int],
+    pools: dict[tuple[int, str], int],
+    s: Scenario,
+    ids: Ids,
+    config: Config,
+) -> None:
+    """From the entries alone: each (bucket, IP) was paid its pool exactly, never more (late
+    uptime creates no points), and each referrer exactly its rate of what its referee's uptime
+    was paid in the bucket."""
+    rates = rules.rates_of(config.rates)
+    chains = chains_of(s, ids)
+    owner = {ids.devices[d]: ids.users[u] for d, (u, *_) in enumerate(s.devices)}
+    by_ip: dict[tuple[int, str], int] = {}
+    by_user: dict[tuple[int, str], int] = {}
+    referrals: dict[tuple[int, str, str], int] = {}
+    for key, amount in paid.items():
+        bucket, kind, rest = key.split(":", 2)
+        if kind == "u":
+            device, ip = rest.split(":", 1)
+            by_ip[(int(bucket), ip)] = by_ip.get((int(bucket), ip), 0) + amount
+            user = owner[device]
+            by_user[(int(bucket), user)] = by_user.get((int(bucket), user), 0) + amount
+        elif kind == "r":
+            referrer, referee = rest.split(":", 1)
+            referrals[(int(bucket), referrer, referee)] = amount
+    assert by_ip == {k: v for k, v in pools.items() if v}
+    want: dict[tuple[int, str, str], int] = {}
+    for (bucket, user), points in by_user.items():
+        for level, referrer in chains.get(user, []):
+            amount = math.floor(points * rates.referral[level - 1])
+            if amount:
+                want[(bucket, referrer, user)] = amount
+    assert referrals == want
+
+
 Opener = Callable[[], AbstractAsyncContextManager[Storage]]
 
 
@@ -326,7 +420,10 @@ async def check(open_storage: Opener, s: Scenario, crashes: frozenset[int]) -> N
         await seed(storage, s, ids)
         steps = await play(storage, ledger, s, ids, frozenset())
         clean = await outcome(storage, ledger, ids)
-    assert by_slot(clean["entries"], ids) == model(s, ids, scenario_config())  # type: ignore[arg-type]
+    paid = by_slot(clean["entries"], ids)  # type: ignore[arg-type]
+    owed, pools = model(s, ids, scenario_config())
+    conserved(paid, pools, s, ids, scenario_config())
+    assert paid == owed
     async with open_storage() as storage, open_memory_ledger() as ledger:
         await seed(storage, s, ids)
         # Crash points beyond the clean run's steps are shifted into it.
