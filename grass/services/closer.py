@@ -333,9 +333,14 @@ class BucketCloser:
             nonlocal reached
             reached = await payouts.bucket_milestones(start, seconds=rates.milestone_seconds)
 
-        async with trio.open_nursery() as nursery:
-            for read in (read_lines, read_chains, read_reached):
-                nursery.start_soon(read)
+        try:
+            async with trio.open_nursery() as nursery:
+                for read in (read_lines, read_chains, read_reached):
+                    nursery.start_soon(read)
+        except BaseExceptionGroup as group:
+            # One read failed (the nursery cancelled the others): its error, with its type
+            # (StorageUnavailable for a database that is down), not a group around it.
+            raise _single(group) from None
         return lines, chains, reached
 
     async def _priced_lines(
@@ -438,6 +443,19 @@ class BucketCloser:
     async def _step(self, name: str, bucket: dt.datetime) -> None:
         if self.step_hook is not None:
             await self.step_hook(name, bucket)
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception of a group (nested groups included), else the group itself."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 def _lowest(rates: rules.Rates) -> DeviceType:

@@ -13,6 +13,7 @@ from grass.domain.referrals import ReferralStatus
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.ledger.memory import open_memory_ledger
 from grass.services.closer import STEPS
+from grass.storage.abc import StorageUnavailable
 from tests.engine.helpers import Clock, build, engine, engine_config, job_lock
 from tests.storage.conftest import T0, add_device, add_user, delta, make_referral
 
@@ -247,3 +248,38 @@ async def test_a_device_removed_before_its_bucket_closes_is_not_paid_more_than_i
             kept.device_id: (0, DeviceType.EXTENSION),
             removed.device_id: (0, DeviceType.EXTENSION),
         }
+
+
+class ChainsDown:
+    """The storage, with the referral chains' read failing (one of the closer's three
+    parallel reads of a bucket)."""
+
+    def __init__(self, storage) -> None:
+        self._storage = storage
+        self.payouts = PayoutsWithChainsDown(storage.payouts)
+
+    def __getattr__(self, name):
+        return getattr(self._storage, name)
+
+
+class PayoutsWithChainsDown:
+    def __init__(self, payouts) -> None:
+        self._payouts = payouts
+
+    def __getattr__(self, name):
+        return getattr(self._payouts, name)
+
+    async def bucket_chains(self, bucket_start):
+        raise StorageUnavailable("the database does not answer")
+
+
+async def test_a_storage_error_in_one_parallel_read_keeps_its_type(storage):
+    users, _ = await world(storage)
+    async with open_memory_ledger() as ledger:
+        e = build(ChainsDown(storage), ledger, engine_config(), Clock(CLOSE_AT))
+        with pytest.raises(StorageUnavailable, match="does not answer"):
+            await e.closer.tick()
+        assert await totals(storage, users) == [0, 0, 0]
+        # Back up: the next tick pays the bucket.
+        await build(storage, ledger, engine_config(), Clock(CLOSE_AT)).closer.tick()
+        assert await totals(storage, users) == EXPECTED
