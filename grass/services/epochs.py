@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from grass import logs
@@ -29,6 +30,7 @@ from grass.storage.abc import (
     EpochStore,
     StorageConflict,
     StorageNotFound,
+    Stores,
     UptimeStore,
 )
 
@@ -47,6 +49,7 @@ class EpochStores(Protocol):
     def earnings(self) -> EarningsStore: ...
     @property
     def uptime(self) -> UptimeStore: ...
+    def transaction(self) -> AbstractAsyncContextManager[Stores]: ...
 
 
 def _utc(timestamp: int) -> dt.datetime:
@@ -135,20 +138,26 @@ class EpochService:
     async def _unsettled(self) -> list[Epoch]:
         """Every open or closing epoch, oldest first (all pages: there are few)."""
         found: list[Epoch] = []
-        for status in (EpochStatus.OPEN, EpochStatus.CLOSING):
-            cursor = None
-            while True:
-                page = await self._stores.epochs.list_epochs(
-                    status=status, cursor=cursor, limit=PAGE_SIZE
-                )
-                found.extend(page.items)
-                if (cursor := page.next_cursor) is None:
-                    break
+        # On the primary (a unit of work): a replica behind by a moment would hand back an
+        # epoch this job has just settled, as still open.
+        async with self._stores.transaction() as tx:
+            for status in (EpochStatus.OPEN, EpochStatus.CLOSING):
+                cursor = None
+                while True:
+                    page = await tx.epochs.list_epochs(
+                        status=status, cursor=cursor, limit=PAGE_SIZE
+                    )
+                    found.extend(page.items)
+                    if (cursor := page.next_cursor) is None:
+                        break
         return sorted(found, key=lambda e: e.number)
 
     async def totals(self, epoch: Epoch) -> EpochTotals:
-        stores = self._stores
-        earned = await stores.earnings.earnings_totals(since=epoch.start, until=epoch.end)
-        uptime = await stores.uptime.uptime_stats(since=epoch.start, until=epoch.end)
-        users = await stores.earnings.count_earning_users(since=epoch.start, until=epoch.end)
+        """The epoch's totals now, from the primary: they are frozen when it closes, right
+        after its last bucket was written, which a replica may not have seen yet."""
+        since, until = epoch.start, epoch.end
+        async with self._stores.transaction() as tx:
+            earned = await tx.earnings.earnings_totals(since=since, until=until)
+            uptime = await tx.uptime.uptime_stats(since=since, until=until)
+            users = await tx.earnings.count_earning_users(since=since, until=until)
         return EpochTotals(points=earned.total, uptime_seconds=uptime.seconds, users=users)

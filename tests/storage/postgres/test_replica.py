@@ -10,7 +10,10 @@ from __future__ import annotations
 import uuid
 from urllib.parse import quote
 
+from grass.config import load_config
+from grass.domain.epochs import EpochTotals
 from grass.domain.uptime import UptimeStats
+from grass.services.epochs import EpochService
 from grass.storage.postgres import open_postgres
 from grass.storage.postgres.storage import open_postgres_storage
 from tests.storage.conftest import T0, delta, make_device, make_entry, make_user
@@ -48,6 +51,14 @@ async def test_dashboard_reads_go_to_the_replica(postgres_dsn):
                 # Inside a unit of work everything runs on the unit's primary connection.
                 async with storage.transaction() as tx:
                     assert (await tx.uptime.uptime_stats(user_id=user.id)).seconds == 42
+                # The epoch job freezes totals and reads the epochs to settle from the primary:
+                # a replica a moment behind would freeze an epoch without its last bucket.
+                epochs = EpochService(storage, None, lambda: load_config(environ={})[0])
+                epoch = await epochs.ensure(epochs.number_at(T0))
+                assert await epochs.totals(epoch) == EpochTotals(
+                    points=5, uptime_seconds=42, users=1
+                )
+                assert [e.number for e in await epochs._unsettled()] == [epoch.number]
         finally:
             for schema in (primary, replica):
                 await admin.run(lambda c, s=schema: c.execute(f'DROP SCHEMA "{s}" CASCADE'))
