@@ -8,10 +8,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
+from grass.domain import payouts as rules
 from grass.domain.devices import Device
+from grass.domain.earnings import EarningSource
 from grass.storage.abc import Storage
 from grass.storage.memory import MemoryStorage
-from tests.storage.conftest import add_user, delta, make_device, make_entry
+from grass.storage.payouts import BucketClose, KeyedPayout
+from tests.storage.conftest import HOUR, T0, add_user, delta, make_device, make_entry
 
 ROWS = 3_000
 
@@ -30,6 +33,25 @@ async def _earnings(storage: Storage, devices: list[Device]) -> object:
     return await storage.earnings.insert_earnings([make_entry(d.user_id) for d in devices])
 
 
+async def _payouts(storage: Storage, devices: list[Device]) -> object:
+    """A bucket close: one uptime entry per device, in one unit with the close record."""
+    close = BucketClose(bucket_start=T0, revision=0, seconds=60 * ROWS, closed_at=T0 + HOUR)
+    payouts = [
+        KeyedPayout(
+            key=rules.bucket_key(T0, 0, d.device_id),
+            payout=rules.Payout(
+                user_id=d.user_id,
+                source=EarningSource.UPTIME,
+                amount=1_000,
+                device_id=d.device_id,
+                ip=d.ip,
+            ),
+        )
+        for d in devices
+    ]
+    return await storage.payouts.record_payouts(close, payouts, accrued_at=T0)
+
+
 async def _rows(storage: Storage, batch: Batch, user_id: str) -> int:
     if batch is _devices:
         return await storage.devices.count_devices(user_id)
@@ -38,7 +60,9 @@ async def _rows(storage: Storage, batch: Batch, user_id: str) -> int:
     return (await storage.earnings.earnings_totals(user_id=user_id)).total // 1_000
 
 
-BATCHES = [pytest.param(b, id=b.__name__.strip("_")) for b in (_devices, _uptime, _earnings)]
+BATCHES = [
+    pytest.param(b, id=b.__name__.strip("_")) for b in (_devices, _uptime, _earnings, _payouts)
+]
 
 
 async def _prepare(storage: Storage, batch: Batch) -> tuple[str, list[Device]]:

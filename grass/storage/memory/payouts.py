@@ -13,7 +13,7 @@ from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
 from grass.storage.abc import StorageConflict
-from grass.storage.memory._db import Scope, in_range
+from grass.storage.memory._db import Scope, after_row, in_range
 from grass.storage.payouts import (
     BucketClose,
     ChainLink,
@@ -175,7 +175,8 @@ class MemoryPayoutStore:
                     f"bucket {close.bucket_start} is at revision {expected - 1}",
                     details={"revision": close.revision},
                 )
-            for item in payouts:
+            for n, item in enumerate(payouts, 1):
+                await after_row(n)
                 p = item.payout
                 db.require_user(p.user_id)
                 if db.earnings.lookup("key", item.key) is not None:
@@ -198,7 +199,8 @@ class MemoryPayoutStore:
                         referral_level=p.referral_level,
                     )
                 )
-            for line in frozen:
+            for n, line in enumerate(frozen, 1):
+                await after_row(n)
                 db.frozen_lines.insert(
                     FrozenLine(
                         bucket_start=close.bucket_start,
