@@ -40,7 +40,14 @@ from grass.storage.postgres.migrate import LOCK_CLASS
 from grass.storage.postgres.pool import Connection, Database, Record
 from grass.storage.postgres.scope import Scope
 
-__all__ = ["PgUptimeStore", "fold_periods", "merge_pending", "merge_uptime", "time_filter"]
+__all__ = [
+    "DELETED_USERS_LOCK",
+    "PgUptimeStore",
+    "fold_periods",
+    "merge_pending",
+    "merge_uptime",
+    "time_filter",
+]
 
 _COLUMNS = (
     "flush",
@@ -54,9 +61,17 @@ _COLUMNS = (
     "rtt_max_ms",
     "reconnects",
 )
-_START_FLUSH = "SELECT nextval('uptime_flush_seq')"
+# Flushes share this lock and an account deletion takes it alone (DELETED_USERS_LOCK), so
+# no flush checks a device against a snapshot from before the deletion and commits after it:
+# that left uptime of a deleted user, which no close of its bucket could pay.
+_FLUSH_LOCK = "pg_advisory_xact_lock_shared($1, hashtext(current_schema() || 'uptime users'))"
+DELETED_USERS_LOCK = (
+    "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || 'uptime users'))"
+)
+_START_FLUSH = f"SELECT nextval('uptime_flush_seq') FROM {_FLUSH_LOCK}"
 _START_RELAXED = (
-    "SELECT nextval('uptime_flush_seq') FROM set_config('synchronous_commit', 'off', true)"
+    f"SELECT nextval('uptime_flush_seq') FROM {_FLUSH_LOCK},"
+    " set_config('synchronous_commit', 'off', true)"
 )
 # The devices table is small next to a flush's work; only the rows of this flush are checked.
 _DROP_UNKNOWN = """
@@ -208,7 +223,7 @@ class PgUptimeStore:
         start = _START_RELAXED if self._scope.unit is None else _START_FLUSH
 
         async def flush(conn: Connection) -> Sequence[Record]:
-            number = await conn.fetchval(start)
+            number = await conn.fetchval(start, LOCK_CLASS)
             rows = _rows(deltas, number)
             await conn.copy_records_to_table("uptime_deltas", records=rows, columns=_COLUMNS)
             return await conn.fetch(_DROP_UNKNOWN, number)

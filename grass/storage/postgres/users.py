@@ -36,9 +36,10 @@ from grass.domain.users import (
     WalletLink,
 )
 from grass.storage.abc import StorageNotFound
+from grass.storage.postgres.migrate import LOCK_CLASS
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.uptime import merge_pending
+from grass.storage.postgres.uptime import DELETED_USERS_LOCK, merge_pending
 
 __all__ = [
     "PgUserStore",
@@ -274,7 +275,10 @@ class PgUserStore:
         async def delete(conn: Connection) -> None:
             # Uptime has no foreign keys (the flush is the hottest write): its rows go here,
             # after merging what is pending, so that a bucket whose latest delta names this
-            # user goes too. Everything else but earnings cascades from the user.
+            # user goes too. Everything else but earnings cascades from the user. First, the
+            # flushes under way commit (and no new one starts until this does): their deltas
+            # are then seen, and go, and a later flush finds the devices gone.
+            await conn.execute(DELETED_USERS_LOCK, LOCK_CLASS)
             await merge_pending(conn)
             await conn.execute("DELETE FROM uptime_buckets WHERE user_id = $1::text", user_id)
             # A flush that committed after the merge's snapshot: its deltas go too.

@@ -237,3 +237,48 @@ async def test_a_delete_waits_for_a_writer_of_the_user_then_removes_what_it_wrot
     # And a writer after the delete finds the user gone.
     with pytest.raises(IntegrityViolation, match="earnings_keys_user"):
         await PgEarningsStore(Scope(db)).insert_earnings([make_entry(user.id)])
+
+
+_DELETE_WAITING_FOR_FLUSHES = """
+SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+WHERE NOT l.granted AND l.locktype = 'advisory' AND a.query LIKE '%pg_advisory_xact_lock(%'
+"""
+
+
+async def test_a_delete_waits_for_a_flush_under_way_then_removes_what_it_wrote(stores):
+    # Without it: the flush checked the device before the delete committed, committed after
+    # the delete had removed the user's uptime, and left uptime of a user that is gone (every
+    # close of its bucket then failed on it).
+    db, _, _ = stores
+    user, (device,) = await _user_with_devices(db)
+    flushed, commit, deleted = trio.Event(), trio.Event(), trio.Event()
+
+    async def flush():
+        async with db.transaction() as conn:
+            store = PgUptimeStore(Scope(db, UnitOfWork(conn)))
+            assert (await store.add_uptime([delta(device, seconds=30)])).applied == 1
+            flushed.set()
+            await commit.wait()
+
+    async def deleter():
+        await flushed.wait()
+        await PgUserStore(Scope(db)).delete_user(user.id)
+        deleted.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flush)
+        nursery.start_soon(deleter)
+        await flushed.wait()
+        for _ in range(1000):
+            if await _rows(db, _DELETE_WAITING_FOR_FLUSHES):
+                break
+            await trio.sleep(0.01)  # a server-side state: no event to wait on
+        else:
+            pytest.fail("the delete never waited for the flush")
+        assert not deleted.is_set()
+        commit.set()
+    assert await _rows(db, "SELECT 1 FROM uptime_current") == []
+    # And a flush after the delete finds the device gone.
+    later = await PgUptimeStore(Scope(db)).add_uptime([delta(device, seconds=30)])
+    assert later.unknown_devices == {device.device_id}
+    assert await _rows(db, "SELECT 1 FROM uptime_current") == []
