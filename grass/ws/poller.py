@@ -33,6 +33,10 @@ class Pollable(Protocol):
     def ready(self) -> None: ...
 
 
+#: Sockets handled per turn: the rest of the ready ones stay ready in the epoll set (whose own
+#: descriptor stays readable) and get the next turn, after the other tasks had theirs.
+TURN = 256
+
 _EVENTS = (
     getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLET", 0)
 )
@@ -81,7 +85,7 @@ class Poller:
                     again.clear()
                 else:
                     await trio.lowlevel.wait_readable(epoll.fileno())
-                for fd, _ in epoll.poll(0):
+                for fd, _ in epoll.poll(0, TURN):
                     found = sockets.get(fd)
                     if found is not None:
                         found.ready()
