@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import attrs
 
 from grass.ledger.abc import (
+    Link,
     Progress,
     Settlement,
     SettlementStatus,
@@ -90,6 +91,15 @@ async def _copy_credits(
         progress("credits", copied + present, None)
 
 
+async def _replay_link(target: AnchoredLedger, link: Link) -> None:
+    """Link on the target from the epoch the link took effect at on the source: a journal
+    applies a link from the epoch after the last one it closed, so close up to the one before
+    (an epoch closed on the source, settled or not, which takes no credits there either)."""
+    if link.first_epoch > 0:
+        await target.journal.close(link.first_epoch - 1)
+    await target.link_account(link.user_id, link.account)
+
+
 async def migrate_ledger(
     source: AnchoredLedger,
     target: AnchoredLedger,
@@ -109,8 +119,7 @@ async def migrate_ledger(
     for i, record in enumerate(confirmed):
         epoch = record.epoch
         while links and links[0].first_epoch <= epoch:
-            link = links.pop(0)
-            await target.link_account(link.user_id, link.account)
+            await _replay_link(target, links.pop(0))
         expected = await source.journal_root(epoch, progress=progress)
         # Checked before the target's anchor is touched: a wrong root posted on a chain stays.
         ahead = {
@@ -120,13 +129,15 @@ async def migrate_ledger(
             # settled: moving it would hide that the source disagrees.
             "held by the source's anchor": await source.anchor.anchored(epoch),
         }
+        existing = None if shared else await target.journal.settlement(epoch)
         if not shared:
             ahead["recomputed from the target's journal"] = await target.journal_root(
                 epoch, progress=progress
             )
+            if existing is not None:  # a re-run: settle would post this record's root
+                ahead["recorded on the target"] = existing.root
         _check(epoch, ahead, moves)
         before = await target.anchor.anchored(epoch)
-        existing = None if shared else await target.journal.settlement(epoch)
         moved = await target.settle(epoch, progress=progress)
         if before is not None and before == moved.root:
             action = ALREADY_THERE
@@ -150,7 +161,10 @@ async def migrate_ledger(
         progress("epochs", i + 1, len(confirmed))
     # Links made after the last settled epoch apply from the next one: replay them too.
     for link in links:
-        await target.link_account(link.user_id, link.account)
+        await _replay_link(target, link)
+    if not shared and settlements:
+        # Epochs the source closed (settled or not) take no more credits on the target either.
+        await target.journal.close(max(s.epoch for s in settlements))
     return MigrationReport(
         shared_journal=shared,
         credits_copied=copied,

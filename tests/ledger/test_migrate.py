@@ -7,7 +7,14 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from grass.ledger.abc import Credit, NoBalance, SettlementStatus, VerificationFailed
+from grass.ledger.abc import (
+    AlreadySettled,
+    AnchorFailed,
+    Credit,
+    NoBalance,
+    SettlementStatus,
+    VerificationFailed,
+)
 from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.memory import MemoryAnchor, MemoryJournal, open_memory_ledger
 from grass.ledger.merkle import keccak256, verify
@@ -200,3 +207,57 @@ async def test_a_source_anchor_that_disagrees_stops_the_migration(damage):
     held = details["roots"]["held by the source's anchor"]
     assert held != details["roots"]["recorded on the source"]
     assert await target.anchor.anchored(2) is None
+
+
+class FailsOnce(MemoryAnchor):
+    """Refuses the first post of one epoch, as a chain that reverted it."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.failing = epoch
+
+    async def post(self, epoch: int, root: bytes) -> str:
+        if epoch == self.failing:
+            self.failing = -1
+            raise AnchorFailed("reverted", details={"epoch": epoch})
+        return await super().post(epoch, root)
+
+
+async def test_journals_apart_keep_what_the_source_closed_and_when_links_began():
+    source = AnchoredLedger(MemoryJournal(), FailsOnce(2))
+    alice, wallet = "alice", bytes.fromhex("a1" * 20)
+    await source.record([Credit(key="1", user_id=alice, amount=1, epoch=1)])
+    await source.settle(1)
+    await source.record([Credit(key="2", user_id=alice, amount=2, epoch=2)])
+    with pytest.raises(AnchorFailed):
+        await source.settle(2)  # closed, and failed: skipped by the migration
+    await source.link_account(alice, wallet)  # from epoch 3 on the source
+    await source.record([Credit(key="3", user_id=alice, amount=3, epoch=3)])
+    await source.settle(3)
+    target = AnchoredLedger(MemoryJournal(), MemoryAnchor())
+    report = await migrate_ledger(source, target)
+    assert [m.epoch for m in report.epochs] == [1, 3]
+    assert report.verify.ok
+    for epoch in (1, 2, 3):
+        assert await target.journal.account_of(alice, epoch) == (
+            await source.journal.account_of(alice, epoch)
+        )
+    # Epoch 2 takes no credits on the target, as on the source.
+    for ledger in (source, target):
+        with pytest.raises(AlreadySettled):
+            await ledger.record([Credit(key="late", user_id=alice, amount=1, epoch=2)])
+
+
+async def test_a_target_record_that_disagrees_is_never_posted():
+    source = AnchoredLedger(MemoryJournal(), MemoryAnchor())
+    await _fill(source)
+    target = AnchoredLedger(MemoryJournal(), MemoryAnchor())
+    first = await source.journal.settlement(1)
+    await target.journal.put_settlement(
+        attrs.evolve(first, root=keccak256(b"forged"), status=SettlementStatus.PENDING)
+    )
+    with pytest.raises(VerificationFailed) as info:
+        await migrate_ledger(source, target)
+    assert info.value.details["epoch"] == 1
+    assert "recorded on the target" in info.value.details["roots"]
+    assert await target.anchor.anchored(1) is None
