@@ -233,7 +233,7 @@ class NetworkService:
         device = await self._owned(user_id, device_id)
         cleaned = name.strip() if name is not None else None
         renamed = attrs.evolve(device, name=cleaned or None)  # validates (1-64 characters)
-        await self._storage.devices.update_device(renamed)
+        await self._storage.devices.set_device_name(device_id, renamed.name)
         await self._changed(user_id, device_id, "renamed")
         return await self.get_device(user_id, device_id)
 
@@ -241,7 +241,7 @@ class NetworkService:
         """Stop sharing: stored first (so a reconnect is refused), then the node is closed."""
         device = await self._owned(user_id, device_id)
         if not device.paused:
-            await self._storage.devices.update_device(attrs.evolve(device, paused=True))
+            await self._storage.devices.set_device_paused(device_id, True)
         await self._control.pause(device_id)
         await self._changed(user_id, device_id, "paused")
         return await self.get_device(user_id, device_id)
@@ -250,7 +250,7 @@ class NetworkService:
         """Share again: the node is let back in on its next connection."""
         device = await self._owned(user_id, device_id)
         if device.paused:
-            await self._storage.devices.update_device(attrs.evolve(device, paused=False))
+            await self._storage.devices.set_device_paused(device_id, False)
         await self._changed(user_id, device_id, "resumed")
         return await self.get_device(user_id, device_id)
 

@@ -181,6 +181,15 @@ class DeviceStore(Protocol):
     async def find_device(self, device_id: str) -> Device | None: ...
     async def update_device(self, device: Device) -> None: ...
 
+    async def set_device_name(self, device_id: str, name: str | None) -> None:
+        """The owner's name for the device (None: the default), and nothing else: a flush or
+        a scoring pass meanwhile is not undone. StorageNotFound if there is no such device."""
+        ...
+
+    async def set_device_paused(self, device_id: str, paused: bool) -> None:
+        """Whether the owner paused the device, and nothing else (as ``set_device_name``)."""
+        ...
+
     async def upsert_devices(self, devices: Sequence[Device]) -> None:
         """The gateway's batch: insert new devices; on existing ones overwrite type, version,
         user agent, IP, country, status and last_seen, and keep first_seen, paused, name and

@@ -165,3 +165,29 @@ async def test_mark_offline(storage):
     assert (await storage.devices.get_device(stale.device_id)).status is DeviceStatus.OFFLINE
     assert (await storage.devices.get_device(live.device_id)).status is DeviceStatus.ONLINE
     assert await storage.devices.get_device(off.device_id) == off
+
+
+async def test_the_owners_settings_change_nothing_else(storage):
+    """Rename and pause set their column only: a flush or a scoring pass between the owner's
+    read and write is kept (update_device, from the stale read, would put it back)."""
+    user = await add_user(storage)
+    device = await add_device(storage, user, ip="203.0.113.1")
+    seen = attrs.evolve(device, ip="198.51.100.7", last_seen=at(5), status=DeviceStatus.ONLINE)
+    await storage.devices.upsert_devices([seen])
+    await storage.devices.set_scores({device.device_id: score(42)})
+    await storage.devices.set_device_name(device.device_id, "attic")
+    await storage.devices.set_device_paused(device.device_id, True)
+    stored = await storage.devices.get_device(device.device_id)
+    assert (stored.name, stored.paused) == ("attic", True)
+    assert (stored.ip, stored.last_seen, stored.status) == (seen.ip, seen.last_seen, seen.status)
+    assert stored.score is not None
+    assert stored.score.value == 42
+    await storage.devices.set_device_name(device.device_id, None)
+    await storage.devices.set_device_paused(device.device_id, False)
+    stored = await storage.devices.get_device(device.device_id)
+    assert (stored.name, stored.paused) == (None, False)
+    missing = make_device(user)
+    with pytest.raises(StorageNotFound):
+        await storage.devices.set_device_name(missing.device_id, "x")
+    with pytest.raises(StorageNotFound):
+        await storage.devices.set_device_paused(missing.device_id, True)

@@ -42,6 +42,16 @@ class MemoryDeviceStore:
             _same_owner(found(db.devices.get(device.device_id), "device", device.device_id), device)
             db.devices.save(device)
 
+    async def set_device_name(self, device_id: str, name: str | None) -> None:
+        async with self._scope.op() as db:
+            stored = found(db.devices.get(device_id), "device", device_id)
+            db.devices.save(attrs.evolve(stored, name=name))
+
+    async def set_device_paused(self, device_id: str, paused: bool) -> None:
+        async with self._scope.op() as db:
+            stored = found(db.devices.get(device_id), "device", device_id)
+            db.devices.save(attrs.evolve(stored, paused=paused))
+
     async def upsert_devices(self, devices: Sequence[Device]) -> None:
         async with self._scope.op() as db:
             latest = {d.device_id: d for d in devices}

@@ -125,6 +125,20 @@ class PgDeviceStore:
         row = await self._scope.read_primary(find)
         return None if row is None else _device(row)
 
+    async def set_device_name(self, device_id: str, name: str | None) -> None:
+        await self._set_column(device_id, "name", name)
+
+    async def set_device_paused(self, device_id: str, paused: bool) -> None:
+        await self._set_column(device_id, "paused", paused)
+
+    async def _set_column(self, device_id: str, column: str, value: object) -> None:
+        query = f"UPDATE devices SET {column} = $2 WHERE id = $1::uuid"  # column: ours
+
+        async def update(conn: Connection) -> None:
+            require_rows(await conn.execute(query, device_id, value), "device", device_id)
+
+        await self._scope.write(update)
+
     async def update_device(self, device: Device) -> None:
         async def update(conn: Connection) -> None:
             owner = await conn.fetchval(
