@@ -17,6 +17,11 @@ class ReferralStatus(enum.StrEnum):
     ACTIVE = "active"  # has earned uptime
     QUALIFIED = "qualified"  # reached the uptime milestone
 
+    def below(self) -> tuple[ReferralStatus, ...]:
+        """The statuses a referee moves up from to reach this one (they never move down)."""
+        order = list(ReferralStatus)
+        return tuple(order[: order.index(self)])
+
 
 @attrs.frozen(kw_only=True)
 class Referral:

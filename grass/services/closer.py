@@ -403,11 +403,15 @@ class BucketCloser:
     ) -> None:
         """Referees with uptime become active (once), those past the milestone qualified."""
         referrals = self._stores.referrals
-        for user in users:
-            if any(r.status is ReferralStatus.PENDING for r in chains.get(user, ())):
-                await referrals.set_referral_status(user, ReferralStatus.ACTIVE)
-        for user in qualified:
-            await referrals.set_referral_status(user, ReferralStatus.QUALIFIED)
+        pending = [
+            user
+            for user in users
+            if any(r.status is ReferralStatus.PENDING for r in chains.get(user, ()))
+        ]
+        if pending:
+            await referrals.promote_referees(pending, ReferralStatus.ACTIVE)
+        if qualified:
+            await referrals.promote_referees(qualified, ReferralStatus.QUALIFIED)
 
     async def _finish(self, close: BucketClose) -> None:
         """A close written before a crash: statuses and ledger again, then credited."""

@@ -412,8 +412,9 @@ class ReferralStore(Protocol):
         """Referees per level, every level 1 to 3 present."""
         ...
 
-    async def set_referral_status(self, referee_id: str, status: ReferralStatus) -> int:
-        """The status belongs to the referee: every link naming it changes. Rows changed."""
+    async def promote_referees(self, referee_ids: Collection[str], status: ReferralStatus) -> int:
+        """Raise each referee to ``status`` (pending < active < qualified; never lowered). The
+        status belongs to the referee: every link naming it changes. Returns rows changed."""
         ...
 
 

@@ -278,8 +278,8 @@ async def test_referral_chains_of_users_and_of_a_bucket_and_its_milestones(stora
             make_referral(a, d, 1),
         ]
     )
-    await storage.referrals.set_referral_status(c.id, ReferralStatus.ACTIVE)
-    await storage.referrals.set_referral_status(d.id, ReferralStatus.QUALIFIED)
+    await storage.referrals.promote_referees([c.id], ReferralStatus.ACTIVE)
+    await storage.referrals.promote_referees([d.id], ReferralStatus.QUALIFIED)
     chains = await storage.payouts.referral_chains([a.id, b.id, c.id, "unknown"])
     assert chains == {
         b.id: (ChainLink(level=1, referrer_id=a.id, status=ReferralStatus.PENDING),),

@@ -59,9 +59,16 @@ async def test_list_referrals_by_level(storage):
 
 
 async def test_status_belongs_to_the_referee(storage):
-    (a, _b, _c, d), _ = await _chain(storage)
-    assert await storage.referrals.set_referral_status(d.id, ReferralStatus.ACTIVE) == 3
-    assert await storage.referrals.set_referral_status(d.id, ReferralStatus.ACTIVE) == 0
+    (a, _b, c, d), _ = await _chain(storage)
+    assert await storage.referrals.promote_referees([d.id], ReferralStatus.ACTIVE) == 3
+    assert await storage.referrals.promote_referees([d.id], ReferralStatus.ACTIVE) == 0
     chain = (await storage.referrals.referrers_of([d.id]))[d.id]
     assert {r.status for r in chain} == {ReferralStatus.ACTIVE}
-    assert await storage.referrals.set_referral_status(a.id, ReferralStatus.QUALIFIED) == 0
+    assert await storage.referrals.promote_referees([a.id], ReferralStatus.QUALIFIED) == 0
+    # Many at once (c is no referee: nothing), and never down: qualified stays qualified
+    # when "active" comes late.
+    assert await storage.referrals.promote_referees([c.id, d.id], ReferralStatus.QUALIFIED) == 3
+    assert await storage.referrals.promote_referees([c.id, d.id], ReferralStatus.ACTIVE) == 0
+    chain = (await storage.referrals.referrers_of([d.id]))[d.id]
+    assert {r.status for r in chain} == {ReferralStatus.QUALIFIED}
+    assert await storage.referrals.promote_referees([], ReferralStatus.ACTIVE) == 0

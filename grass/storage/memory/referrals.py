@@ -6,7 +6,7 @@ import attrs
 
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.referrals import MAX_LEVEL, Referral, ReferralStatus
-from grass.storage.memory._db import Scope, paginate
+from grass.storage.memory._db import Scope, after_row, paginate
 
 
 class MemoryReferralStore:
@@ -60,9 +60,16 @@ class MemoryReferralStore:
                 counts[r.level] += 1
             return counts
 
-    async def set_referral_status(self, referee_id: str, status: ReferralStatus) -> int:
+    async def promote_referees(self, referee_ids: Collection[str], status: ReferralStatus) -> int:
+        lower = status.below()
         async with self._scope.op() as db:
-            changed = [r for r in db.referrals.group("referee", referee_id) if r.status != status]
-            for r in changed:
+            changed = [
+                r
+                for referee in set(referee_ids)
+                for r in db.referrals.group("referee", referee)
+                if r.status in lower
+            ]
+            for n, r in enumerate(changed, 1):
                 db.referrals.save(attrs.evolve(r, status=status))
+                await after_row(n)
             return len(changed)

@@ -109,12 +109,14 @@ class PgReferralStore:
             counts[row["level"]] = int(row["n"])
         return counts
 
-    async def set_referral_status(self, referee_id: str, status: ReferralStatus) -> int:
+    async def promote_referees(self, referee_ids: Collection[str], status: ReferralStatus) -> int:
         async def update(conn: Connection) -> str:
             return await conn.execute(
-                "UPDATE referrals SET status = $2 WHERE referee_id = $1::text AND status <> $2",
-                referee_id,
+                "UPDATE referrals SET status = $2"
+                " WHERE referee_id = ANY($1::text[]) AND status = ANY($3::text[])",
+                list(referee_ids),
                 status.value,
+                [s.value for s in status.below()],
             )
 
         return row_count(await self._scope.write(update))
