@@ -9,12 +9,12 @@ import attrs
 
 from grass.config import Config
 from grass.domain.bearer import API_KEY_SHOWN, hash_token, new_api_key
-from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.users import ApiKey, ApiScope, Preferences, Profile, User
 from grass.errors import Conflict, NotFound
 from grass.ids import short_id
 from grass.services.live import LiveEvents
-from grass.storage.abc import Storage, StorageNotFound, UserStore
+from grass.storage.abc import Storage, StorageNotFound
 
 
 class TooManyApiKeys(Conflict):
@@ -75,21 +75,11 @@ class Me:
             created_at=self._clock(),
         )
         async with self._storage.transaction() as tx:
-            live = await self._count_live_keys(tx.users, user_id)
+            live = await tx.users.count_live_api_keys(user_id)
             if live >= most:
                 raise TooManyApiKeys(f"at most {most} live API keys; revoke one first")
             await tx.users.create_api_key(key)
         return NewApiKey(key, secret)
-
-    @staticmethod
-    async def _count_live_keys(store: UserStore, user_id: str) -> int:
-        live, cursor = 0, None
-        while True:
-            page = await store.list_api_keys(user_id, cursor=cursor, limit=MAX_PAGE_SIZE)
-            live += sum(1 for k in page.items if k.revoked_at is None)
-            if page.next_cursor is None:
-                return live
-            cursor = page.next_cursor
 
     async def api_keys(
         self, user_id: str, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE

@@ -388,6 +388,25 @@ async def test_api_keys_are_hashed_limited_and_revoked_by_their_owner(env):
         await env.me.create_api_key(ann.id, "one too many", {ApiScope.DEVICES_READ})
 
 
+async def test_api_keys_created_at_the_same_time_stay_within_the_cap(env):
+    ann = await env.accounts.register("ann@example.com", PW, None)
+    most = env.config.accounts.max_api_keys
+    outcomes: list[str] = []
+
+    async def create(n: int) -> None:
+        try:
+            await env.me.create_api_key(ann.id, f"k{n}", {ApiScope.DEVICES_READ})
+            outcomes.append("created")
+        except TooManyApiKeys:
+            outcomes.append("refused")
+
+    async with trio.open_nursery() as nursery:
+        for n in range(most + 5):
+            nursery.start_soon(create, n)
+    assert outcomes.count("created") == most
+    assert await env.storage.users.count_live_api_keys(ann.id) == most
+
+
 async def test_profile_and_preferences_round_trip(env):
     from grass.domain.users import NotificationChannel, Preferences, Profile, QuietHours
 

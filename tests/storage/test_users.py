@@ -191,8 +191,11 @@ async def test_api_keys(storage):
     assert listed == keys[::-1]
     with pytest.raises(StorageNotFound):
         await storage.users.revoke_api_key(other.id, keys[0].id, at(1))
+    assert await storage.users.count_live_api_keys(user.id) == 3
     revoked = await storage.users.revoke_api_key(user.id, keys[0].id, at(1))
     assert revoked.revoked_at == at(1)
+    assert await storage.users.count_live_api_keys(user.id) == 2
+    assert await storage.users.count_live_api_keys(other.id) == 0
     assert (await storage.users.revoke_api_key(user.id, keys[0].id, at(2))).revoked_at == at(1)
 
     await storage.users.touch_api_key(keys[2].id, at(3))

@@ -133,6 +133,10 @@ class MemoryUserStore:
             db.require_user(key.user_id)
             db.api_keys.insert(key)
 
+    async def count_live_api_keys(self, user_id: str) -> int:
+        async with self._scope.op() as db:  # a unit of work holds the storage's lock
+            return sum(1 for k in db.api_keys.group("user", user_id) if k.revoked_at is None)
+
     async def get_api_key_by_hash(self, key_hash: str) -> ApiKey:
         async with self._scope.op() as db:
             return found(db.api_keys.lookup("hash", key_hash), "API key", "(hash)")

@@ -405,6 +405,17 @@ class PgUserStore:
 
     # --- API keys -------------------------------------------------------------------------------
 
+    async def count_live_api_keys(self, user_id: str) -> int:
+        async def count(conn: Connection) -> int:
+            await conn.execute("SELECT 1 FROM users WHERE id = $1::text FOR NO KEY UPDATE", user_id)
+            live: int = await conn.fetchval(
+                "SELECT count(*) FROM api_keys WHERE user_id = $1::text AND revoked_at IS NULL",
+                user_id,
+            )
+            return live
+
+        return await self._scope.write(count)
+
     async def create_api_key(self, key: ApiKey) -> None:
         async def insert(conn: Connection) -> None:
             await conn.execute(
