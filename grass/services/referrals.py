@@ -14,7 +14,7 @@ from typing import Protocol
 import attrs
 
 from grass.config import Config
-from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.ranks import Rank, parse_ranks, rank_of
 from grass.domain.referrals import Referral, ReferralStatus
 from grass.storage.abc import EarningsStore, ReferralStore
@@ -59,10 +59,10 @@ class ReferralService:
         page = await self._stores.referrals.list_referrals(
             referrer_id, level=level, cursor=cursor, limit=limit
         )
-        rewards = {
-            (r.referee_id, r.level): r.amount
-            for r in await self._stores.earnings.referral_earnings(referrer_id)
-        }
+        earned = await self._stores.earnings.referral_earnings(
+            referrer_id, referee_ids=[r.referee_id for r in page.items]
+        )
+        rewards = {(r.referee_id, r.level): r.amount for r in earned}
         return Page(
             tuple(
                 RefereeView(referral=r, rewards=rewards.get((r.referee_id, r.level), 0))
@@ -72,17 +72,12 @@ class ReferralService:
         )
 
     async def summary(self, referrer_id: str) -> ReferralSummary:
-        counts = await self._stores.referrals.count_referrals(referrer_id)
-        qualified = 0
-        cursor = None
-        while True:  # direct referees only; a page of 1 000 covers almost everyone at once
-            page = await self._stores.referrals.list_referrals(
-                referrer_id, level=1, cursor=cursor, limit=MAX_PAGE_SIZE
-            )
-            qualified += sum(1 for r in page.items if r.status is ReferralStatus.QUALIFIED)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        referrals = self._stores.referrals
+        counts = await referrals.count_referrals(referrer_id)
+        qualified_by_level = await referrals.count_referrals(
+            referrer_id, status=ReferralStatus.QUALIFIED
+        )
+        qualified = qualified_by_level[1]  # ranks count direct referees only
         rewards = await self._stores.earnings.referral_earnings(referrer_id)
         rank, next_rank = rank_of(qualified, parse_ranks(self._config().rates.referral_ranks))
         return ReferralSummary(

@@ -386,10 +386,12 @@ class EarningsStore(Protocol):
         self,
         referrer_id: str,
         *,
+        referee_ids: Collection[str] | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> list[ReferralEarning]:
-        """Referral credits per (level, referee), ordered so."""
+        """Referral credits per (level, referee), ordered so; only those referees' when given
+        (a page of the referral list)."""
         ...
 
 
@@ -414,8 +416,10 @@ class ReferralStore(Protocol):
         """Order: created_at, referee_id (ascending)."""
         ...
 
-    async def count_referrals(self, referrer_id: str) -> dict[int, int]:
-        """Referees per level, every level 1 to 3 present."""
+    async def count_referrals(
+        self, referrer_id: str, *, status: ReferralStatus | None = None
+    ) -> dict[int, int]:
+        """Referees per level (with that status, when given), every level 1 to 3 present."""
         ...
 
     async def promote_referees(self, referee_ids: Collection[str], status: ReferralStatus) -> int:

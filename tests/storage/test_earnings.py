@@ -221,3 +221,7 @@ async def test_by_device_ip_and_referral(storage):
     assert await storage.earnings.referral_earnings(user.id, until=at(3)) == [
         ReferralEarning(referee_id=r1, level=1, amount=7)
     ]
+    assert await storage.earnings.referral_earnings(user.id, referee_ids=[r2, "other"]) == [
+        ReferralEarning(referee_id=r2, level=2, amount=5)
+    ]
+    assert await storage.earnings.referral_earnings(user.id, referee_ids=[]) == []

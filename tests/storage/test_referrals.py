@@ -56,6 +56,11 @@ async def test_list_referrals_by_level(storage):
     level2 = await storage.referrals.list_referrals(referrer.id, level=2)
     assert set(level2.items) == {r for r in links if r.level == 2}
     assert await storage.referrals.count_referrals(referrer.id) == {1: 3, 2: 2, 3: 0}
+    await storage.referrals.promote_referees([referees[0].id], ReferralStatus.QUALIFIED)
+    qualified = await storage.referrals.count_referrals(
+        referrer.id, status=ReferralStatus.QUALIFIED
+    )
+    assert qualified == {1: 1, 2: 0, 3: 0}
 
 
 async def test_status_belongs_to_the_referee(storage):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from grass.domain.earnings import (
     EarningEntry,
@@ -154,9 +154,11 @@ class MemoryEarningsStore:
         self,
         referrer_id: str,
         *,
+        referee_ids: Collection[str] | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> list[ReferralEarning]:
+        wanted = None if referee_ids is None else set(referee_ids)
         async with self._scope.op() as db:
             sums: dict[tuple[int, str], int] = {}
             for e in _select(
@@ -164,6 +166,8 @@ class MemoryEarningsStore:
             ):
                 assert e.referral_level is not None
                 assert e.referee_id is not None
+                if wanted is not None and e.referee_id not in wanted:
+                    continue
                 key = (e.referral_level, e.referee_id)
                 sums[key] = sums.get(key, 0) + e.amount
             return [

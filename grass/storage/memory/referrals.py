@@ -53,11 +53,14 @@ class MemoryReferralStore:
                 limit=limit,
             )
 
-    async def count_referrals(self, referrer_id: str) -> dict[int, int]:
+    async def count_referrals(
+        self, referrer_id: str, *, status: ReferralStatus | None = None
+    ) -> dict[int, int]:
         async with self._scope.op() as db:
             counts = dict.fromkeys(range(1, MAX_LEVEL + 1), 0)
             for r in db.referrals.group("referrer", referrer_id):
-                counts[r.level] += 1
+                if status is None or r.status is status:
+                    counts[r.level] += 1
             return counts
 
     async def promote_referees(self, referee_ids: Collection[str], status: ReferralStatus) -> int:

@@ -375,12 +375,16 @@ class PgEarningsStore:
         self,
         referrer_id: str,
         *,
+        referee_ids: Collection[str] | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> list[ReferralEarning]:
         conditions = ["e.user_id = $1"]
         args: list[object] = [referrer_id]
         _filters(conditions, args, source=EarningSource.REFERRAL, since=since, until=until)
+        if referee_ids is not None:
+            args.append(list(referee_ids))
+            conditions.append(f"e.referee_id = ANY(${len(args)}::text[])")
         query = (
             "SELECT e.referral_level AS level, e.referee_id, sum(e.amount) AS value "
             f"FROM earnings e WHERE {' AND '.join(conditions)} "

@@ -96,12 +96,15 @@ class PgReferralStore:
         rows = await self._scope.read(fetch)
         return page_of(rows, limit, _referral, lambda r: (micros(r.created_at), r.referee_id))
 
-    async def count_referrals(self, referrer_id: str) -> dict[int, int]:
+    async def count_referrals(
+        self, referrer_id: str, *, status: ReferralStatus | None = None
+    ) -> dict[int, int]:
         async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 "SELECT level, count(*) AS n FROM referrals WHERE referrer_id = $1::text"
-                " GROUP BY level",
+                " AND ($2::text IS NULL OR status = $2) GROUP BY level",
                 referrer_id,
+                None if status is None else status.value,
             )
 
         counts = dict.fromkeys(range(1, MAX_LEVEL + 1), 0)
