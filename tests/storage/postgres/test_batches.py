@@ -195,6 +195,38 @@ async def test_deleting_a_user_deletes_its_keys(stores):
     assert await _rows(db, "SELECT 1 FROM earnings") == []  # through the keys' trigger (0006)
 
 
+async def _delete_while_writing(db, user_id, write, waiting_query):
+    """Run ``write`` in a transaction left open, delete the user meanwhile, check that the
+    delete waits (``waiting_query`` finds it blocked), then commit the write and let the
+    delete end."""
+    written, commit, deleted = trio.Event(), trio.Event(), trio.Event()
+
+    async def writer():
+        async with db.transaction() as conn:
+            await write(conn)
+            written.set()
+            await commit.wait()
+
+    async def deleter():
+        await written.wait()
+        await PgUserStore(Scope(db)).delete_user(user_id)
+        deleted.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        nursery.start_soon(deleter)
+        await written.wait()
+        for _ in range(1000):
+            if await _rows(db, waiting_query):
+                break
+            await trio.sleep(0.01)  # a server-side state: no event to wait on
+        else:
+            pytest.fail("the delete never waited for the writer")
+        assert not deleted.is_set()
+        commit.set()
+    assert deleted.is_set()
+
+
 _DELETE_WAITING = """
 SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 WHERE NOT l.granted AND a.query LIKE 'DELETE FROM users%'
@@ -207,31 +239,12 @@ async def test_a_delete_waits_for_a_writer_of_the_user_then_removes_what_it_wrot
     db, _, _ = stores
     user, _ = await _user_with_devices(db)
     entry = make_entry(user.id)
-    inserted, commit, deleted = trio.Event(), trio.Event(), trio.Event()
 
-    async def writer():
-        async with db.transaction() as conn:
-            await PgEarningsStore(Scope(db, UnitOfWork(conn))).insert_earnings([entry])
-            inserted.set()
-            await commit.wait()
+    async def write(conn):
+        await PgEarningsStore(Scope(db, UnitOfWork(conn))).insert_earnings([entry])
 
-    async def deleter():
-        await inserted.wait()
-        await PgUserStore(Scope(db)).delete_user(user.id)
-        deleted.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer)
-        nursery.start_soon(deleter)
-        await inserted.wait()
-        for _ in range(1000):  # the delete blocks on the writer's lock of the user
-            if await _rows(db, _DELETE_WAITING):
-                break
-            await trio.sleep(0.01)  # a server-side state: no event to wait on
-        else:
-            pytest.fail("the delete never waited for the writer")
-        assert not deleted.is_set()
-        commit.set()
+    # The delete blocks on the writer's lock of the user.
+    await _delete_while_writing(db, user.id, write, _DELETE_WAITING)
     assert await _rows(db, "SELECT 1 FROM earnings_keys") == []
     assert await _rows(db, "SELECT 1 FROM earnings") == []
     # And a writer after the delete finds the user gone.
@@ -251,32 +264,12 @@ async def test_a_delete_waits_for_a_flush_under_way_then_removes_what_it_wrote(s
     # close of its bucket then failed on it).
     db, _, _ = stores
     user, (device,) = await _user_with_devices(db)
-    flushed, commit, deleted = trio.Event(), trio.Event(), trio.Event()
 
-    async def flush():
-        async with db.transaction() as conn:
-            store = PgUptimeStore(Scope(db, UnitOfWork(conn)))
-            assert (await store.add_uptime([delta(device, seconds=30)])).applied == 1
-            flushed.set()
-            await commit.wait()
+    async def flush(conn):
+        store = PgUptimeStore(Scope(db, UnitOfWork(conn)))
+        assert (await store.add_uptime([delta(device, seconds=30)])).applied == 1
 
-    async def deleter():
-        await flushed.wait()
-        await PgUserStore(Scope(db)).delete_user(user.id)
-        deleted.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(flush)
-        nursery.start_soon(deleter)
-        await flushed.wait()
-        for _ in range(1000):
-            if await _rows(db, _DELETE_WAITING_FOR_FLUSHES):
-                break
-            await trio.sleep(0.01)  # a server-side state: no event to wait on
-        else:
-            pytest.fail("the delete never waited for the flush")
-        assert not deleted.is_set()
-        commit.set()
+    await _delete_while_writing(db, user.id, flush, _DELETE_WAITING_FOR_FLUSHES)
     assert await _rows(db, "SELECT 1 FROM uptime_current") == []
     # And a flush after the delete finds the device gone.
     later = await PgUptimeStore(Scope(db)).add_uptime([delta(device, seconds=30)])
