@@ -37,12 +37,18 @@ async def statuses(storage):
             return sorted((e.number, e.status) for e in epochs)
 
 
-async def test_a_fresh_install_with_short_epochs_creates_and_settles_only_what_has_data(storage):
-    config = demo_config()
+async def _scored_device(storage, *uptime_of):
+    """A user with one device on IP1 at score 100, and that device's uptime (start, seconds)."""
     user = await add_user(storage)
     device = await add_device(storage, user, ip=IP1)
     await storage.devices.set_scores({device.device_id: score(100)})
-    await storage.uptime.add_uptime([delta(device, T0, 60)])
+    await storage.uptime.add_uptime([delta(device, start, seconds) for start, seconds in uptime_of])
+    return user, device
+
+
+async def test_a_fresh_install_with_short_epochs_creates_and_settles_only_what_has_data(storage):
+    config = demo_config()
+    user, _ = await _scored_device(storage, (T0, 60))
     async with open_memory_ledger() as ledger:
         e = build(storage, ledger, config, Clock(T0 + 2 * MINUTE))
         number = e.epochs.number_at(T0)
@@ -60,10 +66,7 @@ async def test_a_fresh_install_with_short_epochs_creates_and_settles_only_what_h
 async def test_an_epoch_closes_only_after_its_last_bucket_had_time_to_be_written(storage):
     base = demo_config(delay=40.0)
     config = attrs.evolve(base, rates=attrs.evolve(base.rates, epoch_seconds=120))
-    user = await add_user(storage)
-    device = await add_device(storage, user, ip=IP1)
-    await storage.devices.set_scores({device.device_id: score(100)})
-    await storage.uptime.add_uptime([delta(device, T0, 60)])
+    user, device = await _scored_device(storage, (T0, 60))
     async with open_memory_ledger() as ledger:
         e = build(storage, ledger, config, Clock(T0 + 2 * MINUTE + dt.timedelta(seconds=35)))
         number = e.epochs.number_at(T0)
@@ -130,10 +133,7 @@ async def test_crediting_asks_the_journal_not_the_anchor(storage, monkeypatch):
     anchor for every settled epoch's reference made each close depend on the chain (and cost
     one call per epoch ever settled)."""
     config = demo_config()
-    user = await add_user(storage)
-    device = await add_device(storage, user, ip=IP1)
-    await storage.devices.set_scores({device.device_id: score(100)})
-    await storage.uptime.add_uptime([delta(device, T0, 60)])
+    user, device = await _scored_device(storage, (T0, 60))
     async with open_memory_ledger() as ledger:
         e = build(storage, ledger, config, Clock(T0 + 2 * MINUTE))
         for _ in range(3):
@@ -161,10 +161,7 @@ def weekly_config():
 
 
 async def test_late_uptime_past_the_window_does_not_hold_epochs_open_for_ever(storage):
-    user = await add_user(storage)
-    device = await add_device(storage, user, ip=IP1)
-    await storage.devices.set_scores({device.device_id: score(100)})
-    await storage.uptime.add_uptime([delta(device, T0, 3600), delta(device, T0 + 8 * DAY, 60)])
+    user, device = await _scored_device(storage, (T0, 3600), (T0 + 8 * DAY, 60))
     async with open_memory_ledger() as ledger:
         e = build(storage, ledger, weekly_config(), Clock(T0 + dt.timedelta(minutes=70)))
         await e.closer.tick()
@@ -188,10 +185,7 @@ async def test_late_uptime_past_the_window_does_not_hold_epochs_open_for_ever(st
 
 
 async def test_a_closer_down_longer_than_the_window_does_not_stop_settlement(storage):
-    user = await add_user(storage)
-    device = await add_device(storage, user, ip=IP1)
-    await storage.devices.set_scores({device.device_id: score(100)})
-    await storage.uptime.add_uptime([delta(device, T0, 3600), delta(device, T0 + 3 * DAY, 60)])
+    user, _ = await _scored_device(storage, (T0, 3600), (T0 + 3 * DAY, 60))
     async with open_memory_ledger() as ledger:
         # First tick 4 days after bucket T0 ended: it left the window unpaid (reported).
         e = build(storage, ledger, weekly_config(), Clock(T0 + 4 * DAY))
