@@ -598,10 +598,10 @@ def _engine_checks(config: Config) -> list[str]:
 
 
 def _http_checks(config: Config) -> list[str]:
-    from grass.domain.addresses import parse_proxies
+    from grass.domain.addresses import parse_networks
 
     try:
-        parse_proxies(config.http.trusted_proxies)
+        parse_networks(config.http.trusted_proxies)
     except ValueError as exc:
         return [f"http.trusted_proxies: {exc}"]
     return []

@@ -18,14 +18,15 @@ from collections.abc import Callable, Iterable, Sequence
 
 from grass.domain.accounts import address_key
 
-__all__ = ["ClientAddress", "address_key", "canonical", "parse_proxies"]
+__all__ = ["ClientAddress", "address_key", "canonical", "in_networks", "parse_networks"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def parse_proxies(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """The trusted proxy ranges; ValueError names the first one that is not a CIDR range."""
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """Address ranges (trusted proxies, datacenters); ValueError names the first one that is
+    not an address or CIDR range."""
     networks: list[Network] = []
     for text in cidrs:
         try:
@@ -55,6 +56,12 @@ def _within(ip: Address, networks: Sequence[Network]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
+def in_networks(text: str, networks: Sequence[Network]) -> bool:
+    """Whether ``text`` is an address (IPv4-mapped IPv6 as IPv4) within one of ``networks``."""
+    ip = _address(text)
+    return ip is not None and _within(ip, networks)
+
+
 class ClientAddress:
     """The client's address of a request, under the current ``http.trusted_proxies``."""
 
@@ -65,7 +72,7 @@ class ClientAddress:
     def _networks(self) -> tuple[Network, ...]:
         cidrs = tuple(self._trusted())
         if cidrs != self._parsed[0]:
-            self._parsed = (cidrs, parse_proxies(cidrs))
+            self._parsed = (cidrs, parse_networks(cidrs))
         return self._parsed[1]
 
     def __call__(self, peer: str | None, forwarded_for: Sequence[str]) -> str:

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import attrs
 
+from grass.domain import addresses
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.uptime import UptimeStats
 
@@ -127,21 +128,14 @@ def score_params(settings: ScoreSettings) -> ScoreParams:
 
 def parse_cidrs(cidrs: Iterable[str]) -> tuple[Network, ...]:
     """The datacenter/proxy list; a bad entry raises InvalidCidr naming it."""
-    networks = []
-    for text in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
-            raise InvalidCidr(f"not an IP range: {text!r}") from None
-    return tuple(networks)
+    try:
+        return addresses.parse_networks(cidrs)
+    except ValueError as exc:
+        raise InvalidCidr(str(exc)) from None
 
 
 def is_datacenter(ip: str, networks: Sequence[Network]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address.version == n.version and address in n for n in networks)
+    return addresses.in_networks(ip, networks)
 
 
 @attrs.frozen(kw_only=True)

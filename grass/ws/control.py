@@ -20,7 +20,6 @@ Close codes added here (the session's own are in ``grass.ws.session``/``registry
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import trio
 
 from grass import logs
+from grass.domain.addresses import in_networks
 from grass.domain.admin import parse_network
 from grass.services.live import DEVICE_OFFLINE, DEVICE_ONLINE, LiveEvents
 from grass.storage.shared import SharedState, SubscriptionOverflow
@@ -138,7 +138,7 @@ class ClusterControl:
         elif op == "range":
             network = parse_network(command["network"])
             for session in self._registry:
-                if session.device_id is not None and _within(session.ip, network):
+                if session.device_id is not None and in_networks(session.ip, (network,)):
                     session.close(BANNED, "address range banned")
         elif op == "reload":
             reload = self.reloads.get(command["what"])
@@ -180,14 +180,6 @@ class ClusterControl:
 
     async def _publish(self, channel: str, command: dict[str, Any]) -> None:
         await self._shared.pubsub.publish(channel, json.dumps(command).encode())
-
-
-def _within(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return ip.version == network.version and ip in network
 
 
 class PresenceKeeper:
