@@ -107,6 +107,7 @@ def test_cidr_list_is_checked_and_matches_both_families():
     networks = scoring.parse_cidrs(["10.0.0.0/8", "2001:db8::/32"])
     assert scoring.is_datacenter("10.1.2.3", networks)
     assert scoring.is_datacenter("2001:db8::1", networks)
+    assert scoring.is_datacenter("::ffff:10.1.2.3", networks)  # as the gateway writes it: IPv4
     assert not scoring.is_datacenter("192.168.1.1", networks)
     with pytest.raises(scoring.InvalidCidr, match="not-a-range"):
         scoring.parse_cidrs(["not-a-range"])
