@@ -4,7 +4,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:-$here/../grass/ledger/artifacts}"
-if [ ! -d "$here/node_modules/solc" ]; then
+# npm ci installs exactly package-lock.json; it runs again whenever the lock changed.
+want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$here/node_modules/.installed" 2>/dev/null)" != "$want" ]; then
+  command -v npm >/dev/null || {
+    echo "contracts: npm is missing: install Node.js and npm (Debian: apt-get install nodejs npm)" >&2
+    exit 1
+  }
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$here/node_modules/.installed"
 fi
 node "$here/compile.js" "$out"

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import redis
 import trio
+from redis.client import PubSub
 
 from grass.storage.abc import StorageUnavailable
 from grass.storage.inprocess import DEFAULT_SUBSCRIBER_BUFFER, LocalFanout
@@ -61,7 +62,10 @@ class RedisPubSub:
         self._fanout = LocalFanout(buffer=subscriber_buffer)
         # A client of its own: the subscriber connection must not take a slot of the pool that
         # the runner's threads are sized to.
-        self._pubsub = subscriber.pubsub()  # type: ignore[no-untyped-call]
+        # Through a typed alias: redis-py annotates ``pubsub()`` in some releases and not in
+        # others, and a call site that needs no ``type: ignore`` holds on every one of them.
+        open_pubsub: Callable[[], PubSub] = subscriber.pubsub
+        self._pubsub = open_pubsub()
         self._channels: dict[str, _Channel] = {}
         # Confirmations come back in the order the SUBSCRIBEs were sent.
         self._confirmations: dict[str, deque[_Pending]] = {}
