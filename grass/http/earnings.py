@@ -183,6 +183,7 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         auth=EARNINGS,
         query=RangeQuery,
         response=BreakdownView,
+        errors=(InvalidRange,),
     )
     async def earnings_breakdown(call: Call) -> BreakdownView:
         b = await earnings.breakdown(call.user_id, since=call.query.since, until=call.query.until)

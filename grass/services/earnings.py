@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 from collections.abc import Callable
 from typing import Protocol
 
@@ -25,6 +26,18 @@ from grass.storage.abc import EarningsStore, EpochStore, UptimeStore, UserStore
 
 #: The longest series one request may ask for (hours in ~3 months).
 MAX_POINTS = 2_200
+#: The times a series may name: wide enough for any real history, and far enough from the
+#: ends of ``datetime`` that period arithmetic in any time zone cannot overflow.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+#: The longest a period can last on a local wall clock (DST and odd historical offset
+#: changes included): ``span // longest`` is a lower bound of the points in a span.
+_LONGEST = {
+    Period.HOUR: dt.timedelta(hours=2),
+    Period.DAY: dt.timedelta(hours=26),
+    Period.WEEK: dt.timedelta(days=7, hours=2),
+    Period.MONTH: dt.timedelta(days=31, hours=2),
+}
 
 
 class HistoryPeriod(enum.StrEnum):
@@ -139,6 +152,7 @@ class EarningsService:
         """Points and uptime per period, ascending, zero-filled from ``since`` to ``until``
         (default: the last 24 hours, 30 days, 12 weeks, 12 months or 8 epochs)."""
         zone(tz)  # an unknown zone is a 400 before anything is read
+        _check_times(since, until)
         now = self._clock()
         if period is HistoryPeriod.EPOCH:
             return await self._epoch_series(user_id, since, until, now, device_id)
@@ -153,7 +167,12 @@ class EarningsService:
         since = since or until - default_span
         if since >= until:
             raise InvalidRange("since must be before until")
-        axis = list(period_starts(since, until, unit, tz))
+        # Bounded before any period is walked: the span's length alone refuses a range that
+        # surely has too many points, and the walk stops one point past the limit whatever
+        # the zone does (a year of hours was 11 s of one CPU, the server frozen meanwhile).
+        if (until - since) // _LONGEST[unit] > MAX_POINTS:
+            raise InvalidRange(f"at most {MAX_POINTS} points per series")
+        axis = list(itertools.islice(period_starts(since, until, unit, tz), MAX_POINTS + 1))
         if len(axis) > MAX_POINTS:
             raise InvalidRange(f"at most {MAX_POINTS} points per series")
         first = axis[0] if axis else since
@@ -222,6 +241,7 @@ class EarningsService:
     async def breakdown(
         self, user_id: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None
     ) -> Breakdown:
+        _check_times(since, until)
         earnings, uptime = self._stores.earnings, self._stores.uptime
         by_device = await uptime.uptime_by_device(user_id, since=since, until=until)
         by_ip = await uptime.uptime_by_ip(user_id=user_id, since=since, until=until)
@@ -265,6 +285,12 @@ class EarningsService:
             ),
             page.next_cursor,
         )
+
+
+def _check_times(*times: dt.datetime | None) -> None:
+    for at in times:
+        if at is not None and not EARLIEST <= at <= LATEST:
+            raise InvalidRange(f"times must be from {EARLIEST.isoformat()} to {LATEST.isoformat()}")
 
 
 def _unit_within(start: dt.datetime, length: dt.timedelta) -> Period | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+from grass.domain import periods
 from grass.domain.earnings import EarningSource
+from grass.services.earnings import MAX_POINTS
 from tests.http.conftest import make_actor
 from tests.http.helpers import bearer
 from tests.storage.conftest import make_entry, make_referral
@@ -83,3 +86,30 @@ async def test_history_refuses_an_empty_range_for_every_period(full_app):
             )
             assert response.status_code == 400, (period, until)
             assert (await response.get_json())["error"]["code"] == "invalid_range"
+
+
+async def test_a_century_of_hours_is_refused_at_once(full_app, monkeypatch):
+    """Hardening #13, finding 4: this request answered its 400 after 11.7 s of one CPU, the
+    whole server frozen meanwhile (the axis was built before the point limit was checked)."""
+    walked = [0]
+    real = periods.next_period_start
+
+    def counted(*args, **kwargs):
+        walked[0] += 1
+        assert walked[0] <= MAX_POINTS + 2, "the axis is being walked"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(periods, "next_period_start", counted)
+    me = await make_actor(full_app.storage)
+    client = full_app.client()
+    started = time.perf_counter()
+    for since in ("1900-01-01T00:00:00Z", "1971-01-01T00:00:00Z"):
+        response = await client.get(
+            "/api/v1/earnings/history",
+            headers=bearer(me.session_token),
+            query_string={"period": "hour", "since": since},
+        )
+        assert response.status_code == 400, since
+        assert (await response.get_json())["error"]["code"] == "invalid_range"
+    assert walked[0] == 0
+    assert time.perf_counter() - started < 5.0  # generous: the old code took over 10 s

@@ -148,3 +148,27 @@ async def test_a_nonce_expires(autojump_clock):
                 nonce=challenge.nonce,
                 signature=_signature(wallet, challenge.message),
             )
+
+
+async def test_open_challenges_per_user_are_bounded(storage):
+    """Each challenge is kept for its TTL: a client asking in a loop must not grow the store
+    without bound (hardening #13: every request's work and state bounded)."""
+    config = quick_config()
+    nonces = InProcessSessions()
+    async with open_memory_ledger() as ledger:
+        wallets = Wallets(ledger, storage.users, nonces, lambda: config, lambda: NOW)
+        me = (await make_actor(storage)).user.id
+        other = (await make_actor(storage)).user.id
+        await wallets.challenge(other)
+        for _ in range(200):
+            newest = await wallets.challenge(me)
+        assert 1 <= len(await nonces.sessions_of(me)) <= 8
+        wallet = Account.create()
+        # The newest challenge still works, and another user's is untouched.
+        await wallets.link(
+            me,
+            address=wallet.address,
+            nonce=newest.nonce,
+            signature=_signature(wallet, newest.message),
+        )
+        assert len(await nonces.sessions_of(other)) == 1
