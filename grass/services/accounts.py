@@ -225,7 +225,10 @@ class Accounts:
         await self._begin_attempt(keys, now)
         user = await self._storage.users.find_user_by_email(email)
         stored = user.credentials.password_hash if user else None
-        if user is None or not await self._passwords.verify(stored, password):
+        # Exactly one verification either way (a decoy's when there is no account): an
+        # unknown email must not answer sooner than a wrong password.
+        matched = await self._passwords.verify(stored, password)
+        if user is None or not matched:
             raise InvalidCredentials("wrong email or password")  # recorded as it began
         await self._attempt_succeeded(keys, now)
         if user.status is not UserStatus.ACTIVE:
@@ -275,7 +278,16 @@ class Accounts:
     # --- passwords -------------------------------------------------------------------------
 
     async def request_password_reset(self, email: str) -> None:
-        """Mail a reset token when the account exists; the caller answers the same either way."""
+        """Mail a reset token when the account exists and is active; the caller answers the
+        same either way, and in the same time: the lookup and the outbox write run beside one
+        password verification's worth of work, which they take less time than, so the answer
+        comes when that work is done whatever they found. The mail itself leaves later, from
+        the outbox."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._passwords.decoy)
+            await self._queue_reset(email)
+
+    async def _queue_reset(self, email: str) -> None:
         now = self._clock()
         user = await self._storage.users.find_user_by_email(email)
         if user is None or user.status is not UserStatus.ACTIVE:

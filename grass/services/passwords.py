@@ -31,6 +31,9 @@ class Passwords:
         return await trio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limit)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether ``password`` matches; with no hash (no such account) the same work is done
+        against a decoy and the answer is False, so both answers take as long."""
+
         def check() -> bool:
             try:
                 return self._hasher.verify(password_hash or self._decoy, password)
@@ -39,6 +42,11 @@ class Passwords:
 
         matched = await trio.to_thread.run_sync(check, limiter=self._limit)
         return matched and password_hash is not None
+
+    async def decoy(self) -> None:
+        """Exactly the work of one verification, for answers that must take as long as a
+        password check whatever they find (a password-reset request)."""
+        await self.verify(None, "")
 
     def needs_rehash(self, password_hash: str) -> bool:
         """True when the hash was made with other parameters than the configured ones."""

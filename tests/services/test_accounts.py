@@ -441,3 +441,41 @@ async def test_housekeeping_drops_expired_sessions_and_old_failures(env):
         1,
         2,
     )  # the session; the account's and IP's failures
+
+
+async def test_login_and_reset_run_one_verification_whether_or_not_the_account_exists(
+    env, monkeypatch
+):
+    """The work behind an answer must not depend on the account's existence (hardening #13,
+    finding 5: an unknown email skipped the decoy hash and answered 30x sooner)."""
+    await env.accounts.register("ann@example.com", PW, None)
+    await env.storage.users.update_user(
+        attrs.evolve(
+            await env.storage.users.find_user_by_email("ann@example.com"),
+            status=UserStatus.SUSPENDED,
+        )
+    )
+    await env.accounts.register("bob@example.com", PW, None)
+    hashed: list[str] = []
+    real = env.accounts._passwords._hasher
+
+    class Counting:
+        def verify(self, stored: str, password: str) -> bool:
+            hashed.append(stored)
+            return real.verify(stored, password)
+
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+    monkeypatch.setattr(env.accounts._passwords, "_hasher", Counting())
+    for email in ("bob@example.com", "ann@example.com", "nobody@example.com"):
+        hashed.clear()
+        with pytest.raises(InvalidCredentials):
+            await env.accounts.login(email, "a wrong password", f"203.0.113.{len(email)}", None)
+        assert len(hashed) == 1, email
+        hashed.clear()
+        await env.accounts.request_password_reset(email)
+        assert len(hashed) == 1, email
+    # Only the active account got a reset mail (the verification mails aside).
+    resets = [m for m in await pending_mails(env) if m.subject == "Reset your password"]
+    assert [m.recipient for m in resets] == ["bob@example.com"]
