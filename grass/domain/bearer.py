@@ -12,6 +12,9 @@ from grass.ids import token
 
 SESSION_PREFIX = "gs_"
 API_KEY_PREFIX = "gk_"
+#: Node keys: what a node sends where Grass clients send the user id (43 characters after the
+#: prefix, within the 64 a check-in's ``userId`` may have).
+NODE_KEY_PREFIX = "gn_"
 #: Characters of an API key shown in lists, so a user can tell keys apart.
 API_KEY_SHOWN = 10
 
@@ -26,6 +29,15 @@ def new_session_token() -> str:
 
 def new_api_key() -> str:
     return API_KEY_PREFIX + token(32)
+
+
+def new_node_key() -> str:
+    return NODE_KEY_PREFIX + token(32)
+
+
+def is_node_key(value: str) -> bool:
+    """Whether a node's credential is a node key (else it is a bare user id: legacy v4)."""
+    return value.startswith(NODE_KEY_PREFIX)
 
 
 def new_mail_token() -> str:

@@ -148,6 +148,21 @@ class ApiKey:
     last_used_at: dt.datetime | None = attrs.field(default=None, validator=check.optional_utc)
 
 
+@attrs.frozen(kw_only=True)
+class NodeKey:
+    """What a user's nodes authenticate with (their AUTH answer's ``user_id``, or the v5
+    check-in's ``userId``): a secret shown once, stored as its SHA-256. Revoking it disconnects
+    the nodes that joined with it."""
+
+    id: str = attrs.field(validator=check.short_id)
+    user_id: str = attrs.field(validator=check.short_id)
+    name: str = attrs.field(validator=check.text(64))
+    key_hash: str = attrs.field(validator=check.hex_digest(64), repr=False)
+    prefix: str = attrs.field(validator=check.text(16, min_length=4))
+    created_at: dt.datetime = attrs.field(validator=check.utc)
+    revoked_at: dt.datetime | None = attrs.field(default=None, validator=check.optional_utc)
+
+
 def _lower(value: str) -> str:
     return value.lower() if isinstance(value, str) else value
 

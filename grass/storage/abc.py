@@ -49,6 +49,7 @@ from grass.domain.users import ApiKey, Session, User, WalletLink
 from grass.errors import Conflict, NotFound, StorageError, Unavailable
 from grass.storage.accounts import AccountStore
 from grass.storage.admin import AuditStore, BanStore, ConnectionIndex, FlagStore
+from grass.storage.node_keys import NodeKeyStore
 from grass.storage.payouts import PayoutStore
 
 __all__ = [
@@ -106,8 +107,8 @@ class UserStore(Protocol):
 
     Unique: user id, email (stored folded), referral code; session token hash; API key id and
     hash; wallet address (one user each). Deleting a user deletes everything keyed by it:
-    sessions, API keys, wallet, devices, uptime buckets, earnings, referrals on either side and
-    notifications. Referral credits other users earned from it stay theirs.
+    sessions, API keys, node keys, wallet, devices, uptime buckets, earnings, referrals on
+    either side and notifications. Referral credits other users earned from it stay theirs.
     """
 
     async def create_user(self, user: User) -> None: ...
@@ -210,6 +211,11 @@ class DeviceStore(Protocol):
         ...
 
     async def count_devices(self, user_id: str) -> int: ...
+
+    async def count_recent_devices(self, user_id: str, *, seen_since: dt.datetime) -> int:
+        """The user's devices last seen at or after ``seen_since``: what the device cap
+        counts (with the live devices not written yet)."""
+        ...
 
     async def user_ips(self, user_id: str) -> dict[str, tuple[str, ...]]:
         """The user's current IPs, each with its devices (sorted ids)."""
@@ -413,7 +419,8 @@ class ReferralStore(Protocol):
         cursor: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[Referral]:
-        """Order: created_at, referee_id (ascending)."""
+        """Order: created_at, then the referee's reference as this referrer sees it
+        (``Referral.ref``), ascending: the cursor names no user id."""
         ...
 
     async def count_referrals(
@@ -494,6 +501,8 @@ class Stores(Protocol):
     def payouts(self) -> PayoutStore: ...
     @property
     def accounts(self) -> AccountStore: ...
+    @property
+    def node_keys(self) -> NodeKeyStore: ...
     @property
     def bans(self) -> BanStore: ...
     @property

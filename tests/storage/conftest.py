@@ -38,7 +38,7 @@ from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.notifications import Notification, NotificationType
 from grass.domain.referrals import Referral
 from grass.domain.uptime import UptimeDelta, UptimeStats
-from grass.domain.users import ApiKey, ApiScope, Credentials, Session, User
+from grass.domain.users import ApiKey, ApiScope, Credentials, NodeKey, Session, User
 from grass.ids import new_uuid, short_id, token
 from grass.storage.abc import Storage
 from grass.storage.memory import MemoryStorage
@@ -199,6 +199,18 @@ def make_api_key(user: User, **overrides: Any) -> ApiKey:
         "created_at": T0,
     }
     return ApiKey(**(fields | overrides))
+
+
+def make_node_key(user: User, **overrides: Any) -> NodeKey:
+    fields: dict[str, Any] = {
+        "id": short_id(),
+        "user_id": user.id,
+        "name": "home",
+        "key_hash": sha(),
+        "prefix": "gn_abcd",
+        "created_at": T0,
+    }
+    return NodeKey(**(fields | overrides))
 
 
 def make_entry(user: User | str, **overrides: Any) -> EarningEntry:

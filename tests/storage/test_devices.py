@@ -130,6 +130,20 @@ async def test_list_and_count_devices(storage):
     assert await storage.devices.count_devices(make_user().id) == 0
 
 
+async def test_recent_devices_are_those_seen_since(storage):
+    """What the device cap counts: devices seen lately, not every row ever stored."""
+    user = await add_user(storage)
+    other = await add_user(storage)
+    for hours in (0, 1, 2, 2, 3, 5):
+        await add_device(storage, user, first_seen=at(0), last_seen=at(hours))
+    await add_device(storage, other, first_seen=at(0), last_seen=at(5))
+    assert await storage.devices.count_recent_devices(user.id, seen_since=at(0)) == 6
+    assert await storage.devices.count_recent_devices(user.id, seen_since=at(2)) == 4
+    assert await storage.devices.count_recent_devices(user.id, seen_since=at(5)) == 1
+    assert await storage.devices.count_recent_devices(user.id, seen_since=at(6)) == 0
+    assert await storage.devices.count_recent_devices(make_user().id, seen_since=at(0)) == 0
+
+
 async def test_ip_views(storage):
     user = await add_user(storage)
     other = await add_user(storage)

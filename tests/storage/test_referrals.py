@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from grass.domain.referrals import ReferralStatus
@@ -52,7 +54,7 @@ async def test_list_referrals_by_level(storage):
     listed = await collect(
         lambda **kw: storage.referrals.list_referrals(referrer.id, **kw), limit=2
     )
-    assert listed == sorted(links, key=lambda r: (r.created_at, r.referee_id))
+    assert listed == sorted(links, key=lambda r: (r.created_at, r.ref))
     level2 = await storage.referrals.list_referrals(referrer.id, level=2)
     assert set(level2.items) == {r for r in links if r.level == 2}
     assert await storage.referrals.count_referrals(referrer.id) == {1: 3, 2: 2, 3: 0}
@@ -77,3 +79,27 @@ async def test_status_belongs_to_the_referee(storage):
     chain = (await storage.referrals.referrers_of([d.id]))[d.id]
     assert {r.status for r in chain} == {ReferralStatus.QUALIFIED}
     assert await storage.referrals.promote_referees([], ReferralStatus.ACTIVE) == 0
+
+
+async def test_the_referral_list_names_no_referee_in_its_order_or_cursors(storage):
+    """A referrer is handed the list's cursors: they carry the referee's reference, never its
+    user id (hardening #13, finding 6). The reference is the domain's, on every backend."""
+    referrer = await add_user(storage)
+    referees = [await add_user(storage) for _ in range(7)]
+    links = [make_referral(referrer, r, created_at=at(0)) for r in referees]  # all one instant
+    await storage.referrals.add_referrals(links)
+    listed, cursor, cursors = [], None, []
+    while True:
+        page = await storage.referrals.list_referrals(referrer.id, cursor=cursor, limit=3)
+        listed.extend(page.items)
+        if (cursor := page.next_cursor) is None:
+            break
+        cursors.append(cursor)
+    assert listed == sorted(links, key=lambda r: r.ref)
+    assert len(cursors) == 2
+    decoded = "".join(base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)).decode() for c in cursors)
+    assert not any(r.id in decoded for r in referees)
+    # Another referrer of the same referee sees another reference.
+    other = make_referral(referees[0], referees[1], created_at=at(1))
+    assert other.ref != links[1].ref
+    assert len({r.ref for r in links}) == len(links)

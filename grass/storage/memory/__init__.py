@@ -23,6 +23,7 @@ from grass.storage.memory.admin import (
 from grass.storage.memory.devices import MemoryDeviceStore
 from grass.storage.memory.earnings import MemoryEarningsStore
 from grass.storage.memory.epochs import MemoryEpochStore
+from grass.storage.memory.node_keys import MemoryNodeKeyStore
 from grass.storage.memory.notifications import MemoryNotificationStore
 from grass.storage.memory.payouts import MemoryPayoutStore
 from grass.storage.memory.referrals import MemoryReferralStore
@@ -45,6 +46,7 @@ class MemoryStores:
         self.epochs = MemoryEpochStore(scope)
         self.payouts = MemoryPayoutStore(scope)
         self.accounts = MemoryAccountStore(scope)
+        self.node_keys = MemoryNodeKeyStore(scope)
         self.bans = MemoryBanStore(scope)
         self.flags = MemoryFlagStore(scope)
         self.audit = MemoryAuditStore(scope)

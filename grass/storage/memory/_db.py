@@ -25,7 +25,7 @@ from grass.domain.pages import (
 )
 from grass.domain.referrals import Referral
 from grass.domain.uptime import UptimeBucket
-from grass.domain.users import ApiKey, Session, User, WalletLink
+from grass.domain.users import ApiKey, NodeKey, Session, User, WalletLink
 from grass.storage.abc import IntegrityViolation, StorageNotFound, TransactionAborted
 from grass.storage.memory._account_tables import AccountTables
 from grass.storage.memory._admin_tables import AdminTables
@@ -50,6 +50,13 @@ class Db:
         )
         self.api_keys: Table[str, ApiKey] = Table(
             "api_keys",
+            j,
+            lambda k: k.id,
+            unique={"hash": lambda k: k.key_hash},
+            groups={"user": lambda k: k.user_id},
+        )
+        self.node_keys: Table[str, NodeKey] = Table(
+            "node_keys",
             j,
             lambda k: k.id,
             unique={"hash": lambda k: k.key_hash},

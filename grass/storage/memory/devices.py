@@ -81,6 +81,10 @@ class MemoryDeviceStore:
         async with self._scope.op() as db:
             return len(db.devices.group("user", user_id))
 
+    async def count_recent_devices(self, user_id: str, *, seen_since: dt.datetime) -> int:
+        async with self._scope.op() as db:
+            return sum(1 for d in db.devices.group("user", user_id) if d.last_seen >= seen_since)
+
     async def user_ips(self, user_id: str) -> dict[str, tuple[str, ...]]:
         async with self._scope.op() as db:
             ips: dict[str, list[str]] = {}

@@ -46,7 +46,7 @@ class MemoryReferralStore:
             ]
             return paginate(
                 rows,
-                lambda r: (micros(r.created_at), r.referee_id),
+                lambda r: (micros(r.created_at), r.ref),
                 (int, str),
                 descending=False,
                 cursor=cursor,

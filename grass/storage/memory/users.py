@@ -41,6 +41,8 @@ class MemoryUserStore:
                 db.sessions.delete(s.token_hash)
             for k in db.api_keys.group("user", user_id):
                 db.api_keys.delete(k.id)
+            for node_key in db.node_keys.group("user", user_id):
+                db.node_keys.delete(node_key.id)
             db.wallets.delete(user_id)
             for d in db.devices.group("user", user_id):
                 db.devices.delete(d.device_id)

@@ -233,6 +233,19 @@ class PgDeviceStore:
 
         return await self._scope.read(count)
 
+    async def count_recent_devices(self, user_id: str, *, seen_since: dt.datetime) -> int:
+        async def count(conn: Connection) -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM devices WHERE user_id = $1::text AND last_seen >= $2",
+                    user_id,
+                    seen_since,
+                )
+            )
+
+        # The primary: another instance's flush a moment ago counts.
+        return await self._scope.read_primary(count)
+
     async def user_ips(self, user_id: str) -> dict[str, tuple[str, ...]]:
         async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(

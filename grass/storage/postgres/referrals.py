@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
-from grass.domain.referrals import MAX_LEVEL, Referral, ReferralStatus
+from grass.domain.referrals import MAX_LEVEL, REF_LENGTH, Referral, ReferralStatus
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import after_time_text, page_of, row_count
@@ -13,6 +13,12 @@ from grass.storage.postgres.users import after_time_text, page_of, row_count
 __all__ = ["PgReferralStore"]
 
 _COLUMNS = "referrer_id, referee_id, level, status, code, created_at"
+#: Referral.ref in SQL: the first hex characters of sha256("<referrer>:<referee>"). Ids are
+#: ASCII (short ids), so the UTF-8 bytes are the characters.
+_REF = (
+    "substr(encode(sha256(convert_to(referrer_id || ':' || referee_id, 'UTF8')), 'hex'),"
+    f" 1, {REF_LENGTH})"
+)
 
 
 def _referral(row: Record) -> Referral:
@@ -77,24 +83,26 @@ class PgReferralStore:
         cursor: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> Page[Referral]:
-        after_at, after_id = after_time_text(cursor, limit)
+        after_at, after_ref = after_time_text(cursor, limit)
 
         async def fetch(conn: Connection) -> list[Record]:
+            # The referee's reference (grass.domain.referrals.referral_ref), not its id, is
+            # the tie-breaker: it ends up in the cursor the referrer is handed.
             return await conn.fetch(
-                f"SELECT {_COLUMNS} FROM referrals WHERE referrer_id = $1::text"
-                " AND ($2::smallint IS NULL OR level = $2)"
-                " AND ($3::timestamptz IS NULL"
-                ' OR (created_at, referee_id COLLATE "C") > ($3, $4::text))'
-                ' ORDER BY created_at, referee_id COLLATE "C" LIMIT $5',
+                f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, {_REF} AS ref FROM referrals"
+                " WHERE referrer_id = $1::text AND ($2::smallint IS NULL OR level = $2)"
+                " AND ($3::timestamptz IS NULL OR created_at >= $3)) AS r"
+                ' WHERE $3::timestamptz IS NULL OR (created_at, ref COLLATE "C") > ($3, $4::text)'
+                ' ORDER BY created_at, ref COLLATE "C" LIMIT $5',
                 referrer_id,
                 level,
                 after_at,
-                after_id,
+                after_ref,
                 limit + 1,
             )
 
         rows = await self._scope.read(fetch)
-        return page_of(rows, limit, _referral, lambda r: (micros(r.created_at), r.referee_id))
+        return page_of(rows, limit, _referral, lambda r: (micros(r.created_at), r.ref))
 
     async def count_referrals(
         self, referrer_id: str, *, status: ReferralStatus | None = None

@@ -30,6 +30,7 @@ from grass.storage.postgres.admin import (
 from grass.storage.postgres.devices import PgDeviceStore
 from grass.storage.postgres.epochs import PgEpochStore
 from grass.storage.postgres.migrate import migrate
+from grass.storage.postgres.node_keys import PgNodeKeyStore
 from grass.storage.postgres.notifications import PgNotificationStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.payouts import PgPayoutStore
@@ -66,6 +67,7 @@ class PostgresStores:
         self.epochs = PgEpochStore(scope)
         self.payouts = PgPayoutStore(scope)
         self.accounts = PgAccountStore(scope)
+        self.node_keys = PgNodeKeyStore(scope)
         self.bans = PgBanStore(scope)
         self.flags = PgFlagStore(scope)
         self.audit = PgAuditStore(scope)
