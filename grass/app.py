@@ -41,6 +41,7 @@ from grass.http.earnings import add_earnings_routes
 from grass.http.live import add_live_route
 from grass.http.me import add_me_routes
 from grass.http.network import add_network_routes
+from grass.http.node_keys import add_node_key_routes
 from grass.http.wallets import add_wallet_routes
 from grass.ledger.abc import Journal, Ledger
 from grass.ledger.anchored import AnchoredLedger
@@ -55,6 +56,7 @@ from grass.services.epochs import EpochService
 from grass.services.live import LiveEvents
 from grass.services.mail import MailDelivery, transport_for
 from grass.services.me import Me
+from grass.services.node_keys import NodeKeys
 from grass.services.passwords import Passwords
 from grass.services.referrals import ReferralService
 from grass.services.scores import ScoreService
@@ -387,7 +389,7 @@ def build_http_app(
         guard=guard,
         cors_origins=lambda: live.current.http.cors_origins,
     )
-    add_checkin_routes(app, gateway, backends.storage.users, live)
+    add_checkin_routes(app, gateway, backends.storage, live)
     settings = live.current.accounts
     passwords = Passwords(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
@@ -407,6 +409,9 @@ def build_http_app(
     add_auth_routes(app, accounts)
     me = Me(backends.storage, lambda: live.current, clock, features.events)
     add_me_routes(app, me, accounts)
+    add_node_key_routes(
+        app, NodeKeys(backends.storage, lambda: live.current, clock, features.control)
+    )
     app.extensions[LIVE_HUB] = add_live_route(
         app, backends.shared.events, backends.shared.pubsub, lambda: live.current.http
     )

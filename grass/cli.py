@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--dsn", help="PostgreSQL DSN (default: storage.postgres_dsn)")
     node = commands.add_parser("node", help="run reference node clients (v4, or v5 with --checkin)")
     node.add_argument("--url", default="ws://127.0.0.1:4650/", help="node WebSocket address")
-    node.add_argument("--user-id", required=True, help="the user the devices belong to")
+    node.add_argument(
+        "--user-id",
+        required=True,
+        help="a node key of the user the devices belong to (or, with legacy auth, its id)",
+    )
     node.add_argument("--devices", type=int, default=1, help="how many devices to simulate")
     node.add_argument("--ping-interval", type=float, default=60.0, help="seconds between PINGs")
     node.add_argument("--jitter", type=float, default=0.2, help="share of the interval, random")

@@ -91,7 +91,10 @@ class NodeConfig:
     heartbeat_timeout: Seconds = Seconds(180.0)
     max_message_size: Count = Count(64 * 1024)
     send_queue_size: Count = Count(32)
-    allow_legacy_auth: bool = True
+    #: Accept a bare user id as a node's proof (Grass v4's AUTH ``user_id``, a check-in's
+    #: ``userId``). Anyone who learns a user id can then connect nodes under it: off by
+    #: default; nodes send a node key (POST /api/v1/me/node-keys) in its place.
+    allow_legacy_auth: bool = False
     allowed_extension_ids: tuple[str, ...] = ()
     checkin_token_ttl: Seconds = Seconds(300.0)
     uptime_flush_interval: Seconds = Seconds(5.0)
@@ -145,7 +148,10 @@ class SecretsConfig:
 
 @attrs.frozen(kw_only=True)
 class LimitsConfig:
+    #: Devices a user may have active at once: connected now, or seen within
+    #: ``device_active_window`` (stored rows of devices gone longer ago do not count).
     max_devices_per_user: Count = Count(100)
+    device_active_window: Seconds = Seconds(3600.0)
     max_connections_per_ip: Count = Count(25)
     min_network_score: Fraction = Fraction(0.0)
     auth_requests_per_minute: Count = Count(20)
@@ -190,6 +196,7 @@ class AccountsConfig:
     argon2_time_cost: Count = Count(3)
     argon2_memory_kib: Count = Count(65536)
     max_api_keys: Count = Count(20)
+    max_node_keys: Count = Count(20)
     #: Verified users with one of these emails become administrators when they log in.
     admin_emails: tuple[str, ...] = ()
 

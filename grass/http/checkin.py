@@ -1,10 +1,13 @@
 """``POST /checkin``: the v5 check-in (DESIGN §4).
 
 Body ``{browserId, userId, version, extensionId, userAgent, deviceType}`` (extra keys tolerated,
-as on the node socket) -> 201 ``{destinations: ["host:port"], token}``. The token is bound to the
-user, the device and the caller's IP address; the node presents it as ``?token=`` on the
-WebSocket URL. Errors are ``{"error": {...}}`` through grass.errors: 400 malformed body, 422 a
-field that breaks its rule, 401 unknown user, 403 an extension id outside the allowlist.
+as on the node socket) -> 201 ``{destinations: ["host:port"], token}``. ``userId`` carries one of
+the user's node keys (grass.services.node_keys); a bare user id is proof only while
+``node.allow_legacy_auth`` is on. The token is bound to the user, the device and the caller's IP
+address; the node presents it as ``?token=`` on the WebSocket URL. Errors are
+``{"error": {...}}`` through grass.errors: 400 malformed body, 422 a field that breaks its rule,
+401 an unknown or revoked key (or user), or a bare user id without legacy auth, 403 an
+extension id outside the allowlist.
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ from quart import Quart, request
 
 from grass.config import Config
 from grass.domain.devices import DeviceType
-from grass.errors import Forbidden, InvalidInput, Unauthenticated, ValidationFailed
+from grass.errors import Forbidden, InvalidInput, ValidationFailed
 from grass.http import schema as s
 from grass.http.api import Call, api_of
 from grass.http.auth import ANONYMOUS
-from grass.ids import is_short_id, is_uuid
-from grass.storage.abc import StorageNotFound, UserStore
+from grass.ids import is_uuid
+from grass.services.node_keys import (
+    NodeKeyRequired,
+    NodeStores,
+    UnknownNodeKey,
+    UnknownUser,
+    identify_node,
+)
+
+__all__ = ["ExtensionNotAllowed", "UnknownUser", "add_checkin_routes", "parse_checkin"]
 
 
 class CheckinGateway(Protocol):
@@ -47,6 +58,7 @@ class CheckinRequest:
     ALLOWS_EXTRA_KEYS: ClassVar[bool] = True
 
     browserId: str = s.text(max_length=36, pattern=_UUID_ANY_CASE)  # the wire names of Grass
+    #: A node key (``gn_...``), or with legacy auth on, the user id.
     userId: str = s.text(max_length=64)
     version: str = s.text(max_length=64)
     deviceType: str = attrs.field(metadata={s.SCHEMA: {"enum": [t.value for t in DeviceType]}})
@@ -70,10 +82,6 @@ def _strict_str(value: Any, _: Any) -> str:
 
 
 _converter.register_structure_hook(str, _strict_str)
-
-
-class UnknownUser(Unauthenticated):
-    code = "unknown_user"
 
 
 class ExtensionNotAllowed(Forbidden):
@@ -106,7 +114,7 @@ def parse_checkin(body: Any) -> CheckinRequest:
 def add_checkin_routes(
     app: Quart,
     gateway: CheckinGateway,
-    users: UserStore,
+    stores: NodeStores,
     live: LiveConfig,
     *,
     destinations: Callable[[], list[str]] | None = None,
@@ -133,22 +141,18 @@ def add_checkin_routes(
         body_parser=parse_checkin,
         response=CheckinReply,
         status=201,
-        errors=(UnknownUser, ExtensionNotAllowed),
+        errors=(UnknownNodeKey, NodeKeyRequired, UnknownUser, ExtensionNotAllowed),
     )
     async def checkin(call: Call) -> CheckinReply:
         data: CheckinRequest = call.body
-        if not is_short_id(data.userId):
-            raise UnknownUser("unknown user")
-        try:
-            await users.get_user(data.userId)
-        except StorageNotFound:
-            raise UnknownUser("unknown user") from None
-        allowed = live.current.node.allowed_extension_ids
+        node = live.current.node
+        identity = await identify_node(stores, data.userId, allow_legacy=node.allow_legacy_auth)
+        allowed = node.allowed_extension_ids
         if data.extensionId and allowed and data.extensionId not in allowed:
             raise ExtensionNotAllowed("this extension may not check in")
         # Behind trusted proxies, the address they saw (grass.domain.addresses): the node
         # gateway must see the same one when the node connects.
         if not call.ip:
             raise InvalidInput("the token needs the client's IP address")
-        token = gateway.issue_token(data.userId, data.browserId, call.ip)
+        token = gateway.issue_token(identity.user_id, data.browserId, call.ip)
         return CheckinReply(destinations=where(), token=token)

@@ -108,7 +108,10 @@ class ReferralQuery(PageQuery):
 
 @attrs.frozen(kw_only=True)
 class RefereeView:
-    referee_id: str
+    """One of my referees. Another user's id is never shown: ``ref`` is an opaque reference
+    to this referee, stable, and mine only (another referrer of the same user sees another)."""
+
+    ref: str
     level: int
     status: str
     joined_at: dt.datetime
@@ -251,7 +254,7 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         return Page(
             tuple(
                 RefereeView(
-                    referee_id=v.referral.referee_id,
+                    ref=v.referral.ref,
                     level=v.referral.level,
                     status=v.referral.status.value,
                     joined_at=v.referral.created_at,

@@ -15,6 +15,7 @@ Close codes added here (the session's own are in ``grass.ws.session``/``registry
 4005  kicked: an operator disconnected it
 4006  banned: its user or its address range was banned
 4007  account deleted: its user deleted their account
+4008  node key revoked: the node key it authenticated with was revoked by its owner
 ====  ======================================================================================
 """
 
@@ -39,6 +40,7 @@ REMOVED = 4004
 KICKED = 4005
 BANNED = 4006
 ACCOUNT_DELETED = 4007
+NODE_KEY_REVOKED = 4008
 
 ALL = "nodes:all"
 
@@ -80,6 +82,9 @@ class ClusterControl:
 
     async def disconnect_user(self, user_id: str) -> None:
         await self._everywhere({"op": "user", "user_id": user_id, "deleted": True})
+
+    async def node_key_revoked(self, user_id: str, key_id: str) -> None:
+        await self._everywhere({"op": "node_key", "user_id": user_id, "key_id": key_id})
 
     async def ban_range(self, network: str) -> None:
         parse_network(network)  # refuse a bad range here, not on every instance
@@ -135,6 +140,11 @@ class ClusterControl:
                     self._forget(device_id)  # its last flush would write rows of nobody
                 else:
                     self._close_local(device_id, BANNED, "user banned")
+        elif op == "node_key":
+            for device_id in self._registry.devices_of(command["user_id"]):
+                accrual = getattr(self._registry.get(device_id), "accrual", None)
+                if accrual is not None and accrual.key_id == command["key_id"]:
+                    self._close_local(device_id, NODE_KEY_REVOKED, "node key revoked")
         elif op == "range":
             network = parse_network(command["network"])
             for session in self._registry:

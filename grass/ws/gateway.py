@@ -3,9 +3,16 @@
 ``Gateway.handle`` checks the upgrade request before answering it (Origin, v5 token, the network
 score of the token's device, connections per IP) and refuses with HTTP 403 and a JSON body
 ``{"error": {"code", "message", "details"}}``; otherwise it accepts and runs one
-:class:`~grass.ws.session.Session`. At AUTH it decides whether the node may join (user, token
-claims, device owner, paused, score, device cap) and registers it: those refusals need the AUTH
-answer, so they are a close with 1008 (4001 for a paused device) after the upgrade.
+:class:`~grass.ws.session.Session`. At AUTH it decides whether the node may join (its node key,
+or its token's claims, or with legacy auth its bare user id; device owner, paused, score, device
+cap) and registers it: those refusals need the AUTH answer, so they are a close with 1008 (4001
+for a paused device) after the upgrade.
+
+The device cap counts the user's active devices: those connected here and those seen within
+``limits.device_active_window`` (every instance's flusher writes ``last_seen``), not every
+device ever stored, so devices that came once and left do not hold the user's slots for good.
+A device id owned by another user, stored or connected here, is refused: a node never replaces
+another user's node.
 
 Every upgrade refusal is a 403, a bad token included (not a 401): a node cannot act on the
 difference, and the body's ``code`` names the reason. Checks that cannot decide (storage down,
@@ -18,6 +25,7 @@ empty or lists the id; no Origin (desktop clients) is allowed; any other origin 
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import secrets
 import time
@@ -30,10 +38,13 @@ import trio
 from grass import logs
 from grass.config import Config
 from grass.domain.addresses import ClientAddress
+from grass.domain.bearer import is_node_key
 from grass.domain.devices import DeviceType
 from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
 from grass.metrics import Metrics
-from grass.storage.abc import DeviceStore, StorageNotFound, UptimeStore, UserStore
+from grass.services.node_keys import NodeIdentity, identify_node
+from grass.storage.abc import DeviceStore, UptimeStore, UserStore
+from grass.storage.node_keys import NodeKeyStore
 from grass.ws import token as tokens
 from grass.ws.collector import Collector
 from grass.ws.protocol import Authenticated, NodeConnection
@@ -77,20 +88,12 @@ class GatewayStores(Protocol):
     def devices(self) -> DeviceStore: ...
     @property
     def uptime(self) -> UptimeStore: ...
+    @property
+    def node_keys(self) -> NodeKeyStore: ...
 
 
 class OriginRefused(Forbidden):
     code = "origin_refused"
-    ws_close_code = 1008
-
-
-class LegacyAuthDisabled(Unauthenticated):
-    code = "token_required"
-    ws_close_code = 1008
-
-
-class UnknownUser(Unauthenticated):
-    code = "unknown_user"
     ws_close_code = 1008
 
 
@@ -245,9 +248,7 @@ class Gateway:
         query = parse_qs(urlsplit(request.path or "/").query)
         token = query.get("token", [""])[0]
         if not token:
-            if not config.node.allow_legacy_auth:
-                raise LegacyAuthDisabled("a check-in token is required (POST /checkin)")
-            return None
+            return None  # a v4 node: its AUTH answer names it (a node key, or legacy a user id)
         claims = tokens.verify(self.token_key, token, ip, self.clock())
         # The token names the device, so its score is known before the upgrade (v4 nodes are
         # only known at AUTH, where the registry checks the same minimum).
@@ -289,28 +290,42 @@ class Gateway:
         if not self._sessions:
             self._idle.set()
 
+    async def _identify(
+        self, credential: str, device_id: str, claims: tokens.TokenClaims | None
+    ) -> NodeIdentity:
+        """Who the AUTH answer's ``user_id`` names: a node key's user (checked against the
+        token's claims, if any), the token's own user, or with legacy auth a bare user id."""
+        if claims is None:
+            legacy = self.live.current.node.allow_legacy_auth
+            return await identify_node(self.storage, credential, allow_legacy=legacy)
+        if is_node_key(credential):
+            identity = await identify_node(self.storage, credential, allow_legacy=False)
+        else:
+            # The token is the proof: the check-in asked for a node key (or legacy auth).
+            identity = NodeIdentity(credential)
+        if identity.user_id != claims.user_id or device_id != claims.device_id:
+            raise ClaimsMismatch("the AUTH answer does not match the check-in token")
+        return identity
+
     async def _authorize(self, session: Session, event: Authenticated) -> Accrual:
         claims: tokens.TokenClaims | None = session.context  # type: ignore[assignment]
         result = event.result
-        user_id, device_id = result.user_id, result.browser_id
+        device_id = result.browser_id
+        identity = await self._identify(result.user_id, device_id, claims)
+        user_id = identity.user_id
         for auth_check in self.auth_checks:
             await auth_check(user_id, device_id, session.ip)
-        if claims is not None:
-            if claims.user_id != user_id or claims.device_id != device_id:
-                raise ClaimsMismatch("the AUTH answer does not match the check-in token")
-        else:
-            try:
-                await self.storage.users.get_user(user_id)
-            except StorageNotFound:
-                raise UnknownUser("unknown user") from None
         device = await self.storage.devices.find_device(device_id)
         if device is not None:
             if device.user_id != user_id:
                 raise DeviceOwnedElsewhere("this device belongs to another user")
             if device.paused:
                 raise DevicePaused("this device is paused by its owner")
-        stored = await self.storage.devices.count_devices(user_id)
-        self.registry.check(user_id, device_id, stored_devices=stored, known=device is not None)
+        window = self.live.current.limits.device_active_window
+        since = dt.datetime.fromtimestamp(self.clock() - window, dt.UTC)
+        recent = await self.storage.devices.count_recent_devices(user_id, seen_since=since)
+        active = device is not None and device.last_seen >= since
+        self.registry.check(user_id, device_id, recent=recent, active=active)
         if session.close_code is not None:  # closed while we awaited storage
             raise Unauthenticated("connection closed during AUTH")
         config = self.live.current
@@ -326,6 +341,8 @@ class Gateway:
             cap=config.node.heartbeat_timeout,
             reconnect=device is not None,
             saved=device is not None,
+            recent=active,
+            key_id=identity.key_id,
         )
         session.accrual = accrual
         self.registry.add(session)

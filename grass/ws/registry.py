@@ -6,17 +6,23 @@ uses; a live session is closed directly):
 ====  ======================================================================================
 4000  replaced: the same device connected again; the OLDER connection is closed
 4001  paused: the owner paused this device; it must stop (refused at AUTH, or closed live)
-1008  a limit found at AUTH: too many devices for the user, a v4 device's network score
-      below ``limits.min_network_score``, a device owned by another user
+1008  a limit found at AUTH: too many active devices for the user, a v4 device's network
+      score below ``limits.min_network_score``, a device owned by another user
 ====  ======================================================================================
 
 The per-IP cap, and the score of a v5 token's device, are checked earlier by the gateway,
 on the upgrade request itself: those refusals are an HTTP 403, before any WebSocket exists.
 
 The per-IP count covers every open connection (authenticated or not), so a host cannot hold
-sockets open in the AWAITING_AUTH state beyond the cap. The per-user cap counts distinct
-devices: those stored plus live ones not stored yet; a device already known (stored or live)
-always gets back in, so reaching the cap never locks out a user's existing devices.
+sockets open in the AWAITING_AUTH state beyond the cap. The per-user cap counts the user's
+active devices: those storage saw lately (last seen within ``limits.device_active_window``,
+wherever they connected) plus those connected here that storage does not count yet, not every
+device ever stored: junk devices held for a second no longer fill the cap for good. An active
+device always gets back in, so reaching the cap never locks out a device the user is using.
+
+A device connected here under another user is refused (1008), never replaced: knowing a device
+id is not enough to kick its node (storage refuses a device stored under another user the same
+way, at the gateway).
 """
 
 from __future__ import annotations
@@ -92,26 +98,35 @@ class Registry:
 
     # -- devices (at AUTH) ------------------------------------------------------------------
 
-    def check(self, user_id: str, device_id: str, *, stored_devices: int, known: bool) -> None:
-        """Raise the limit a new session of ``device_id`` would break; ``stored_devices`` is
-        the user's device count in storage, ``known`` whether this device is stored."""
+    def check(self, user_id: str, device_id: str, *, recent: int, active: bool) -> None:
+        """Raise the limit a new session of ``device_id`` would break; ``recent`` is the
+        user's device count storage saw within the active window, ``active`` whether this
+        device is one of them."""
+        self._check_owner(user_id, device_id)
         score = self._score_of(device_id)
         if score is not None and score < self._min_score():
             raise ScoreTooLow(f"network score {score:g} is below the minimum")
         live = self._by_user.get(user_id, ())
-        if known or device_id in live:
+        if active or device_id in live:
             return
-        unsaved = sum(
-            1 for d in live if (a := self._by_device[d].accrual) is not None and not a.saved
+        uncounted = sum(
+            1 for d in live if (a := self._by_device[d].accrual) is not None and not a.recent
         )
-        if stored_devices + unsaved >= self._max_devices():
-            raise DeviceLimit(f"device limit reached ({self._max_devices()} devices)")
+        if recent + uncounted >= self._max_devices():
+            raise DeviceLimit(f"device limit reached ({self._max_devices()} active devices)")
+
+    def _check_owner(self, user_id: str, device_id: str) -> None:
+        held = self._by_device.get(device_id)
+        if held is not None and held.user_id != user_id:
+            raise DeviceOwnedElsewhere("this device belongs to another user")
 
     def add(self, session: Session) -> None:
-        """Register an authenticated session; an older session of the device is closed."""
+        """Register an authenticated session; an older session of the device (the same
+        user's: ``check`` refused any other) is closed."""
         device_id, user_id = session.device_id, session.user_id
         if device_id is None or user_id is None:
             raise ValueError("only authenticated sessions are registered")
+        self._check_owner(user_id, device_id)
         older = self._by_device.get(device_id)
         if older is not None and older is not session:
             older.close(REPLACED, "replaced by a newer connection of this device")

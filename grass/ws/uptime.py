@@ -25,7 +25,7 @@ import trio
 from grass import logs
 from grass.domain.devices import Device, DeviceStatus, DeviceType
 from grass.domain.uptime import UptimeDelta, UptimeFlushResult, UptimeStats
-from grass.storage.abc import IntegrityViolation
+from grass.storage.abc import IntegrityViolation, StorageConflict
 from grass.ws import collector
 
 log = logs.get(__name__)
@@ -66,7 +66,9 @@ class Accrual:
         "device_type",
         "dirty",
         "ip",
+        "key_id",
         "last_beat",
+        "recent",
         "saved",
         "started",
         "user_agent",
@@ -88,9 +90,13 @@ class Accrual:
         cap: float,
         reconnect: bool = False,
         saved: bool = False,
+        recent: bool = False,
+        key_id: str | None = None,
     ) -> None:
         self.device_id = device_id
         self.user_id = user_id
+        #: The node key the session authenticated with (revoking it closes the session).
+        self.key_id = key_id
         self.ip = ip
         self.device_type = device_type
         self.version = version
@@ -99,8 +105,12 @@ class Accrual:
         self.last_beat = now
         self.closed = False
         self.dirty = True  # the device row needs writing
-        #: The device row exists in storage (the registry counts unsaved devices itself).
+        #: The device row exists in storage.
         self.saved = saved
+        #: Storage counts the device as recently seen (its row's last_seen is within the
+        #: device cap's window: it was, at AUTH, or the flusher wrote it since); the registry
+        #: counts the live devices that are not.
+        self.recent = recent
         self._length = bucket_seconds
         self._cap = cap
         self._bucket = int(now // bucket_seconds)
@@ -316,16 +326,22 @@ class UptimeFlusher:
     async def _write_rows(self, rows: list[Device]) -> None:
         try:
             await self._devices.upsert_devices(rows)
-        except IntegrityViolation:
-            # One row of a deleted user must not block every other device: write them one by
-            # one and drop those refused.
+        except (IntegrityViolation, StorageConflict):
+            # One row of a deleted user, or of a device another user's node wrote first (two
+            # instances let it in before either wrote it), must not block every other device:
+            # write them one by one and drop those refused, with their uptime.
             for row in rows:
                 try:
                     await self._devices.upsert_devices([row])
-                except IntegrityViolation:
+                except (IntegrityViolation, StorageConflict):
                     log.warning("device row refused", device_id=row.device_id)
+                    self._carry = {
+                        k: d
+                        for k, d in self._carry.items()
+                        if (d.device_id, d.user_id) != (row.device_id, row.user_id)
+                    }
 
     def _mark_saved(self) -> None:
         for accrual in self._live:
             if accrual.device_id in self._rows:
-                accrual.saved = True
+                accrual.saved = accrual.recent = True

@@ -88,7 +88,8 @@ def serve_grass(flush_interval: float | None = None, users: int = 1) -> None:
     from grass import logs
     from grass.app import Server, run
     from grass.config import Count, LogLevel, Port, Seconds, load_config
-    from grass.domain.users import Credentials, User
+    from grass.domain.bearer import hash_token, new_node_key
+    from grass.domain.users import Credentials, NodeKey, User
     from grass.ids import short_id
 
     timer = GcTimer()
@@ -134,7 +135,18 @@ def serve_grass(flush_interval: float | None = None, users: int = 1) -> None:
                         created_at=now,
                     )
                     await server.backends.storage.users.create_user(user)
-                    ids.append(user.id)
+                    key = new_node_key()  # what the nodes send as their user_id
+                    await server.backends.storage.node_keys.create_node_key(
+                        NodeKey(
+                            id=short_id(),
+                            user_id=user.id,
+                            name="bench",
+                            key_hash=hash_token(key),
+                            prefix=key[:10],
+                            created_at=now,
+                        )
+                    )
+                    ids.append(key)
                 timer.reset()
                 print(f"READY {server.node_port} {','.join(ids)}", flush=True)
                 async for signum in signals:

@@ -45,7 +45,13 @@ def scenario_config() -> Config:
     base = Config()
     return attrs.evolve(
         base,
-        node=attrs.evolve(base.node, heartbeat_timeout=180.0, uptime_flush_interval=300.0),
+        # The nodes name their user by id (legacy auth): this is about what they earn.
+        node=attrs.evolve(
+            base.node,
+            heartbeat_timeout=180.0,
+            uptime_flush_interval=300.0,
+            allow_legacy_auth=True,
+        ),
         rates=attrs.evolve(
             base.rates,
             milestone_hours=40,

@@ -42,7 +42,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "heartbeat_timeout": 90.0,
         "max_message_size": 1024,
         "send_queue_size": 8,
-        "allow_legacy_auth": False,
+        "allow_legacy_auth": True,
         "allowed_extension_ids": ["abc", "def"],
         "checkin_token_ttl": 60.0,
         "uptime_flush_interval": 1.5,
@@ -75,6 +75,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
     "secrets": {"token_key": "s3cret-key"},
     "limits": {
         "max_devices_per_user": 7,
+        "device_active_window": 600.0,
         "max_connections_per_ip": 9,
         "min_network_score": 12.5,
         "auth_requests_per_minute": 5,
@@ -132,6 +133,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
         "max_api_keys": 5,
+        "max_node_keys": 3,
         "admin_emails": ["ops@grass.example"],
     },
     "mail": {

@@ -16,9 +16,10 @@ from urllib.parse import quote
 import pytest
 import trio
 
+from grass.domain.bearer import hash_token, new_node_key
 from grass.storage.postgres.storage import open_postgres_storage
 from tests.foundation.test_cli import _env, grass_serve
-from tests.storage.conftest import make_user
+from tests.storage.conftest import make_node_key, make_user
 from tests.storage.postgres.conftest import temporary_schema
 
 PING_INTERVAL = 0.5
@@ -42,8 +43,10 @@ async def test_serve_and_nodes_on_postgres(schema_dsn: str) -> None:
     async with grass_serve(**env) as grass, open_postgres_storage(dsn) as storage:
         user = make_user()
         await storage.users.create_user(user)
+        key = new_node_key()  # the node authenticates with it, in place of the user id
+        await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(key)))
         command = [*[sys.executable, "-m", "grass"], "node"]
-        command += ["--url", f"ws://127.0.0.1:{grass.node_port}/", "--user-id", user.id]
+        command += ["--url", f"ws://127.0.0.1:{grass.node_port}/", "--user-id", key]
         command += ["--devices", str(DEVICES), "--ping-interval", str(PING_INTERVAL)]
         command += ["--jitter", "0"]
         spawned = trio.current_time()

@@ -25,12 +25,13 @@ from grass.config import (
     StorageBackend,
     StorageConfig,
 )
+from grass.domain.bearer import hash_token, new_node_key
 from grass.storage.abc import Storage
 from grass.storage.postgres import Connection
 from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
 from tests.foundation.test_cli import _env
 from tests.foundation.test_lifecycle import local_config
-from tests.storage.conftest import make_user
+from tests.storage.conftest import make_node_key, make_user
 from tests.storage.postgres.conftest import temporary_schema
 
 
@@ -88,6 +89,8 @@ async def _devices_accrue_uptime(server: Server, storage: Storage) -> None:
     assert ready.json() == {"status": "ready", "problems": {}}
     user = make_user()
     await storage.users.create_user(user)
+    key = new_node_key()  # the node authenticates with it, in place of the user id
+    await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(key)))
     command = [
         sys.executable,
         "-m",
@@ -96,7 +99,7 @@ async def _devices_accrue_uptime(server: Server, storage: Storage) -> None:
         "--url",
         f"ws://127.0.0.1:{server.node_port}/",
     ]
-    command += ["--user-id", user.id, "--devices", "3", "--ping-interval", "0.3", "--jitter", "0"]
+    command += ["--user-id", key, "--devices", "3", "--ping-interval", "0.3", "--jitter", "0"]
     proc = await trio.lowlevel.open_process(command, env=_env(), stderr=subprocess.DEVNULL)
     try:
         with trio.fail_after(30):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import time
 
 from grass.domain import periods
 from grass.domain.earnings import EarningSource
+from grass.domain.referrals import referral_ref
 from grass.services.earnings import MAX_POINTS
 from tests.http.conftest import make_actor
 from tests.http.helpers import bearer
@@ -62,8 +64,8 @@ async def test_totals_history_referrals_and_epochs(full_app):
     assert levels[0] == {"level": 1, "amount": 200_000, "referees": 1}
 
     referees = await (await client.get("/api/v1/referrals", headers=auth)).get_json()
-    assert [(r["referee_id"], r["status"], r["rewards"]) for r in referees["items"]] == [
-        (friend.id, "pending", 200_000)
+    assert [(r["ref"], r["status"], r["rewards"]) for r in referees["items"]] == [
+        (referral_ref(me.id, friend.id), "pending", 200_000)
     ]
     summary = await (await client.get("/api/v1/referrals/summary", headers=auth)).get_json()
     assert (summary["counts"], summary["rank"]["name"]) == ({"1": 1, "2": 0, "3": 0}, "Bronze")
@@ -113,3 +115,32 @@ async def test_a_century_of_hours_is_refused_at_once(full_app, monkeypatch):
         assert (await response.get_json())["error"]["code"] == "invalid_range"
     assert walked[0] == 0
     assert time.perf_counter() - started < 5.0  # generous: the old code took over 10 s
+
+
+async def test_a_referrer_never_sees_its_referees_user_ids(full_app):
+    """Hardening #13, finding 6: GET /api/v1/referrals showed each referee's user id, which
+    (with legacy node auth) was enough to connect devices under it. Neither the items nor the
+    cursors name one now."""
+    me = await make_actor(full_app.storage)
+    referees = [await make_actor(full_app.storage) for _ in range(5)]
+    at = dt.datetime.now(dt.UTC)
+    await full_app.storage.referrals.add_referrals(
+        [make_referral(me.user, r.user, 1, created_at=at) for r in referees]
+    )
+    client = full_app.client()
+    seen, bodies, cursor = [], [], None
+    while True:
+        query = {"limit": "2"} | ({"cursor": cursor} if cursor else {})
+        response = await client.get(
+            "/api/v1/referrals", headers=bearer(me.session_token), query_string=query
+        )
+        assert response.status_code == 200
+        page = await response.get_json()
+        bodies.append(await response.get_data(as_text=True))
+        seen.extend(item["ref"] for item in page["items"])
+        if (cursor := page["next_cursor"]) is None:
+            break
+        bodies.append(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    assert sorted(seen) == sorted(referral_ref(me.id, r.id) for r in referees)
+    everything = "".join(bodies)
+    assert not any(r.id in everything for r in referees)

@@ -76,7 +76,13 @@ async def test_a_node_appears_live_and_deleting_the_account_disconnects_it():
                 assert ws.subprotocol == "grass.live.v1"  # the token is never echoed
                 hello = json.loads(await ws.get_message())
                 assert (hello["type"], hello["user_id"]) == ("hello", user["id"])
-                node = NodeIdentity(user_id=user["id"])
+                created = await client.post(
+                    "/api/v1/me/node-keys",
+                    json={"name": "laptop"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert created.status_code == 201
+                node = NodeIdentity(user_id=created.json()["key"])  # the key, not the id
                 node_done = trio.Event()
 
                 async def run_the_node(*, task_status: trio.TaskStatus[NodeStats]) -> None:

@@ -22,6 +22,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 
 from grass.app import LiveConfig
 from grass.config import Config
+from grass.domain.bearer import hash_token, new_node_key
 from grass.domain.devices import DeviceStatus
 from grass.metrics import Metrics
 from grass.storage.memory import MemoryStorage
@@ -29,7 +30,7 @@ from grass.ws import token as tokens
 from grass.ws.client import open_node_socket
 from grass.ws.gateway import Gateway, origin_allowed
 from grass.ws.server import NodeServer
-from tests.storage.conftest import make_user
+from tests.storage.conftest import make_node_key, make_user
 from tests.ws.test_session import FakeTransport
 
 EPOCH = 1_700_002_800.0
@@ -52,6 +53,8 @@ class Harness:
     server: NodeServer
     clock: ManualClock
     user_id: str
+    #: The user's node key: what its nodes send as the AUTH answer's user_id.
+    node_key: str
 
 
 def config_with(*, node=None, limits=None, http=None) -> Config:
@@ -72,6 +75,8 @@ async def harness(
     storage = MemoryStorage()
     user = make_user()
     await storage.users.create_user(user)
+    node_key = new_node_key()
+    await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(node_key)))
     clock = ManualClock()
     metrics = Metrics()
     gateway = Gateway(storage, LiveConfig(config), metrics, clock, score_of=score_of)
@@ -90,7 +95,14 @@ async def harness(
         await nursery.start(gateway.run)
         scheme = "wss" if ssl_context is not None else "ws"
         yield Harness(
-            f"{scheme}://127.0.0.1:{port}/", port, gateway, storage, server, clock, user.id
+            f"{scheme}://127.0.0.1:{port}/",
+            port,
+            gateway,
+            storage,
+            server,
+            clock,
+            user.id,
+            node_key,
         )
         server.stop_accepting()
         await server.close_all()
@@ -188,7 +200,7 @@ async def wait_for(predicate) -> None:
 
 async def test_a_v4_node_accrues_uptime_between_heartbeats():
     async with harness() as h, open_node_socket(h.url) as ws:
-        device_id = await authenticate(ws, h.user_id)
+        device_id = await authenticate(ws, h.node_key)
         await joined(h, device_id)
         for _ in range(2):
             h.clock.now += 60
@@ -208,7 +220,7 @@ async def test_a_v4_node_accrues_uptime_between_heartbeats():
 
 async def test_graceful_shutdown_closes_1001_and_flushes():
     async with harness() as h, open_node_socket(h.url) as ws:
-        device_id = await authenticate(ws, h.user_id)
+        device_id = await authenticate(ws, h.node_key)
         await joined(h, device_id)
         h.clock.now += 45
         await heartbeat(ws)
@@ -228,9 +240,9 @@ async def test_an_unknown_user_is_closed_1008():
 
 async def test_a_second_connection_of_a_device_closes_the_first_4000():
     async with harness() as h, open_node_socket(h.url) as first:
-        device_id = await authenticate(first, h.user_id)
+        device_id = await authenticate(first, h.node_key)
         async with open_node_socket(h.url) as second:
-            await authenticate(second, h.user_id, device_id)
+            await authenticate(second, h.node_key, device_id)
             assert await close_code(first) == 4000
             await heartbeat(second)
 
@@ -241,9 +253,9 @@ async def test_devices_above_the_users_cap_are_closed_1008():
         open_node_socket(h.url) as first,
         open_node_socket(h.url) as second,
     ):
-        await authenticate(first, h.user_id)
+        await authenticate(first, h.node_key)
         await heartbeat(first)
-        await authenticate(second, h.user_id)
+        await authenticate(second, h.node_key)
         assert await close_code(second) == 1008
         await heartbeat(first)
 
@@ -254,14 +266,14 @@ async def test_connections_above_the_per_ip_cap_are_refused_403():
         open_node_socket(h.url) as a,
         open_node_socket(h.url) as b,
     ):
-        await authenticate(a, h.user_id)
+        await authenticate(a, h.node_key)
         assert await refused(h.url) == "ip_connection_limit"
         await heartbeat(a)
         assert json.loads(await b.get_message())["action"] == "AUTH"  # the second is served
         await b.aclose()
         await wait_for(lambda: h.gateway.registry.connections_from("127.0.0.1") == 1)
         async with open_node_socket(h.url) as c:  # a slot freed: served again
-            await authenticate(c, h.user_id)
+            await authenticate(c, h.node_key)
             await heartbeat(c)
 
 
@@ -277,7 +289,7 @@ async def test_origin_policy():
         async with open_node_socket(
             h.url, extra_headers=[(b"oRiGiN", b"chrome-extension://abc")]
         ) as ws:
-            await authenticate(ws, h.user_id)
+            await authenticate(ws, h.node_key)
             await heartbeat(ws)
         assert h.gateway.registry.connections_from("127.0.0.1") <= 1  # refusals hold no slot
 
@@ -295,7 +307,7 @@ async def test_behind_a_trusted_proxy_the_node_is_at_the_forwarded_address():
     ) as h:
         token = h.gateway.issue_token(h.user_id, device_id, "203.0.113.9")
         async with open_node_socket(f"{h.url}?token={token}", extra_headers=forwarded) as ws:
-            await authenticate(ws, h.user_id, device_id)
+            await authenticate(ws, h.node_key, device_id)
             await heartbeat(ws)
             assert h.gateway.registry.connections_from("203.0.113.9") == 1
             assert h.gateway.registry.connections_from("127.0.0.1") == 0
@@ -303,14 +315,13 @@ async def test_behind_a_trusted_proxy_the_node_is_at_the_forwarded_address():
 
 async def test_v5_token_on_the_url():
     async with harness(node={"allow_legacy_auth": False}) as h:
-        assert await refused(h.url) == "token_required"  # no token, legacy auth disabled
         device_id = str(uuid.uuid4())
         token = h.gateway.issue_token(h.user_id, device_id, "127.0.0.1")
         async with open_node_socket(f"{h.url}?token={token}") as ws:
-            await authenticate(ws, h.user_id, device_id)
+            await authenticate(ws, h.node_key, device_id)
             await heartbeat(ws)
         async with open_node_socket(f"{h.url}?token={token}") as ws:  # another device
-            await authenticate(ws, h.user_id)
+            await authenticate(ws, h.node_key)
             assert await close_code(ws) == 1008
         other_ip = h.gateway.issue_token(h.user_id, device_id, "10.1.2.3")
         assert await refused(f"{h.url}?token={other_ip}") == "token_ip_mismatch"
@@ -329,11 +340,11 @@ async def test_a_v5_device_below_the_minimum_score_is_refused_403_at_the_upgrade
         assert await refused(f"{h.url}?token={token}") == "score_too_low"
         token = h.gateway.issue_token(h.user_id, fine, "127.0.0.1")
         async with open_node_socket(f"{h.url}?token={token}") as ws:
-            await authenticate(ws, h.user_id, fine)
+            await authenticate(ws, h.node_key, fine)
             await heartbeat(ws)
         # A v4 node names its device only at AUTH: the same minimum, as a close after it.
         async with open_node_socket(h.url) as ws:
-            await authenticate(ws, h.user_id, low)
+            await authenticate(ws, h.node_key, low)
             assert await close_code(ws) == 1008
         refusals = h.gateway.metrics.node_closes.labels("403")
         assert refusals._value.get() == 1
@@ -350,8 +361,8 @@ async def test_a_ping_flood_earns_no_more_than_wall_clock_time():
         open_node_socket(h.url) as good,
         open_node_socket(h.url) as flooder,
     ):
-        good_id = await authenticate(good, h.user_id)
-        flooder_id = await authenticate(flooder, h.user_id)
+        good_id = await authenticate(good, h.node_key)
+        flooder_id = await authenticate(flooder, h.node_key)
         await joined(h, good_id)
         await joined(h, flooder_id)
         h.clock.now += 30
@@ -373,7 +384,7 @@ async def test_a_ping_flood_earns_no_more_than_wall_clock_time():
         # A blast without waiting for the PONGs: served, or closed 4003 when the reader outruns
         # the writer by a queue (scheduling decides which); the good node never notices.
         async with open_node_socket(h.url) as blaster:
-            await authenticate(blaster, h.user_id)
+            await authenticate(blaster, h.node_key)
             closed = None
             with trio.fail_after(20):
                 try:
@@ -446,7 +457,7 @@ async def bad_invalid_utf8(h: Harness) -> None:
 
 async def bad_binary_frame(h: Harness) -> None:
     async with open_node_socket(h.url) as ws:
-        await authenticate(ws, h.user_id)
+        await authenticate(ws, h.node_key)
         await ws.send_message(b"\x00\x01")
         assert await close_code(ws) == 1003
 
@@ -466,12 +477,12 @@ async def bad_before_auth(h: Harness) -> None:
 
 async def bad_json_and_unknown_action(h: Harness) -> None:
     async with open_node_socket(h.url) as ws:
-        await authenticate(ws, h.user_id)
+        await authenticate(ws, h.node_key)
         for text, code in [
             ("{not json", "malformed_json"),
             ('{"id":"1","action":"DANCE","data":{}}', "unknown_action"),
             ('{"id":"1","action":"PING","data":{},"version":5}', "invalid_message"),
-            (auth_answer({"id": "again"}, h.user_id, str(uuid.uuid4())), "already_authenticated"),
+            (auth_answer({"id": "again"}, h.node_key, str(uuid.uuid4())), "already_authenticated"),
         ]:
             await ws.send_message(text)
             with trio.fail_after(5):
@@ -483,7 +494,7 @@ async def bad_json_and_unknown_action(h: Harness) -> None:
 
 async def bad_malformed_browser_id(h: Harness) -> None:
     async with open_node_socket(h.url) as ws:
-        await authenticate(ws, h.user_id, "not-a-uuid")
+        await authenticate(ws, h.node_key, "not-a-uuid")
         assert await close_code(ws) == 1008
 
 
@@ -491,7 +502,7 @@ async def bad_never_reads(h: Harness) -> None:
     async with RawNode.connect(h.port) as raw:
         request = json.loads((await raw.next_event(TextMessage)).data)
         device_id = str(uuid.uuid4())
-        await raw.send_text(auth_answer(request, h.user_id, device_id))
+        await raw.send_text(auth_answer(request, h.node_key, device_id))
         await wait_for(lambda: h.gateway.registry.get(device_id) is not None)
         session = h.gateway.registry.get(device_id)
         big = "x" * 60_000
@@ -517,7 +528,7 @@ async def bad_never_reads(h: Harness) -> None:
 )
 async def test_bad_input_leaves_other_nodes_alone(bad):
     async with harness(node={"send_queue_size": 4}) as h, open_node_socket(h.url) as good:
-        device_id = await authenticate(good, h.user_id)
+        device_id = await authenticate(good, h.node_key)
         await joined(h, device_id)
         await heartbeat(good)
         await bad(h)
@@ -534,13 +545,15 @@ async def test_gateway_session_on_virtual_time(autojump_clock):
     storage = MemoryStorage()
     user = make_user()
     await storage.users.create_user(user)
+    key = new_node_key()
+    await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(key)))
     config = config_with(node={"heartbeat_timeout": 100.0, "uptime_flush_interval": 5.0})
     gateway = Gateway(storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time())
     transport = FakeTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)
         nursery.start_soon(gateway.run_session, transport, "203.0.113.5", None)
-        device_id = await transport.auth(user_id=user.id)
+        device_id = await transport.auth(user_id=key)
         for _ in range(5):
             await trio.sleep(60)
             transport.ping_()

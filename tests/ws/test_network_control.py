@@ -4,6 +4,7 @@ kicking live nodes (also when another instance holds them), banned ranges and us
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +17,11 @@ from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
+from grass.services.node_keys import NodeKeys
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import MemoryStorage
 from grass.storage.shared import SharedState
-from grass.ws.control import BANNED, KICKED, REMOVED
+from grass.ws.control import BANNED, KICKED, NODE_KEY_REVOKED, REMOVED
 from grass.ws.gateway import Gateway
 from grass.ws.network_features import NetworkFeatures
 from grass.ws.registry import PAUSED
@@ -61,9 +63,11 @@ class Instance:
 
 @asynccontextmanager
 async def instance(
-    storage: MemoryStorage, shared: SharedState, nursery: trio.Nursery
+    storage: MemoryStorage, shared: SharedState, nursery: trio.Nursery, *, legacy: bool = True
 ) -> AsyncIterator[Instance]:
-    config = Config()
+    # Nodes name their user by id here (legacy auth): these tests are about acting on them.
+    base = Config()
+    config = attrs.evolve(base, node=attrs.evolve(base.node, allow_legacy_auth=legacy))
     gateway = Gateway(storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time())
     features = NetworkFeatures(gateway, storage, shared)
     await nursery.start(gateway.run)
@@ -228,4 +232,31 @@ async def test_a_v5_token_of_a_paused_device_or_banned_user_is_refused_403(autoj
             await a.gateway.handle(request)
             assert request.rejected is not None
             assert request.rejected[1]["error"]["code"] == "user_banned"
+            nursery.cancel_scope.cancel()
+
+
+async def test_revoking_a_node_key_closes_its_nodes_4008_on_every_instance(autojump_clock):
+    """A leaked key's nodes go when its owner revokes it; the owner's other keys' stay."""
+    async with open_inprocess_state(instance_id="a") as shared_a, trio.open_nursery() as nursery:
+        shared_b = attrs.evolve(shared_a, instance_id="b")
+        storage, user, _ = await world(nursery)
+        async with (
+            instance(storage, shared_a, nursery, legacy=False) as a,
+            instance(storage, shared_b, nursery, legacy=False) as b,
+        ):
+            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
+            leaked, kept = await keys.create(user.id, "leaked"), await keys.create(user.id, "kept")
+            on_a, on_b, other = a.connect(), b.connect(), b.connect()
+            await joined(a, on_a, leaked.secret)
+            await joined(b, on_b, leaked.secret)
+            await joined(b, other, kept.secret)
+            await keys.revoke(user.id, leaked.key.id)
+            await trio.testing.wait_all_tasks_blocked()
+            assert on_a.closed == (NODE_KEY_REVOKED, "node key revoked")
+            assert on_b.closed == (NODE_KEY_REVOKED, "node key revoked")
+            assert other.closed is None
+            again = a.connect()
+            await again.auth(user_id=leaked.secret)
+            await trio.testing.wait_all_tasks_blocked()
+            assert again.closed == (1008, "unknown or revoked node key")
             nursery.cancel_scope.cancel()

@@ -58,8 +58,15 @@ async def instance(
     storage: MemoryStorage, url: str, prefix: str, name: str, nursery: trio.Nursery
 ) -> AsyncIterator[Instance]:
     base = Config()
+    # Nodes name their user by id here (legacy auth): the test is about acting on them.
     config = attrs.evolve(
-        base, node=attrs.evolve(base.node, presence_sync_interval=0.05, uptime_flush_interval=0.2)
+        base,
+        node=attrs.evolve(
+            base.node,
+            presence_sync_interval=0.05,
+            uptime_flush_interval=0.2,
+            allow_legacy_auth=True,
+        ),
     )
     async with open_redis_state(url, instance_id=name, prefix=prefix) as shared:
         gateway = Gateway(

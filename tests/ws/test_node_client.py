@@ -1,4 +1,4 @@
-"""The reference node against the real gateway: v4 by user id, v5 through a real /checkin."""
+"""The reference node against the real gateway: v4 by node key, v5 through a real /checkin."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ async def test_run_nodes_v4_heartbeats_and_stops_on_cancel():
     async with harness() as h, trio.open_nursery() as nursery:
         ids = [str(uuid.uuid4()) for _ in range(3)]
         stats = await nursery.start(
-            partial(run_nodes, h.url, h.user_id, device_ids=ids, ping_interval=0.02, jitter=0.5)
+            partial(run_nodes, h.url, h.node_key, device_ids=ids, ping_interval=0.02, jitter=0.5)
         )
         assert len(stats) == 3
         await wait_for(lambda: len(h.gateway.registry) == 3)
@@ -33,7 +33,7 @@ async def test_run_nodes_v4_heartbeats_and_stops_on_cancel():
 
 async def test_a_node_without_reconnect_reports_the_close_code():
     async with harness() as h:
-        node = NodeIdentity(user_id="x" * 21)  # unknown user: closed 1008
+        node = NodeIdentity(user_id="x" * 21)  # a bare user id: closed 1008
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
                 stats = await nursery.start(partial(run_node, h.url, node, reconnect=False))
@@ -49,7 +49,7 @@ async def test_v5_node_checks_in_over_http_then_connects_with_its_token():
         add_checkin_routes(
             app,
             h.gateway,
-            h.storage.users,
+            h.storage,
             h.gateway.live,
             destinations=lambda: [f"127.0.0.1:{h.port}"],
         )
@@ -59,7 +59,7 @@ async def test_v5_node_checks_in_over_http_then_connects_with_its_token():
         stop = trio.Event()
         binds = await nursery.start(partial(hypercorn_serve, app, hc, shutdown_trigger=stop.wait))
         http_port = int(binds[0].rsplit(":", 1)[1])
-        node = NodeIdentity(user_id=h.user_id)
+        node = NodeIdentity(user_id=h.node_key)
         stats = await nursery.start(
             partial(
                 run_node,

@@ -11,6 +11,7 @@ from grass.ws.registry import (
     PAUSED,
     REPLACED,
     DeviceLimit,
+    DeviceOwnedElsewhere,
     IpLimit,
     Registry,
     ScoreTooLow,
@@ -66,21 +67,36 @@ def test_connections_per_ip_are_capped_and_released():
     assert reg.connections_from("10.0.0.1") == 2
 
 
-def test_devices_per_user_count_stored_and_unsaved_live_devices():
+def test_devices_per_user_count_live_and_recently_seen_devices():
     reg = registry(devices=3)
-    # two stored devices, one live device not yet stored: the cap of 3 is reached
     live = session(USER)
     reg.add(live)
+    # two devices seen lately, one live here that storage does not count yet: the cap of 3
     with pytest.raises(DeviceLimit):
-        reg.check(USER, str(uuid.uuid4()), stored_devices=2, known=False)
-    # a stored device and a device already live always get back in
-    reg.check(USER, str(uuid.uuid4()), stored_devices=2, known=True)
-    reg.check(USER, live.device_id, stored_devices=2, known=False)
-    # once the live device is saved it is counted in storage only
-    live.accrual.saved = True
-    reg.check(USER, str(uuid.uuid4()), stored_devices=2, known=False)
+        reg.check(USER, str(uuid.uuid4()), recent=2, active=False)
+    # a device seen lately and a device already live always get back in
+    reg.check(USER, str(uuid.uuid4()), recent=2, active=True)
+    reg.check(USER, live.device_id, recent=2, active=False)
+    # once storage counts the live device, it is counted there only
+    live.accrual.recent = True
+    reg.check(USER, str(uuid.uuid4()), recent=2, active=False)
+    # devices stored long ago are not recent: they hold no place
+    live.accrual.recent = False
+    reg.check(USER, str(uuid.uuid4()), recent=0, active=False)
     # another user is not affected
-    reg.check("v" * 21, str(uuid.uuid4()), stored_devices=0, known=False)
+    reg.check("v" * 21, str(uuid.uuid4()), recent=0, active=False)
+
+
+def test_a_device_live_under_another_user_is_refused_not_replaced():
+    reg = registry()
+    theirs = session(USER)
+    reg.add(theirs)
+    with pytest.raises(DeviceOwnedElsewhere):
+        reg.check("v" * 21, theirs.device_id, recent=0, active=False)
+    with pytest.raises(DeviceOwnedElsewhere):
+        reg.add(session("v" * 21, theirs.device_id))
+    assert theirs.close_code is None
+    assert reg.get(theirs.device_id) is theirs
 
 
 def test_a_second_connection_of_a_device_closes_the_older():
@@ -103,8 +119,8 @@ def test_a_second_connection_of_a_device_closes_the_older():
 def test_low_score_is_refused_and_pause_closes_4001():
     reg = registry(min_score=50.0, score_of=lambda d: 20.0 if d.startswith("0") else None)
     with pytest.raises(ScoreTooLow):
-        reg.check(USER, "0" + str(uuid.uuid4())[1:], stored_devices=0, known=True)
-    reg.check(USER, "1" + str(uuid.uuid4())[1:], stored_devices=0, known=True)  # no score yet
+        reg.check(USER, "0" + str(uuid.uuid4())[1:], recent=0, active=True)
+    reg.check(USER, "1" + str(uuid.uuid4())[1:], recent=0, active=True)  # no score yet
     s = session(USER)
     reg.add(s)
     assert reg.pause(s.device_id)

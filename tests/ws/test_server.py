@@ -81,7 +81,7 @@ async def test_handshakes_that_never_finish_are_closed_by_connect_timeout():
     # none outlives connect_timeout.
     count, connect_timeout = 500, 0.5
     async with harness(connect_timeout=connect_timeout) as h, open_node_socket(h.url) as good:
-        device_id = await authenticate(good, h.user_id)
+        device_id = await authenticate(good, h.node_key)
         await joined(h, device_id)
         streams = []
         try:
@@ -157,7 +157,7 @@ async def test_tls_on_the_node_port_with_a_self_signed_certificate():
     async with harness(ssl_context=tls_server_context()) as h:
         assert h.url.startswith("wss://")
         async with open_node_socket(h.url, ssl_context=insecure_client_context()) as ws:
-            device_id = await authenticate(ws, h.user_id)
+            device_id = await authenticate(ws, h.node_key)
             await joined(h, device_id)
             h.clock.now += 60
             await heartbeat(ws)
@@ -315,7 +315,7 @@ async def test_the_handshake_answer_negotiates_no_extension_and_frames_may_follo
 async def test_a_session_without_the_poller():
     """What a system without epoll runs: the session's task reads its socket itself."""
     async with harness(use_poller=False) as h, open_node_socket(h.url) as ws:
-        device_id = await authenticate(ws, h.user_id)
+        device_id = await authenticate(ws, h.node_key)
         await joined(h, device_id)
         h.clock.now += 60
         await heartbeat(ws)
@@ -335,10 +335,10 @@ async def test_connection_lifecycles_leave_no_reference_cycles(use_poller):
 
     async def lifecycles(h) -> None:
         async with open_node_socket(h.url) as first:  # a heartbeat, then replaced (4000)
-            device_id = await authenticate(first, h.user_id)
+            device_id = await authenticate(first, h.node_key)
             await heartbeat(first)
             async with open_node_socket(h.url) as second:
-                await authenticate(second, h.user_id, device_id)
+                await authenticate(second, h.node_key, device_id)
                 await close_code(first)
                 await heartbeat(second)
         async with open_node_socket(h.url) as ws:  # before AUTH, a bad message (1008)

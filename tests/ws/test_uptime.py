@@ -227,3 +227,27 @@ async def test_a_flush_cancelled_while_collecting_loses_and_repeats_nothing():
         assert (await storage.uptime.uptime_stats(device_id=a.device_id)).seconds == 60
         device = await storage.devices.get_device(a.device_id)
         assert device.status is DeviceStatus.OFFLINE
+
+
+async def test_a_row_of_a_device_owned_by_another_user_does_not_block_the_flush():
+    """Two instances may each let one device id in under two users before either wrote it
+    (the registry and the stored row refuse it otherwise): the row written second is refused
+    by storage, and it alone must be dropped, not every device's uptime held back forever."""
+    storage = MemoryStorage()
+    here = UptimeFlusher(storage.devices, storage.uptime, interval=lambda: 5.0)
+    there = UptimeFlusher(storage.devices, storage.uptime, interval=lambda: 5.0)
+    owner, other, third = await users(storage, 3)
+    contested = str(uuid.uuid4())
+    there.add(accrual(T0, user_id=owner, device_id=contested))
+    await there.flush_now()  # the other instance wrote it first
+    second = accrual(T0, user_id=other, device_id=contested)
+    fine = accrual(T0, user_id=third)
+    for a in (second, fine):
+        here.add(a)
+        a.heartbeat(T0 + 60)
+    assert await here.flush_now() is not None
+    assert here.pending == 0
+    assert (await storage.devices.get_device(contested)).user_id == owner
+    assert (await storage.uptime.uptime_stats(device_id=fine.device_id)).seconds == 60
+    # The refused row's uptime went with it: nothing lands on the owner's device.
+    assert (await storage.uptime.uptime_stats(device_id=contested)).seconds == 0

@@ -9,6 +9,7 @@ from grass.domain.bearer import hash_token, new_mail_token
 from grass.ids import short_id
 from tests.http.conftest import PASSWORD
 from tests.http.matrix import Case, Request, World, static
+from tests.storage.conftest import make_node_key
 
 
 async def _register(world: World) -> Request:
@@ -47,6 +48,12 @@ async def _owner_key(world: World) -> Request:
     return Request(path=f"/api/v1/me/api-keys/{world.owner.api_key_id}")
 
 
+async def _owner_node_key(world: World) -> Request:
+    key = make_node_key(world.owner.user)
+    await world.storage.node_keys.create_node_key(key)
+    return Request(path=f"/api/v1/me/node-keys/{key.id}")
+
+
 CASES: dict[str, Case] = {
     "register": Case(prepare=_register),
     "verify_email": _mailed(TokenPurpose.VERIFY_EMAIL, "/api/v1/auth/verify-email"),
@@ -82,4 +89,7 @@ CASES: dict[str, Case] = {
         "/api/v1/me/api-keys", json={"name": "stats", "scopes": ["stats:read"]}
     ),
     "revoke_api_key": Case(prepare=_owner_key, owned=True),
+    "list_node_keys": static("/api/v1/me/node-keys"),
+    "create_node_key": static("/api/v1/me/node-keys", json={"name": "home"}),
+    "revoke_node_key": Case(prepare=_owner_node_key, owned=True),
 }
