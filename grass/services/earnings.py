@@ -26,6 +26,8 @@ from grass.storage.abc import EarningsStore, EpochStore, UptimeStore, UserStore
 
 #: The longest series one request may ask for (hours in ~3 months).
 MAX_POINTS = 2_200
+#: Epochs off the hour are read one by one (two queries each): at most this many a request.
+MAX_EPOCH_READS = 120
 #: The times a series may name: wide enough for any real history, and far enough from the
 #: ends of ``datetime`` that period arithmetic in any time zone cannot overflow.
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -203,7 +205,12 @@ class EarningsService:
         start, end = self._epochs.bounds(first)[0], self._epochs.bounds(last)[1]
         unit = _unit_within(start, self._epochs.bounds(first)[1] - start)
         if unit is None:
-            # Epochs off the hour: an hour's total may straddle two of them.
+            # Epochs off the hour: an hour's total may straddle two of them, so each is read
+            # on its own (two queries each): fewer of them per request.
+            if len(numbers) > MAX_EPOCH_READS:
+                raise InvalidRange(
+                    f"at most {MAX_EPOCH_READS} epochs per series (epochs are off the hour)"
+                )
             return [await self._one_epoch(user_id, n, device_id) for n in numbers]
         # One series per kind in days or hours (UTC), each day or hour added to its epoch.
         points = await self._stores.earnings.earnings_series(
