@@ -11,9 +11,11 @@ import structlog.testing
 from grass.config import ConfigError, load_config
 from grass.domain.accounts import address_key
 from grass.domain.addresses import ClientAddress
+from grass.domain.bearer import hash_token, new_node_key
 from grass.ws import token as tokens
 from tests.http.conftest import make_actor, open_full_app, quick_config
 from tests.http.helpers import bearer
+from tests.storage.conftest import make_node_key
 
 PROXY = {"client": ("10.0.0.5", 40000)}
 
@@ -156,9 +158,13 @@ async def test_checkin_binds_the_token_to_the_forwarded_address():
     config = quick_config(http={"trusted_proxies": ("10.0.0.0/8",)})
     async with open_full_app(config) as full:
         me = await make_actor(full.storage)
+        node_key = new_node_key()
+        await full.storage.node_keys.create_node_key(
+            make_node_key(me.user, key_hash=hash_token(node_key))
+        )
         body = {
             "browserId": str(uuid.uuid4()),
-            "userId": me.id,
+            "userId": node_key,
             "version": "5.1.1",
             "deviceType": "extension",
         }
