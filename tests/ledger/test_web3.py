@@ -331,7 +331,7 @@ async def test_entries_stored_before_0012_are_named_from_their_signed_bytes(
                 )
 
             await db.run(insert)
-        assert await migrate(db) == [12]
+        assert await migrate(db, [m for m in load_migrations() if m.version <= 12]) == [12]
         outbox = PostgresOutbox(db)
         assert await outbox.get(A, 1) is None  # not named yet: no writer sees it
         assert await outbox.name_contracts() == 2
