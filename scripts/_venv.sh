@@ -21,7 +21,7 @@ ensure_uv() {
   [ "$have" = "$want" ] && return 0
   local python="${GRASS_PYTHON:-python3}"
   command -v "$python" >/dev/null \
-    || die "$python is missing: install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)"
+    || die "$python is missing: install Python 3.11, 3.12 or 3.13 (Debian: apt-get install python3 python3-venv)"
   "$python" -m pip --version >/dev/null 2>&1 \
     || die "pip is missing for $python: install it (Debian: apt-get install python3-pip)"
   rm -rf .tools/uv
@@ -36,7 +36,7 @@ ensure_venv() {
   ensure_uv
   local python="${GRASS_PYTHON:-python3}"
   command -v "$python" >/dev/null \
-    || die "$python is missing: install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)"
+    || die "$python is missing: install Python 3.11, 3.12 or 3.13 (Debian: apt-get install python3 python3-venv)"
   UV_PROJECT_ENVIRONMENT="${GRASS_VENV:-.venv}" "$UV" sync --frozen --quiet \
     --python "$(command -v "$python")" "$@" \
     || die "installing from uv.lock failed (see above)"

@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
+from quart.testing.connections import WebsocketResponseError
+
+try:  # the test client's close, by release (the lock has quart 0.23 on Python 3.13, 0.22 before)
+    from quart.testing.connections import WebsocketDisconnectError
+except ImportError:
+    from quart.wrappers.base import ClientDisconnectedError as WebsocketDisconnectError
 
 from grass.app import LIVE_HUB, NETWORK_FEATURES
 from grass.domain.users import ApiKey, ApiScope, Role
