@@ -7,6 +7,7 @@ through ``FrameReader`` as through wsproto's server side.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 
@@ -194,7 +195,7 @@ def test_invalid_utf8_fails_as_its_bytes_arrive_not_when_the_frame_ends(fragment
 def test_valid_text_in_any_fragments_and_reads_is_read_whole(text, sizes, cuts):
     data = text.encode()
     bounds = sorted({0, len(data), *(n for n in sizes if n < len(data))})
-    parts = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)] or [b""]
+    parts = [data[a:b] for a, b in itertools.pairwise(bounds)] or [b""]
     stream = b"".join(
         frame(0 if i else TEXT, part, fin=i == len(parts) - 1) for i, part in enumerate(parts)
     )
@@ -235,10 +236,14 @@ def test_empty_continuation_frames_are_capped_in_number():
     reader.feed(frame(TEXT, b"{", fin=False))
     assert reader.next() is None
     empty = frame(0, b"", fin=False)
-    with pytest.raises(MessageTooBig) as caught:
+
+    def stream() -> None:
         for _ in range(10_000):
             reader.feed(empty)
             assert reader.next() is None
+
+    with pytest.raises(MessageTooBig) as caught:
+        stream()
     assert caught.value.ws_close_code == 1009
     assert reader.frames_read == DEFAULT_MAX_FRAGMENTS
     assert stopped(reader)
