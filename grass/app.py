@@ -481,7 +481,13 @@ async def run(
                 metrics=metrics,
                 ssl_context=_tls_context(config),
                 max_message_size=config.node.max_message_size,
+                max_fragments=config.node.max_message_fragments,
                 connect_timeout=config.node.connect_timeout,
+                max_pending=config.node.max_pending_connections,
+                max_pending_per_address=config.node.max_pending_per_address,
+                max_connections=config.node.max_connections,
+                descriptor_reserve=config.node.descriptor_reserve,
+                trusted_proxies=lambda: live.current.http.trusted_proxies,
             )
             node_port = await nursery.start(node.serve)
             http_stop = trio.Event()

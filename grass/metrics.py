@@ -27,6 +27,26 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.node_pending = Gauge(
+            "grass_node_connections_pending",
+            "Node sockets accepted whose upgrade is not answered yet",
+            registry=r,
+        )
+        self.node_dropped = Counter(
+            "grass_node_connections_dropped",
+            "Node sockets dropped before their upgrade, by reason (address: over the cap per"
+            " source address; pending, capacity, descriptors: the oldest pending shed, or a new"
+            " socket refused, for the cap on pending sockets, the process's cap, or accept()"
+            " finding no descriptor)",
+            ["reason"],
+            registry=r,
+        )
+        self.node_accept_errors = Counter(
+            "grass_node_accept_errors",
+            "Node port accept() failures for want of resources, by errno (EMFILE, ENFILE...)",
+            ["error"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "grass_http_requests_total",
             "HTTP requests",
