@@ -18,8 +18,10 @@ handshake is more likely to complete than one that has waited longest), or the n
 refused when none is pending. When accept() itself finds no descriptor left (EMFILE), the
 server sheds the oldest pending sockets through :meth:`Admission.shed_oldest`.
 
-Shedding closes the socket at once (its descriptor is free when ``shed_oldest`` returns) and
-cancels the connection's task; an upgrade answered after that finds it shed (``upgraded``).
+Shedding closes the socket at once (its descriptor is free when ``shed_oldest`` returns): a
+task reading the upgrade wakes and ends, and an upgrade the gateway answers after that finds the
+socket shed (``upgraded``). No cancel scope is kept per connection for this: it would outlive the
+upgrade, and cost memory for the connection's whole life.
 """
 
 from __future__ import annotations
@@ -34,10 +36,6 @@ from grass.metrics import Metrics
 
 class Closable(Protocol):
     def abort(self) -> None: ...
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
 
 
 #: The descriptor limit taken when there is none (RLIM_INFINITY).
@@ -57,14 +55,6 @@ def connection_cap(reserve: int, limit: int | None = None) -> int:
 def source_key(host: str) -> str:
     """What a source address is counted under: itself for IPv4, its /64 for IPv6."""
     return address_key(host)
-
-
-class _Pending:
-    __slots__ = ("key", "scope")
-
-    def __init__(self, key: str | None, scope: Cancellable) -> None:
-        self.key = key
-        self.scope = scope
 
 
 class Admission:
@@ -90,7 +80,8 @@ class Admission:
         self._max_pending = max_pending
         self._max_per_address = max_pending_per_address
         self._metrics = metrics
-        self._pending: dict[Closable, _Pending] = {}  # oldest first
+        #: Sockets not upgraded yet, oldest first, and their source's key.
+        self._pending: dict[Closable, str | None] = {}
         self._by_key: dict[str, int] = {}
         self._upgraded = 0
 
@@ -103,7 +94,7 @@ class Admission:
         """Node sockets held: pending and upgraded."""
         return len(self._pending) + self._upgraded
 
-    def admit(self, node: Closable, key: str | None, scope: Cancellable) -> bool:
+    def admit(self, node: Closable, key: str | None) -> bool:
         """Keep ``node`` (from source ``key``; None: not counted per address), shedding older
         pending sockets if need be; False: refused, the caller closes it."""
         if key is not None and self._by_key.get(key, 0) >= self._max_per_address:
@@ -114,7 +105,7 @@ class Admission:
             return False
         if len(self._pending) >= self._max_pending:
             self.shed_oldest(len(self._pending) - self._max_pending + 1, "pending")
-        self._pending[node] = _Pending(key, scope)
+        self._pending[node] = key
         if key is not None:
             self._by_key[key] = self._by_key.get(key, 0) + 1
         self._metrics.node_pending.set(len(self._pending))
@@ -122,7 +113,7 @@ class Admission:
 
     def upgraded(self, node: Closable) -> bool:
         """``node``'s upgrade is answered; False when it was shed (it must not be)."""
-        if self._release(node) is None:
+        if not self._release(node):
             return False
         self._upgraded += 1
         return True
@@ -138,19 +129,17 @@ class Admission:
         """Close the ``count`` oldest pending sockets now; how many there were."""
         oldest = list(itertools.islice(self._pending, count))
         for node in oldest:
-            pending = self._release(node)
-            assert pending is not None
+            self._release(node)
             node.abort()  # the descriptor is free from here
-            pending.scope.cancel()
         if oldest:
             self._metrics.node_dropped.labels(reason).inc(len(oldest))
         return len(oldest)
 
-    def _release(self, node: Closable) -> _Pending | None:
-        pending = self._pending.pop(node, None)
-        if pending is None:
-            return None
-        key = pending.key
+    def _release(self, node: Closable) -> bool:
+        """Forget a pending socket; False when it is not one (shed, or upgraded)."""
+        if node not in self._pending:
+            return False
+        key = self._pending.pop(node)
         if key is not None:
             left = self._by_key[key] - 1
             if left:
@@ -158,4 +147,4 @@ class Admission:
             else:
                 del self._by_key[key]
         self._metrics.node_pending.set(len(self._pending))
-        return pending
+        return True

@@ -209,14 +209,13 @@ class NodeServer:
         host = address[0] if isinstance(address, tuple) else ""
         key = None if self._proxies.trusted(host) else source_key(host)
         node = NodeSocket(raw, connections, self._ssl, poller)
-        scope = trio.CancelScope()  # shedding it ends the connection's task
-        if not self._admission.admit(node, key, scope):
+        if not self._admission.admit(node, key):
             node.abort()
             return
         if raw.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):  # a client already gone is found out later
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connections.start_soon(self._connection, node, address, scope)
+        connections.start_soon(self._connection, node, address)
 
     def _out_of_descriptors(self, exc: OSError) -> None:
         """accept() found no descriptor (or buffer): free some, by shedding the oldest
@@ -234,23 +233,20 @@ class NodeServer:
             self._starved = 0
         self._starved += shed
 
-    async def _connection(self, node: NodeSocket, address: Any, scope: trio.CancelScope) -> None:
+    async def _connection(self, node: NodeSocket, address: Any) -> None:
         request: NodeRequest | None = None
         deadline = trio.current_time() + self._connect_timeout
         try:
-            with scope:  # cancelled if the socket is shed before its upgrade is answered
-                with trio.move_on_at(deadline):
-                    try:
-                        request = await self._read_upgrade(node, address, deadline)
-                    except BadUpgrade as exc:
-                        body = {
-                            "error": {"code": "bad_upgrade", "message": str(exc), "details": {}}
-                        }
-                        await refuse(node, exc.status, body, exc.headers)
-                        return
-                if request is None:
-                    return  # connect_timeout: dropped without an answer
-                await self._handler(request)
+            with trio.move_on_at(deadline):
+                try:
+                    request = await self._read_upgrade(node, address, deadline)
+                except BadUpgrade as exc:
+                    body = {"error": {"code": "bad_upgrade", "message": str(exc), "details": {}}}
+                    await refuse(node, exc.status, body, exc.headers)
+                    return
+            if request is None:
+                return  # connect_timeout (or shed): dropped without an answer
+            await self._handler(request)
         except TransportClosed:
             pass
         except Exception:

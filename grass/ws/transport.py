@@ -119,11 +119,6 @@ class NodeSocket(Wire):
         #: The close code sent or received (1006: the connection ended without one).
         self.close_code: int | None = None
 
-    @property
-    def closed(self) -> bool:
-        """Dropped (``abort``): nothing more is read or written."""
-        return self._state == _DONE
-
     def open(
         self,
         max_message_size: int,

@@ -19,14 +19,6 @@ class Node:
         self.aborted = True
 
 
-class Scope:
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
 def admission(**caps: int) -> tuple[Admission, Metrics]:
     metrics = Metrics()
     limits = {"max_connections": 1000, "max_pending": 1000, "max_pending_per_address": 1000}
@@ -37,25 +29,25 @@ def dropped(metrics: Metrics, reason: str) -> float:
     return metrics.node_dropped.labels(reason)._value.get()
 
 
-def admit(gate: Admission, key: str | None, name: str = "n") -> tuple[Node, Scope, bool]:
-    node, scope = Node(name), Scope()
-    return node, scope, gate.admit(node, key, scope)
+def admit(gate: Admission, key: str | None, name: str = "n") -> tuple[Node, bool]:
+    node = Node(name)
+    return node, gate.admit(node, key)
 
 
 def test_past_the_cap_per_address_new_sockets_are_refused_and_others_are_not():
     gate, metrics = admission(max_pending_per_address=2)
     first = [admit(gate, "192.0.2.1") for _ in range(2)]
-    assert all(ok for _, _, ok in first)
-    assert not admit(gate, "192.0.2.1")[2]
-    assert admit(gate, "192.0.2.2")[2]  # another address has its own budget
-    assert admit(gate, None)[2]  # a trusted proxy: not counted per address
-    assert not any(node.aborted for node, _, _ in first)  # refused, not shed
+    assert all(ok for _, ok in first)
+    assert not admit(gate, "192.0.2.1")[1]
+    assert admit(gate, "192.0.2.2")[1]  # another address has its own budget
+    assert admit(gate, None)[1]  # a trusted proxy: not counted per address
+    assert not any(node.aborted for node, _ in first)  # refused, not shed
     assert dropped(metrics, "address") == 1
     # An upgrade answered or a socket gone gives its place back.
     assert gate.upgraded(first[0][0])
     gate.closed(first[1][0], upgraded=False)
-    assert admit(gate, "192.0.2.1")[2]
-    assert admit(gate, "192.0.2.1")[2]
+    assert admit(gate, "192.0.2.1")[1]
+    assert admit(gate, "192.0.2.1")[1]
     assert gate.pending == 4
 
 
@@ -64,25 +56,23 @@ def test_ipv6_sources_are_counted_per_64():
     assert source_key("2001:db8:0:1::1") != source_key("2001:db8::1")
     assert source_key("::ffff:192.0.2.1") == "192.0.2.1"
     gate, _ = admission(max_pending_per_address=1)
-    assert admit(gate, source_key("2001:db8::1"))[2]
-    assert not admit(gate, source_key("2001:db8::2"))[2]
+    assert admit(gate, source_key("2001:db8::1"))[1]
+    assert not admit(gate, source_key("2001:db8::2"))[1]
 
 
 def test_past_the_pending_cap_the_oldest_pending_is_shed():
     gate, metrics = admission(max_pending=3)
     nodes = [admit(gate, f"192.0.2.{i}", str(i)) for i in range(3)]
-    newest = admit(gate, "192.0.2.9")
-    assert newest[2]
-    oldest, scope, _ = nodes[0]
-    assert oldest.aborted  # its descriptor is free
-    assert scope.cancelled  # its task ends
-    assert not any(node.aborted for node, _, _ in nodes[1:])
+    assert admit(gate, "192.0.2.9")[1]
+    oldest, _ = nodes[0]
+    assert oldest.aborted  # its descriptor is free (and a task reading from it wakes)
+    assert not any(node.aborted for node, _ in nodes[1:])
     assert gate.pending == 3
     assert dropped(metrics, "pending") == 1
     assert not gate.upgraded(oldest)  # an upgrade answered late finds it shed
     gate.closed(oldest, upgraded=False)  # its task's end changes nothing more
     assert gate.pending == 3
-    assert admit(gate, "192.0.2.0")[2]  # its address's place was given back when shed
+    assert admit(gate, "192.0.2.0")[1]  # its address's place was given back when shed
 
 
 def test_at_the_process_cap_the_oldest_pending_is_shed_or_the_new_one_refused():
@@ -92,10 +82,10 @@ def test_at_the_process_cap_the_oldest_pending_is_shed_or_the_new_one_refused():
         assert gate.upgraded(node)
     pending = admit(gate, "192.0.2.2")[0]
     assert gate.open == 3
-    newer, _, ok = admit(gate, "192.0.2.3")
+    newer, ok = admit(gate, "192.0.2.3")
     assert ok  # room made by shedding the pending one
     assert pending.aborted
-    assert admit(gate, "192.0.2.4")[2]  # and again: the newer one is the oldest pending now
+    assert admit(gate, "192.0.2.4")[1]  # and again: the newer one is the oldest pending now
     assert newer.aborted
     assert gate.open == 3
     assert dropped(metrics, "capacity") == 2
@@ -105,11 +95,11 @@ def test_at_the_process_cap_the_oldest_pending_is_shed_or_the_new_one_refused():
     both = [admit(gate, "192.0.2.1")[0] for _ in range(2)]
     for node in both:
         gate.upgraded(node)
-    assert not admit(gate, "192.0.2.1")[2]  # nothing pending to shed: refused
+    assert not admit(gate, "192.0.2.1")[1]  # nothing pending to shed: refused
     assert dropped(metrics, "capacity") == 1
     gate.closed(both[0], upgraded=True)
     assert gate.open == 1
-    assert admit(gate, "192.0.2.1")[2]
+    assert admit(gate, "192.0.2.1")[1]
 
 
 def test_shed_oldest_frees_in_order_of_arrival():
