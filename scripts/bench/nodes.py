@@ -21,7 +21,9 @@ For each server in turn (grass, then ``_ws_baseline.py``, a minimal ping/pong se
    connections at the start of the ping phase that never finish the opening handshake (half
    send part of a request line, half nothing) and reports how many the server closed, and
    when the last one was (both servers drop them after 10 s: grass's ``node.connect_timeout``,
-   websockets' ``open_timeout``); the authenticated nodes' PINGs must all be answered meanwhile;
+   websockets' ``open_timeout``; grass holds at most ``node.max_pending_connections`` of them
+   and drops the oldest past that, at once); the authenticated nodes' PINGs must all be
+   answered meanwhile;
 5. stops the server (SIGTERM; it prints its worst GC pause) and the clients; every process is
    killed on exit, even on error.
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import structlog
@@ -175,6 +176,18 @@ async def test_at_the_process_cap_pending_sockets_make_room_for_new_ones():
         assert h.server._admission.open <= 6
 
 
+@contextlib.contextmanager
+def every_level() -> Iterator[None]:
+    """Log records of every level, whatever an earlier test configured (a CLI test sets
+    ``error``), so that capture_logs sees them."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(wrapper_class=wrapper)
+
+
 class StarvedListener:
     """A listener whose accept() fails for want of descriptors ``failures`` times, then hands
     out one socket, then waits for good."""
@@ -199,12 +212,16 @@ async def test_accept_out_of_descriptors_sheds_the_oldest_pending_and_goes_on():
         await wait_for(lambda: h.server._admission.pending == 3)
         ours, theirs = trio.socket.socketpair()
         listener = StarvedListener(5, ours)
-        with structlog.testing.capture_logs() as logs:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(h.server._accept, listener, nursery, None)
-                await wait_for(lambda: listener.sock is None)
-                assert all([await dropped(stream, 1) for stream in streams])
-                nursery.cancel_scope.cancel()
+        with theirs, every_level(), structlog.testing.capture_logs() as logs:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(h.server._accept, listener, nursery, None)
+                    await wait_for(lambda: listener.sock is None)
+                    assert all([await dropped(stream, 1) for stream in streams])
+                    nursery.cancel_scope.cancel()
+            finally:
+                if listener.sock is not None:  # never handed out: ours to close
+                    listener.sock.close()
         errors = [e for e in logs if e["event"].startswith("cannot accept node connections")]
         assert len(errors) == 1  # once per episode, not once per failure
         assert errors[0]["shed"] == 3
@@ -213,4 +230,3 @@ async def test_accept_out_of_descriptors_sheds_the_oldest_pending_and_goes_on():
         metrics = h.gateway.metrics
         assert metrics.node_accept_errors.labels("EMFILE")._value.get() == 5
         assert dropped_total(h, "descriptors") == 3
-        theirs.close()
