@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 import attrs
@@ -26,8 +26,10 @@ import trio
 from hypothesis import HealthCheck, Phase, settings
 
 from grass.app import Server, run
-from grass.config import Config
+from grass.config import Config, StorageBackend
 from grass.domain.users import Role
+from grass.storage.abc import Storage
+from grass.storage.postgres.storage import open_postgres_storage
 from grass.ws.client import open_node_socket
 from tests.http.conftest import Actor, make_actor, quick_config
 from tests.http.helpers import bearer
@@ -140,6 +142,8 @@ class World:
     """The server under attack, its canary, and the hostile accounts (a user and an admin)."""
 
     server: Server
+    #: The server's storage, as the test's tasks can use it.
+    storage: Storage
     canary: Canary
     user: Actor
     admin: Actor
@@ -154,7 +158,7 @@ class World:
         return f"ws://127.0.0.1:{self.server.node_port}/"
 
     async def new_actor(self, role: Role = Role.USER) -> Actor:
-        return await make_actor(self.server.backends.storage, role=role)
+        return await make_actor(self.storage, role=role)
 
     async def drive(self, examples: Callable[[], None]) -> None:
         """Run a ``@given`` function (which plays each case with ``play``) in a worker
@@ -200,16 +204,21 @@ def campaign_config(**sections: dict[str, Any]) -> Config:
 async def open_world(campaign: str, config: Config | None = None) -> AsyncIterator[World]:
     """``grass.app.run`` on loopback, hostile accounts, and the canary running beside them.
     On exit the canary is checked: no call of it failed, none took LATENCY_BOUND or more."""
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(run, config or campaign_config())
+    config = config or campaign_config()
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        server: Server = await nursery.start(run, config)
         storage = server.backends.storage
+        if config.storage.backend is StorageBackend.POSTGRES:
+            # The server's pool lives in its own trio-asyncio loop, which only its tasks see.
+            dsn = config.storage.postgres_dsn.reveal()
+            storage = await stack.enter_async_context(open_postgres_storage(dsn))
         user, admin = await make_actor(storage), await make_actor(storage, role=Role.ADMIN)
         http_url = f"http://127.0.0.1:{server.http_port}"
         node_url = f"ws://127.0.0.1:{server.node_port}/"
         canary = Canary(http_url, node_url, await make_actor(storage))
         canary_scope = trio.CancelScope()
         await nursery.start(_run_canary, canary, canary_scope)
-        world = World(server, canary, user, admin, campaign)
+        world = World(server, storage, canary, user, admin, campaign)
         yield world
         canary_scope.cancel()
         world.check_canary()

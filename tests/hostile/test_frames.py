@@ -36,6 +36,8 @@ pytestmark = pytest.mark.slow
 
 #: A fragment storm's length: far beyond any sensible cap on fragments per message.
 STORM = 200_000
+#: The canary's worst wait while one node floods PING frames.
+FLOOD_LATENCY_BOUND = 0.5
 #: What the reader may hold while a storm blows (its cap on a message is 64 KiB; a batch of
 #: frames fed at once is up to 130 KiB).
 STORM_MEMORY = 1 << 20
@@ -196,12 +198,15 @@ async def _last_pong_or_close(node: RawNode) -> object:
 @pytest.mark.xfail(
     strict=True,
     reason="#13 finding 3: a PING-frame flood from one node holds the event loop for seconds "
-    "(the canary waits past LATENCY_BOUND)",
+    "(the canary waits past FLOOD_LATENCY_BOUND)",
 )
 async def test_a_control_frame_flood_leaves_the_canary_its_latency():
     async with open_world(KNOWN) as world:
         outcome = await flood(world, frame(PING, b"p"), STORM)
         assert outcome is True or outcome in {1008, 4003}, outcome
+        # Tighter than LATENCY_BOUND: a flood that is handled fairly leaves the canary its
+        # usual tens of milliseconds; today's stalls (1.2 to 3 s here) fail this either way.
+        assert world.canary.worst < FLOOD_LATENCY_BOUND, world.canary.worst
 
 
 @pytest.mark.xfail(

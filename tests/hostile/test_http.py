@@ -249,8 +249,8 @@ async def test_lone_surrogates_never_fail_a_route():
 
 
 async def _answers_after_413(port: int, body_size: int) -> bytes:
-    """A body over the cap, then a second request on the same connection: what the server
-    sent within 3 s of its 413, and b"EOF" if it hung up."""
+    """A body over the cap and a second request behind it, in one write: what the server sent
+    within 3 s of its 413, and b"EOF" if it hung up."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     head = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % body_size
     second = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -262,7 +262,7 @@ async def _answers_after_413(port: int, body_size: int) -> bytes:
 
     async with stream, trio.open_nursery() as nursery:
         nursery.start_soon(send)
-        with trio.move_on_after(20):
+        with trio.fail_after(20):
             while b" 413 " not in received:
                 received += await stream.receive_some(65536)
         with trio.move_on_after(3):
@@ -283,8 +283,17 @@ async def _answers_after_413(port: int, body_size: int) -> bytes:
     "closed, and a request pipelined behind it is never answered",
 )
 async def test_a_body_over_the_cap_leaves_its_connection_usable():
-    async with open_world(KNOWN) as world:
-        received = await _answers_after_413(world.server.http_port, 4 * MAX_BODY_BYTES)
-        count(world.campaign)
+    """Whether the body reaches hypercorn before or after the app answered is a race; eight
+    connections at once make today's stall all but certain on one of them."""
+    replies: list[bytes] = []
+
+    async def one(port: int) -> None:
+        replies.append(await _answers_after_413(port, 4 * MAX_BODY_BYTES))
+
+    async with open_world(KNOWN) as world, trio.open_nursery() as nursery:
+        for _ in range(8):
+            nursery.start_soon(one, world.server.http_port)
+    count(KNOWN, len(replies))
+    for received in replies:
         assert b" 413 " in received
         assert received.endswith(b"EOF") or b" 200 " in received, received[-300:]

@@ -16,19 +16,32 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 from wsproto.events import CloseConnection, TextMessage
 
+from grass.config import Secret, StorageBackend
 from grass.errors import ProtocolError
+from grass.storage.abc import DeviceStore
 from grass.ws.protocol import Authenticated, HttpResponse, NodeConnection, Ping, PongEcho, State
 from tests.hostile import wire
-from tests.hostile.campaign import KNOWN, World, count, hostile_settings, open_world
+from tests.hostile.campaign import (
+    KNOWN,
+    World,
+    campaign_config,
+    count,
+    hostile_settings,
+    open_world,
+)
 from tests.http.helpers import bearer
-from tests.ws.test_gateway import RawNode, auth_answer
+from tests.storage.postgres.conftest import temporary_schema
+from tests.ws.test_gateway import RawNode, auth_answer, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -104,16 +117,12 @@ async def play_signed_in(world: World, burst: list[str]) -> None:
 async def play_stranger(world: World, burst: list[str]) -> None:
     """A node that has not answered AUTH sends ``burst``: it is closed, never answered."""
     async with RawNode.connect(world.server.node_port) as node:
-        request = await wire.next_reply(node)
-        assert isinstance(request, TextMessage)
-        auth_id = json.loads(request.data)["id"]
+        assert isinstance(await wire.next_reply(node), TextMessage)  # the AUTH request
         owed = wire.outcomes(NodeConnection(max_message_size=wire.MAX_MESSAGE), burst)
-        if not owed:  # nothing in the burst counts: the stranger then answers with a PING
-            burst, owed = [*burst, wire.PING_MESSAGE], [("close", 1008)]
-        assert all(kind != "auth" for kind, _ in owed) or auth_id not in "".join(burst)
         await node.stream.send_all(b"".join(node.ws.send(TextMessage(data=t)) for t in burst))
-        assert owed[-1][0] == "close"
-        await _expect(node, owed[-1:])
+        assert len(owed) == 1  # before AUTH, the first message decides
+        assert owed[0][0] == "close"
+        await _expect(node, owed)
 
 
 async def _expect(node: RawNode, owed: list[tuple[str, object]]) -> None:
@@ -123,8 +132,6 @@ async def _expect(node: RawNode, owed: list[tuple[str, object]]) -> None:
             assert isinstance(reply, CloseConnection), (reply, owed)
             assert reply.code == value, (reply, owed)
             return
-        if kind == "auth":
-            return  # a second AUTH answer's fate is the gateway's (tests/ws cover it)
         assert isinstance(reply, TextMessage), (reply, owed)
         data = json.loads(reply.data)
         assert data["action"] == kind, (data, kind, value)
@@ -144,7 +151,8 @@ async def test_the_server_answers_hostile_nodes_as_the_core_says():
             count(world.campaign)
 
         await world.drive(examples)
-        assert world.server.node.connection_count == 1  # the canary's, and no leftover
+        # Every hostile connection is gone (the server may still be closing the last one).
+        await wait_for(lambda: world.server.node.connection_count == 1)
 
 
 @pytest.mark.xfail(
@@ -171,3 +179,44 @@ async def test_lone_surrogates_in_auth_never_break_the_owners_dashboard():
         async with httpx.AsyncClient(base_url=world.http_url) as client:
             listed = await client.get("/api/v1/devices", headers=bearer(world.user.session_token))
         assert listed.status_code == 200, listed.text
+
+
+@pytest.fixture
+def schema_dsn(postgres_dsn: str) -> Iterator[str]:
+    with temporary_schema(postgres_dsn, "hostile") as schema:
+        yield f"{postgres_dsn}?options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="#13 finding 2: on PostgreSQL a device row with a lone surrogate (from AUTH) cannot "
+    "be written, and the uptime flush keeps failing for every node",
+)
+async def test_lone_surrogates_in_auth_never_block_other_nodes_uptime(schema_dsn: str):
+    storage = {"backend": StorageBackend.POSTGRES, "postgres_dsn": Secret(schema_dsn)}
+    config = campaign_config(storage=storage, node={"uptime_flush_interval": 0.1})
+    async with open_world(KNOWN, config) as world:
+        flusher, devices = world.server.gateway.flusher, world.storage.devices
+        canary = world.canary.actor.id
+        await wait_for_row(devices, canary)
+        async with RawNode.connect(world.server.node_port) as node:
+            request = json.loads((await wire.next_reply(node)).data)
+            answer = json.loads(auth_answer(request, world.user.id, wire.new_device_id()))
+            answer["result"]["user_agent"] = "Mozilla/5.0 \udfff"
+            await node.send_text(json.dumps(answer))
+            await node.send_text(wire.PING_MESSAGE)
+            await wire.expect_pong(node)
+            count(world.campaign)
+            seen = (await devices.list_devices(canary)).items[0].last_seen
+            await trio.sleep(1)  # ten flush intervals
+        assert flusher.failures == 0
+        # The well-behaved node's row is still written, flush after flush.
+        assert (await devices.list_devices(canary)).items[0].last_seen > seen
+
+
+async def wait_for_row(devices: DeviceStore, user_id: str) -> None:
+    # The flusher publishes no event per write: the table is polled (bounded).
+    with trio.fail_after(5):
+        while not (await devices.list_devices(user_id)).items:  # noqa: ASYNC110
+            await trio.sleep(0.05)

@@ -127,7 +127,8 @@ def authenticated(auth_id: str = "auth") -> NodeConnection:
 
 def outcomes(conn: NodeConnection, messages: list[str]) -> list[tuple[str, Any]]:
     """What the server owes each message, by the protocol core: ``("PONG", None)``,
-    ``("ERROR", code)``, or ``("close", close code)`` (and nothing after it)."""
+    ``("ERROR", code)``, or ``("close", close code)`` (and nothing after it); a PONG echo is
+    owed nothing."""
     owed: list[tuple[str, Any]] = []
     for text in messages:
         try:
@@ -138,11 +139,10 @@ def outcomes(conn: NodeConnection, messages: list[str]) -> list[tuple[str, Any]]
                 continue
             owed.append(("close", exc.ws_close_code))
             break
+        # Hostile messages never carry the AUTH request's id: no AUTH answer is ever valid.
+        assert type(event) is not Authenticated, text
         if type(event) is Ping:
             owed.append(("PONG", None))
-        elif type(event) is Authenticated:  # a stranger's valid AUTH: the gateway decides
-            owed.append(("auth", None))
-            break
     return owed
 
 
