@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from wsproto.events import CloseConnection, Pong
 
 from grass.errors import ProtocolError
-from grass.ws.frames import CLOSE, PING, TEXT, FrameReader, close_payload
+from grass.ws.frames import CLOSE, PING, PONG, TEXT, FrameReader, close_payload
 from tests.hostile import wire
 from tests.hostile.campaign import KNOWN, World, count, hostile_settings, open_world
 from tests.ws.test_frames import frame
@@ -193,6 +193,13 @@ async def _last_pong_or_close(node: RawNode) -> object:
         if not data:
             return "dropped"
         node.ws.receive_data(data)
+
+
+async def test_a_pong_frame_flood_leaves_the_canary_its_latency():
+    """Unsolicited PONG frames by the hundred thousand: each costs one comparison, none an
+    answer; the flooder keeps its connection and the canary its latency."""
+    async with open_world("frames") as world:
+        assert await flood(world, frame(PONG, b"p"), STORM) is True
 
 
 @pytest.mark.xfail(
