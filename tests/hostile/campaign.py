@@ -39,9 +39,10 @@ T = TypeVar("T")
 
 #: The issue asks for at least this many hostile cases in a run of the whole campaign.
 MIN_CASES = 10_000
-#: The canary's worst round trip while a campaign runs. Loopback answers in about a millisecond;
-#: the bound is loose because CI shares two cores with the rest of the suite, and tight enough
-#: that a request or a frame storm holding the event loop for a second fails the campaign.
+#: The canary's worst wait (from when a call was due to its answer) while a campaign runs.
+#: Loopback answers in about a millisecond; the bound is loose because CI shares two cores
+#: with the rest of the suite, and tight enough that a request or a frame storm holding the
+#: event loop for a second and a half fails the campaign.
 LATENCY_BOUND = 1.5
 #: Pause between two canary calls (each of its two clients).
 CANARY_INTERVAL = 0.02
