@@ -152,6 +152,23 @@ async def test_anything_but_a_ping_closes_4400(full_app):
         assert await closed_with(socket) == 1009
 
 
+async def test_a_lone_surrogate_closes_1007_and_deep_json_4400(full_app):
+    """A ``\\udfff`` escape decodes to a string UTF-8 cannot encode: the message is not text
+    (the token's hash used to fail on it); nesting is measured before parsing."""
+    me = await make_actor(full_app.storage)
+    async with live(full_app) as socket:
+        await socket.send(json.dumps({"type": "auth", "token": "gs_\udfff"}))
+        assert await closed_with(socket) == 1007
+    async with live(full_app, me.session_token) as socket:
+        await receive(socket)
+        await socket.send(json.dumps({"type": "ping", "pad": "\udfff"}))
+        assert await closed_with(socket) == 1007
+    async with live(full_app, me.session_token) as socket:
+        await receive(socket)
+        await socket.send("[" * 2000 + "]" * 2000)
+        assert await closed_with(socket) == 4400
+
+
 async def test_a_reconnecting_client_gets_what_it_missed(full_app):
     me = await make_actor(full_app.storage)
     async with live(full_app, me.session_token) as socket:
