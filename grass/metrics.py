@@ -71,5 +71,13 @@ class Metrics:
             registry=r,
         )
 
+        self.rows_refused = Counter(
+            "grass_storage_rows_refused_total",
+            "Rows a batch write dropped because the store refused their content (each logged"
+            " once; the other rows of the batch were written), by batch",
+            ["batch"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
