@@ -344,22 +344,15 @@ def _fast_event(obj: Any) -> Event | None:
     return None
 
 
-def _loads(text: str) -> Any:
-    """One message through the one JSON parser (grass.jsontext): a string that is not UTF-8
-    text closes with 1007 (InvalidUtf8) like a frame that is not; too deep or not JSON at all
-    is malformed JSON."""
-    kind: type[ProtocolError]
-    try:
-        return jsontext.loads(text, what="message")
-    except jsontext.NotText as exc:
-        kind, message = InvalidUtf8, f"not UTF-8 text: {exc.message}"
-    except jsontext.InvalidJson as exc:
-        kind, message = MalformedJson, exc.message
-    except jsontext.JsonTooDeep:
-        kind, message = MalformedJson, "malformed JSON: nested too deeply"
-    # Raised outside the except block, and named by no local: the error keeps no link to the
-    # parser's, and its traceback (which holds this frame) forms no cycle.
-    raise kind(message)
+def _json_problem(exc: InvalidInput) -> tuple[type[ProtocolError], str]:
+    """The protocol's error for what grass.jsontext refused in a message: a string that is
+    not UTF-8 text closes with 1007 (InvalidUtf8) like a frame that is not; nested too deep
+    or not JSON at all is malformed JSON."""
+    if isinstance(exc, jsontext.NotText):
+        return InvalidUtf8, f"not UTF-8 text: {exc.message}"
+    if isinstance(exc, jsontext.JsonTooDeep):
+        return MalformedJson, "malformed JSON: nested too deeply"
+    return MalformedJson, exc.message
 
 
 _VARIANT: Final = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}

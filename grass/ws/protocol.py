@@ -34,8 +34,10 @@ from typing import Any, NoReturn
 
 import attrs
 
-from grass.errors import GrassError, ProtocolError, ws_error
+from grass.errors import GrassError, InvalidInput, ProtocolError, ws_error
 from grass.ids import is_uuid
+from grass.jsontext import MAX_DEPTH
+from grass.jsontext import loads as json_loads
 from grass.ws.messages import (
     _EVENT,
     AUTH_FIELD_LIMITS,
@@ -70,7 +72,7 @@ from grass.ws.messages import (
     _clip,
     _converter,
     _fast_event,
-    _loads,
+    _json_problem,
     new_message_id,
 )
 
@@ -165,7 +167,16 @@ class NodeConnection:
                 raise ConnectionClosing(self._close_code or 1000)
             if len(text) > self._max_size >> 2 and self._oversized(text):
                 raise MessageTooBig(f"message larger than {self._max_size} bytes")
-            obj = _loads(text)
+            try:
+                # The one JSON parser (grass.jsontext), called here: one frame less per PING.
+                obj = json_loads(text, MAX_DEPTH, "message")
+            except InvalidInput as parsing:
+                problem: tuple[type[ProtocolError], str] | None = _json_problem(parsing)
+            else:
+                problem = None
+            if problem is not None:
+                # Raised outside the except block: no link to the parser's error.
+                raise problem[0](problem[1])
             if self._state is State.AUTHENTICATED:
                 event = _fast_event(obj)
                 if event is not None:
