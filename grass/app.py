@@ -27,7 +27,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from grass import ids, logs
+from grass import RECURSION_LIMIT, ids, logs, pin_recursion_limit
 from grass.config import Config, LedgerBackend, MailTransport, StorageBackend, reload_changes
 from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError, StorageError
@@ -120,6 +120,18 @@ def startup_warnings(config: Config) -> list[str]:
             " log, where anyone who reads it can use them; configure SMTP ([mail])"
         )
     return warnings
+
+
+def _check_recursion_limit() -> None:
+    """Every backend is imported by now: a library that raised the recursion limit on import
+    would let deeply nested input crash the process (see grass/__init__.py)."""
+    found = pin_recursion_limit()
+    if found is not None:
+        log.warning(
+            "an imported library changed the recursion limit; put back",
+            found=found,
+            limit=RECURSION_LIMIT,
+        )
 
 
 @asynccontextmanager
@@ -459,6 +471,7 @@ async def run(
             )
             for warning in startup_warnings(config):
                 log.warning(warning)
+            _check_recursion_limit()
             mail = MailDelivery(
                 backends.storage.accounts,
                 transport_for(config.mail),
@@ -486,7 +499,13 @@ async def run(
                 metrics=metrics,
                 ssl_context=_tls_context(config),
                 max_message_size=config.node.max_message_size,
+                max_fragments=config.node.max_message_fragments,
                 connect_timeout=config.node.connect_timeout,
+                max_pending=config.node.max_pending_connections,
+                max_pending_per_address=config.node.max_pending_per_address,
+                max_connections=config.node.max_connections,
+                descriptor_reserve=config.node.descriptor_reserve,
+                trusted_proxies=lambda: live.current.http.trusted_proxies,
             )
             node_port = await nursery.start(node.serve)
             http_stop = trio.Event()

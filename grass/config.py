@@ -90,7 +90,18 @@ class NodeConfig:
     auth_timeout: Seconds = Seconds(30.0)
     heartbeat_timeout: Seconds = Seconds(180.0)
     max_message_size: Count = Count(64 * 1024)
+    #: Frames one message may come in (fragments; empty ones count).
+    max_message_fragments: Count = Count(128)
     send_queue_size: Count = Count(32)
+    #: Sockets whose upgrade is not answered yet: in all, and per source address (IPv6 per
+    #: /64; not counted for http.trusted_proxies). Past them the oldest is shed, or the new
+    #: one refused.
+    max_pending_connections: Count = Count(2048)
+    max_pending_per_address: Count = Count(32)
+    #: Node sockets this process holds at most; 0: its descriptor limit (RLIMIT_NOFILE) less
+    #: descriptor_reserve (the HTTP server's, PostgreSQL's, Redis's and files').
+    max_connections: Count = Count(0)
+    descriptor_reserve: Count = Count(1024)
     #: Accept a bare user id as a node's proof (Grass v4's AUTH ``user_id``, a check-in's
     #: ``userId``). Anyone who learns a user id can then connect nodes under it: off by
     #: default; nodes send a node key (POST /api/v1/me/node-keys) in its place.

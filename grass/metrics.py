@@ -27,6 +27,26 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.node_pending = Gauge(
+            "grass_node_connections_pending",
+            "Node sockets accepted whose upgrade is not answered yet",
+            registry=r,
+        )
+        self.node_dropped = Counter(
+            "grass_node_connections_dropped",
+            "Node sockets dropped before their upgrade, by reason (address: over the cap per"
+            " source address; pending, capacity, descriptors: the oldest pending shed, or a new"
+            " socket refused, for the cap on pending sockets, the process's cap, or accept()"
+            " finding no descriptor)",
+            ["reason"],
+            registry=r,
+        )
+        self.node_accept_errors = Counter(
+            "grass_node_accept_errors",
+            "Node port accept() failures for want of resources, by errno (EMFILE, ENFILE...)",
+            ["error"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "grass_http_requests_total",
             "HTTP requests",
@@ -48,6 +68,14 @@ class Metrics:
         self.closer_late_unpaid = Counter(
             "grass_closer_late_uptime_unpaid_seconds_total",
             "Uptime seconds found in buckets past closer.correction_window, not paid",
+            registry=r,
+        )
+
+        self.rows_refused = Counter(
+            "grass_storage_rows_refused_total",
+            "Rows a batch write dropped because the store refused their content (each logged"
+            " once; the other rows of the batch were written), by batch",
+            ["batch"],
             registry=r,
         )
 

@@ -5,8 +5,8 @@
 # resolves. uv itself is pinned, with hashes, in scripts/uv-requirements.txt and installed into
 # .tools/uv by pip. pyproject.toml keeps version ranges for people who `pip install` the package.
 #
-# GRASS_PYTHON picks the interpreter (default: python3); GRASS_VENV the environment (default:
-# .venv). No interpreter is ever downloaded.
+# uv's own variables choose another interpreter or environment: UV_PYTHON (default: python3)
+# and UV_PROJECT_ENVIRONMENT (default: .venv). No interpreter is ever downloaded.
 
 export UV_PYTHON_DOWNLOADS=never
 export UV_NO_PROGRESS=1
@@ -19,13 +19,14 @@ ensure_uv() {
   want="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' scripts/uv-requirements.txt)"
   have="$("$UV" --version 2>/dev/null | cut -d' ' -f2 || true)"
   [ "$have" = "$want" ] && return 0
-  local python="${GRASS_PYTHON:-python3}"
+  local python=python3  # any Python installs uv: it is one binary
   command -v "$python" >/dev/null \
-    || die "$python is missing: install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)"
+    || die "$python is missing: install Python 3.11, 3.12 or 3.13 (Debian: apt-get install python3 python3-venv)"
   "$python" -m pip --version >/dev/null 2>&1 \
     || die "pip is missing for $python: install it (Debian: apt-get install python3-pip)"
   rm -rf .tools/uv
-  "$python" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+  "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --require-hashes \
     --target .tools/uv -r scripts/uv-requirements.txt >&2 \
     || die "could not install uv $want from PyPI (scripts/uv-requirements.txt)"
 }
@@ -34,10 +35,12 @@ ensure_uv() {
 # at least the lock's packages, keeping others, e.g. the dev extra when only serving).
 ensure_venv() {
   ensure_uv
-  local python="${GRASS_PYTHON:-python3}"
+  local python="${UV_PYTHON:-python3}"
   command -v "$python" >/dev/null \
-    || die "$python is missing: install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)"
-  UV_PROJECT_ENVIRONMENT="${GRASS_VENV:-.venv}" "$UV" sync --frozen --quiet \
+    || die "$python is missing: install Python 3.11, 3.12 or 3.13 (Debian: apt-get install python3 python3-venv)"
+  UV_PROJECT_ENVIRONMENT="$(venv_dir)" "$UV" sync --frozen --quiet \
     --python "$(command -v "$python")" "$@" \
     || die "installing from uv.lock failed (see above)"
 }
+
+venv_dir() { echo "${UV_PROJECT_ENVIRONMENT:-.venv}"; }

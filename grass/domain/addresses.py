@@ -75,6 +75,14 @@ class ClientAddress:
             self._parsed = (cidrs, parse_networks(cidrs))
         return self._parsed[1]
 
+    def trusted(self, peer: str) -> bool:
+        """Whether ``peer`` (a socket's address) is one of the trusted proxies."""
+        networks = self._networks()
+        if not networks:
+            return False
+        ip = _address(peer)
+        return ip is not None and _within(ip, networks)
+
     def __call__(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
         """``peer``: the socket's address; ``forwarded_for``: every X-Forwarded-For header.
         Empty when the peer is not an address (a test client's placeholder)."""

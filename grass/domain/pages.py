@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
+from grass import jsontext
 from grass.errors import InvalidInput
 
 T = TypeVar("T")
@@ -57,8 +58,8 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[CursorPart, ...]:
     """Parse a cursor whose parts have the given types (``str`` or ``int``, or null)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+        parts = jsontext.loads(raw, what="cursor")
+    except (binascii.Error, ValueError, TypeError, InvalidInput):
         raise InvalidPage("malformed cursor") from None
     if not isinstance(parts, list) or len(parts) != len(kinds):
         raise InvalidPage("malformed cursor")

@@ -36,6 +36,7 @@ from typing import Any, Generic, Literal, TypeVar
 import attrs
 from quart import Quart, Response, g, request
 
+from grass import jsontext
 from grass.config import LimitsConfig
 from grass.domain.accounts import address_key
 from grass.domain.addresses import ClientAddress
@@ -307,8 +308,9 @@ async def _parse_body(route: Route) -> Any:
     if not raw:
         raise InvalidInput("a JSON body is required")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        # Too deep or not text: 422, naming the field (grass.jsontext).
+        data = jsontext.loads(raw)
+    except jsontext.InvalidJson:
         raise InvalidInput("the body is not valid JSON") from None
     if route.body_parser is not None:
         return route.body_parser(data)

@@ -22,6 +22,7 @@ from grass import ids, logs
 from grass.errors import ValidationFailed, http_error
 from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Guard, Reply
 from grass.http.auth import ANONYMOUS
+from grass.http.drain import DrainBody
 from grass.http.openapi import MAX_BODY_BYTES, add_openapi_routes
 from grass.http.schema import field_errors
 from grass.metrics import CONTENT_TYPE, Metrics
@@ -65,6 +66,7 @@ def create_app(
         __name__, static_folder=None, template_folder=None, root_path=str(Path(__file__).parent)
     )
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.asgi_app = DrainBody(app.asgi_app)  # type: ignore[method-assign]
     app.extensions["grass.shutting_down"] = False
     api = Api(app, guard)
     app.extensions["grass.api"] = api

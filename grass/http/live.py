@@ -24,7 +24,7 @@ import attrs
 import trio
 from quart import Quart, websocket
 
-from grass import logs
+from grass import jsontext, logs
 from grass.config import HttpConfig
 from grass.domain.users import ApiScope
 from grass.errors import Forbidden, GrassError, InvalidInput, Unauthenticated
@@ -50,6 +50,8 @@ AUTH_TIMEOUT = 10.0
 #: Clients send pings and the auth message: nothing bigger.
 MAX_CLIENT_MESSAGE = 4096
 
+#: A client message with a string UTF-8 cannot encode (a ``\\udfff`` escape).
+NOT_TEXT = 1007
 BAD_MESSAGE = 4400
 UNAUTHENTICATED = 4401
 FORBIDDEN = 4403
@@ -151,7 +153,10 @@ class LiveHub:
         socket = _Socket(ws)
         since = ws.args.get("since")
         if principal is None:
-            first = await socket.first_message()
+            try:
+                first = await socket.first_message()
+            except jsontext.NotText as exc:
+                return await socket.close(NOT_TEXT, exc.message[:120])
             if first is None:
                 return await socket.close(UNAUTHENTICATED, "authenticate within 10 seconds")
             if not isinstance(first.get("token"), str) or first.get("type") != "auth":
@@ -225,12 +230,12 @@ class LiveHub:
     async def _send_event(
         self, socket: _Socket, principal: Principal, event_id: str, message: bytes
     ) -> None:
-        event = _parse(message)
+        event = _own(message)
         if _may_see(principal, str(event.get("type", ""))):
             await socket.send({"id": event_id, **event})
 
     def _control(self, opened: _Open, principal: Principal, message: bytes) -> None:
-        event = _parse(message)
+        event = _own(message)
         kind = event.get("type")
         if kind == events.SESSION_REVOKED and event.get("session") == principal.session_hash:
             opened.end(REVOKED, "session revoked")
@@ -246,7 +251,11 @@ class LiveHub:
             message = await socket.receive()
             if len(message) > MAX_CLIENT_MESSAGE:
                 return opened.end(TOO_BIG, f"messages are at most {MAX_CLIENT_MESSAGE} bytes")
-            if _parse(message).get("type") != "ping":
+            try:
+                kind = _parse(message).get("type")
+            except jsontext.NotText as exc:
+                return opened.end(NOT_TEXT, exc.message[:120])
+            if kind != "ping":
                 return opened.end(BAD_MESSAGE, 'the client sends only {"type": "ping"}')
             await socket.send({"type": "pong"})
 
@@ -293,12 +302,21 @@ class _Socket:
 
 
 def _parse(text: str | bytes) -> dict[str, Any]:
-    """A JSON object, or {} for anything else (what no rule accepts)."""
+    """A JSON object, or {} for anything else (what no rule accepts); a string that is not
+    UTF-8 text raises NotText (a client's message closes the socket with 1007)."""
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = jsontext.loads(text, what="message")
+    except (jsontext.InvalidJson, jsontext.JsonTooDeep):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _own(message: bytes) -> dict[str, Any]:
+    """An event or command another part of grass published: {} for anything unreadable."""
+    try:
+        return _parse(message)
+    except jsontext.NotText:
+        return {}
 
 
 def _header_token(header: str) -> str | None:

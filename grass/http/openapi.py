@@ -28,6 +28,7 @@ from grass.errors import (
 from grass.http import schema as s
 from grass.http.api import ANONYMOUS_ROUTES_TAG, MAX_PATH_PARAMETER, Api, Call, Route
 from grass.http.auth import ANONYMOUS, Access, AccountInactive, InvalidToken
+from grass.jsontext import JsonTooDeep, NotText
 from grass.services.admin import NotAdmin
 
 #: The largest request body (grass.http.app); a larger one is refused with 413.
@@ -115,6 +116,8 @@ def _errors_of(route: Route) -> list[type[GrassError]]:
     errors: list[type[GrassError]] = [Unavailable, *route.errors]
     if route.body or route.body_parser or route.query or route.path_params:
         errors += [InvalidInput, ValidationFailed]
+    if route.body or route.body_parser:
+        errors += [JsonTooDeep, NotText]  # grass.jsontext, parsing the body
     if route.page_of is not None:
         errors.append(InvalidPage)  # a cursor no list of this route produced
     if route.policy.needs_auth:

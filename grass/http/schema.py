@@ -22,6 +22,7 @@ import attrs
 import cattrs
 
 from grass.errors import InvalidInput, ValidationFailed
+from grass.jsontext import is_text
 
 SCHEMA = "grass.schema"  # attrs field metadata key: the JSON Schema fragment of the field
 
@@ -59,6 +60,7 @@ def text(
 
     Control characters are refused unless ``printable`` is false (a password is hashed, never
     stored nor shown); without a ``pattern`` of its own the field shows :data:`PRINTABLE`.
+    Text that UTF-8 cannot encode (a lone surrogate) is always refused.
     """
     if printable and pattern is None:
         pattern = PRINTABLE
@@ -80,6 +82,8 @@ def text(
             raise _fail(attribute, f"must be {min_length} to {max_length} characters")
         if printable and _CONTROL.search(value):
             raise _fail(attribute, "must not contain control characters")
+        if not is_text(value):  # bodies are checked when parsed; query strings here
+            raise _fail(attribute, "must be UTF-8 text (a lone surrogate is not)")
         if compiled and not compiled.search(value):
             raise _fail(attribute, f"must match {pattern}")
 

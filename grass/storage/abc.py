@@ -6,7 +6,13 @@ place per backend)::
     StorageError (grass.errors)
     ├── StorageNotFound      also a NotFound     (404)
     ├── StorageConflict      also a Conflict     (409): a unique key is taken
-    ├── IntegrityViolation   also a Conflict     (409): a reference or check constraint failed
+    │   └── OwnedByAnother   the row belongs to another user (a row refused, below)
+    ├── RowRefused           a row's own content was refused, not the backend's state:
+    │   │                    a batch writer drops that row and writes the others
+    │   │                    (grass.storage.batches)
+    │   ├── IntegrityViolation  also a Conflict (409): a reference or check constraint failed
+    │   └── InvalidValue     also a ValidationFailed (422): a value the backend cannot store
+    │                        (text UTF-8 cannot encode or holding NUL, a number out of range)
     ├── StorageUnavailable   also an Unavailable (503): the backend cannot be reached
     └── TransactionAborted   (500): a unit of work used after one of its operations failed
 
@@ -46,7 +52,7 @@ from grass.domain.referrals import Referral, ReferralStatus
 from grass.domain.score import NetworkScore
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.domain.users import ApiKey, Session, User, WalletLink
-from grass.errors import Conflict, NotFound, StorageError, Unavailable
+from grass.errors import Conflict, NotFound, StorageError, Unavailable, ValidationFailed
 from grass.storage.accounts import AccountStore
 from grass.storage.admin import AuditStore, BanStore, ConnectionIndex, FlagStore
 from grass.storage.node_keys import NodeKeyStore
@@ -59,9 +65,12 @@ __all__ = [
     "EpochStore",
     "IntegrityViolation",
     "InvalidPage",
+    "InvalidValue",
     "NotificationStore",
+    "OwnedByAnother",
     "Page",
     "ReferralStore",
+    "RowRefused",
     "Storage",
     "StorageConflict",
     "StorageNotFound",
@@ -81,8 +90,25 @@ class StorageConflict(StorageError, Conflict):
     code = "conflict"
 
 
-class IntegrityViolation(StorageError, Conflict):
+class RowRefused(StorageError):
+    """A row's content broke a rule of the store: writing it again can never succeed, and
+    the other rows of its batch are not at fault."""
+
+
+class OwnedByAnother(StorageConflict, RowRefused):
+    code = "conflict"
+
+
+class IntegrityViolation(RowRefused, Conflict):
     code = "integrity_violation"
+
+
+class InvalidValue(RowRefused, ValidationFailed):
+    """Every backend refuses what PostgreSQL cannot store: text that UTF-8 cannot encode (a
+    lone surrogate) or that holds NUL, numbers out of a column's range. Messages never quote
+    the value."""
+
+    code = "invalid_value"
 
 
 class StorageUnavailable(StorageError, Unavailable):

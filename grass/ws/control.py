@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from grass import logs
+from grass import jsontext, logs
 from grass.domain.addresses import in_networks
 from grass.domain.admin import parse_network
 from grass.services.live import DEVICE_OFFLINE, DEVICE_ONLINE, LiveEvents
@@ -120,7 +120,7 @@ class ClusterControl:
     async def _listen(self, messages: Any) -> None:
         async for raw in messages:
             try:
-                command = json.loads(raw)
+                command = jsontext.loads(raw, what="command")
                 await self.apply(command)
             except Exception:
                 log.exception("node command failed", command=raw[:200])

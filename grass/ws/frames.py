@@ -14,14 +14,19 @@ carrying the close code the connection must be failed with:
 FramingError   1002  unmasked client frame, RSV bit, reserved opcode, fragmented or long
                      control frame, continuation out of place, non-minimal or 2^63+ length,
                      malformed close payload
-InvalidUtf8    1007  a text message (checked fragment by fragment) or close reason not UTF-8
-MessageTooBig  1009  a message over ``max_message_size`` bytes, refused from the frame header
-               (before its payload is buffered); the rest of it is skipped
+InvalidUtf8    1007  a text message or close reason not UTF-8: checked as the bytes arrive,
+                     across fragments and within a frame still arriving (RFC 6455 §8.1)
+MessageTooBig  1009  a message over ``max_message_size`` bytes or in more than
+                     ``max_fragments`` frames, refused from the frame header (before its
+                     payload is buffered)
 =============  ====  ===================================================================
 
-After a FramingError the reader is out of step with the stream and returns None for good; after
-the other two it stays in step (the close frame the peer answers with can still be read). After a
-CLOSE frame it ignores everything (RFC 6455 §5.5.1).
+Every error fails the connection (RFC 6455 §7.1.7): the reader drops what it holds and reads
+nothing more, and the server closes without waiting for the peer's close. After a CLOSE frame
+it reads nothing more either (§5.5.1). What it holds is bounded: one partial frame of at most
+``max_message_size`` bytes beside the last read, and a fragmented message of at most that many
+bytes in at most ``max_fragments`` parts (empty continuation frames count: they would otherwise
+grow the message's list of parts without ever reaching the size limit).
 
 The hot path is one small frame per ``feed``: no copy of the buffer, one ``int`` XOR to unmask.
 """
@@ -46,6 +51,10 @@ _VALID_CLOSE_CODES: Final = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015
 
 Control = tuple[int, bytes]
 
+#: Frames one message may come in: enough for any client that fragments (browsers and Grass
+#: clients send one frame per message), few enough that the list of parts stays small.
+DEFAULT_MAX_FRAGMENTS: Final = 128
+
 
 def valid_close_code(code: int) -> bool:
     return code in _VALID_CLOSE_CODES or 3000 <= code <= 4999
@@ -63,37 +72,55 @@ class FrameReader:
     """The frames a client sends, reassembled into messages (see the module docstring)."""
 
     __slots__ = (
+        "_ahead",
         "_buf",
+        "_checked",
         "_decoder",
+        "_fragments",
         "_max",
+        "_max_fragments",
         "_opcode",
         "_parts",
         "_pos",
         "_size",
-        "_skip",
         "_state",
+        "frames_read",
     )
 
     _OPEN, _CLOSED, _FAILED = 0, 1, 2
-    #: ``_opcode`` while the rest of a refused message is skipped.
-    _DISCARD = -1
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, max_fragments: int = DEFAULT_MAX_FRAGMENTS) -> None:
         self._max = max_message_size
+        self._max_fragments = max_fragments
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._state = self._OPEN
-        self._skip = 0  # bytes of a refused frame still to drop
-        # A fragmented message in progress: its opcode, parts, size and UTF-8 decoder.
+        # A fragmented message in progress: its opcode, parts, size, frames and UTF-8 decoder.
         self._opcode: int | None = None
         self._parts: list[bytes] | list[str] | None = None
         self._size = 0
+        self._fragments = 0
         self._decoder: codecs.IncrementalDecoder | None = None
+        # A text frame still arriving: how much of its payload is checked, and the checker.
+        self._ahead: codecs.IncrementalDecoder | None = None
+        self._checked = 0
+        #: Frames read so far, whole (the transport's turns are counted in frames).
+        self.frames_read = 0
 
     @property
     def failed(self) -> bool:
-        """True after a FramingError: the stream can no longer be read."""
+        """True after an error: the stream is not read any more."""
         return self._state == self._FAILED
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more will be read: after a CLOSE frame, or an error."""
+        return self._state != self._OPEN
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: what was fed and not read yet, and the parts of a fragmented message."""
+        return len(self._buf) - self._pos + self._size
 
     def feed(self, data: bytes) -> None:
         if self._state != self._OPEN or not data:
@@ -114,11 +141,6 @@ class FrameReader:
         while self._state == self._OPEN:
             buf, pos = self._buf, self._pos
             avail = len(buf) - pos
-            if self._skip:
-                dropped = min(self._skip, avail)
-                self._skip -= dropped
-                self._pos = pos = pos + dropped
-                avail -= dropped
             if avail < 2:
                 return None
             b0, b1 = buf[pos], buf[pos + 1]
@@ -137,6 +159,9 @@ class FrameReader:
             elif opcode == CONTINUATION:
                 if self._opcode is None:
                     raise self._fail("continuation frame without a message to continue")
+                if self._fragments >= self._max_fragments:
+                    self.stop()
+                    raise MessageTooBig(f"message in more than {self._max_fragments} frames")
             elif opcode <= BINARY:
                 if self._opcode is not None:
                     raise self._fail("new message before the fragmented one was finished")
@@ -156,25 +181,24 @@ class FrameReader:
                     raise self._fail("payload length over 2^63")
                 if length < 65536:
                     raise self._fail("payload length not minimally encoded")
-            if opcode < 0x8:
-                if self._opcode == self._DISCARD:  # the rest of a refused message
-                    self._skip = head + length
-                    if fin:
-                        self._end_message()
-                    continue
-                if self._size + length > self._max:
-                    # Refused from the header alone: the payload is skipped, never buffered.
-                    self._skip = head + length
-                    self._end_message(discard=not fin)
-                    raise MessageTooBig(f"message larger than {self._max} bytes")
+            if opcode < 0x8 and self._size + length > self._max:
+                # Refused from the header alone: the payload is never buffered.
+                self.stop()
+                raise MessageTooBig(f"message larger than {self._max} bytes")
             end = pos + head + length
             if len(buf) < end:
+                if opcode == TEXT or (not opcode and self._decoder is not None):
+                    self._check_ahead(buf, pos + head, avail - head)
                 return None
+            if self._ahead is not None:
+                self._ahead, self._checked = None, 0
             payload = _unmask(buf[pos + head : end], buf[pos + head - 4 : pos + head])
             self._pos = end
+            self.frames_read += 1
             if opcode >= 0x8:
                 if opcode == CLOSE:
                     self._state = self._CLOSED
+                    self._buf, self._pos = b"", 0
                 return (opcode, payload)
             if fin and opcode:  # an unfragmented message: the usual case
                 if opcode == BINARY:
@@ -182,19 +206,42 @@ class FrameReader:
                 try:
                     return payload.decode("utf-8")
                 except UnicodeDecodeError:
+                    self.stop()
                     raise InvalidUtf8("text frame is not valid UTF-8") from None
             message = self._fragment(opcode, payload, fin)
             if message is not None:
                 return message
         return None
 
+    def _check_ahead(self, buf: bytes | bytearray, start: int, have: int) -> None:
+        """Check the UTF-8 of the part of a text frame that arrived so far, so that a bad byte
+        fails the connection at once, not after the rest of the frame (up to the size limit)."""
+        checked = self._checked
+        if have <= checked:
+            return
+        ahead = self._ahead
+        if ahead is None:
+            ahead = self._ahead = _utf8_decoder()
+            if self._decoder is not None:  # a continuation: from where the message stands
+                ahead.setstate(self._decoder.getstate())
+        mask = buf[start - 4 : start]
+        turn = checked % 4  # the mask key at this offset into the payload
+        data = _unmask(buf[start + checked : start + have], mask[turn:] + mask[:turn])
+        try:
+            ahead.decode(data)
+        except UnicodeDecodeError:
+            self.stop()
+            raise InvalidUtf8("text frame is not valid UTF-8") from None
+        self._checked = have
+
     def _fragment(self, opcode: int, payload: bytes, fin: int) -> str | bytes | None:
         if opcode:  # the first fragment
-            self._opcode, self._size = opcode, 0
+            self._opcode, self._size, self._fragments = opcode, 0, 0
             self._parts = []
             if opcode == TEXT:
-                self._decoder = codecs.getincrementaldecoder("utf-8")()
+                self._decoder = _utf8_decoder()
         self._size += len(payload)
+        self._fragments += 1
         parts = self._parts
         assert parts is not None
         decoder = self._decoder
@@ -202,7 +249,7 @@ class FrameReader:
             try:
                 parts.append(decoder.decode(payload, bool(fin)))  # type: ignore[arg-type]
             except UnicodeDecodeError:
-                self._end_message(discard=not fin)
+                self.stop()
                 raise InvalidUtf8("text message is not valid UTF-8") from None
         else:
             parts.append(payload)  # type: ignore[arg-type]
@@ -212,15 +259,24 @@ class FrameReader:
         self._end_message()
         return "".join(parts) if text else b"".join(parts)  # type: ignore[arg-type]
 
-    def _end_message(self, *, discard: bool = False) -> None:
-        self._opcode = self._DISCARD if discard else None
-        self._parts = self._decoder = None
-        self._size = 0
+    def _end_message(self) -> None:
+        self._opcode = self._parts = self._decoder = None
+        self._size = self._fragments = 0
 
-    def _fail(self, reason: str) -> FramingError:
+    def stop(self) -> None:
+        """Read nothing more, and let go of everything held."""
         self._state = self._FAILED
         self._buf, self._pos = b"", 0
+        self._ahead, self._checked = None, 0
+        self._end_message()
+
+    def _fail(self, reason: str) -> FramingError:
+        self.stop()
         return FramingError(reason)
+
+
+def _utf8_decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")()
 
 
 def close_payload(payload: bytes) -> tuple[int, str]:

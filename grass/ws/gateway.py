@@ -176,6 +176,7 @@ class Gateway:
             storage.devices,
             storage.uptime,
             interval=lambda: self.live.current.node.uptime_flush_interval,
+            metrics=metrics,
         )
 
     # -- tokens -----------------------------------------------------------------------------

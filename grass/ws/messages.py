@@ -9,17 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import json
 import math
 import os
 from collections.abc import Callable
-from typing import Any, Final, NoReturn, cast
+from typing import Any, Final
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
+from grass import jsontext
 from grass.errors import (
     Conflict,
     GrassError,
@@ -344,30 +344,15 @@ def _fast_event(obj: Any) -> Event | None:
     return None
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
-_scan_once: Callable[[str, int], tuple[Any, int]] = cast(Any, _decoder).scan_once
-
-
-def _loads(text: str) -> Any:
-    # scan_once skips json.loads' argument handling; anything unusual takes the full decoder.
-    try:
-        obj, end = _scan_once(text, 0)
-        if end == len(text):
-            return obj
-    except (StopIteration, ValueError, RecursionError):
-        pass
-    try:
-        return _decoder.decode(text)
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            reason = exc.msg
-        else:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:80]
-    raise MalformedJson(f"malformed JSON: {reason}")
+def _json_problem(exc: InvalidInput) -> tuple[type[ProtocolError], str]:
+    """The protocol's error for what grass.jsontext refused in a message: a string that is
+    not UTF-8 text closes with 1007 (InvalidUtf8) like a frame that is not; nested too deep
+    or not JSON at all is malformed JSON."""
+    if isinstance(exc, jsontext.NotText):
+        return InvalidUtf8, f"not UTF-8 text: {exc.message}"
+    if isinstance(exc, jsontext.JsonTooDeep):
+        return MalformedJson, "malformed JSON: nested too deeply"
+    return MalformedJson, exc.message
 
 
 _VARIANT: Final = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}

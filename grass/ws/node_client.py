@@ -24,7 +24,7 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
-from grass import logs
+from grass import jsontext, logs
 from grass.ws.client import insecure_client_context, open_node_socket
 
 log = logs.get(__name__)
@@ -113,7 +113,7 @@ async def _session(
     try:
         async with trio.open_nursery() as nursery:
             while True:
-                message = json.loads(await ws.get_message())
+                message = jsontext.loads(await ws.get_message(), what="message")
                 action = message.get("action")
                 if action == "AUTH":
                     answer = auth_answer(message["id"], node, time.time())

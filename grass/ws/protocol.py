@@ -7,7 +7,7 @@ strings. The message shapes, the state diagram and the table of error outcomes a
     ProtocolError (grass.errors)
     ├── MessageTooBig          close 1009
     ├── BinaryFrame            close 1003
-    ├── InvalidUtf8            close 1007
+    ├── InvalidUtf8            close 1007: not UTF-8, or a string escaping a lone surrogate
     ├── FramingError           close 1002: a frame breaking RFC 6455 (grass.ws.frames)
     ├── BadMessage             error message after AUTH; close 1008 before it
     │   ├── MalformedJson
@@ -15,7 +15,8 @@ strings. The message shapes, the state diagram and the table of error outcomes a
     │   └── UnknownAction
     ├── NotAuthenticated       close 1008: anything but the AUTH answer first
     ├── AuthIdMismatch         close 1008: the AUTH answer names another request
-    ├── InvalidAuth            close 1008: MalformedBrowserId, UnknownDeviceType, field too long
+    ├── InvalidAuth            close 1008: MalformedBrowserId, UnknownDeviceType, a field too
+    │                          long or holding a control character
     ├── AlreadyAuthenticated   error message: a second AUTH answer
     ├── UnknownRequest         error message: an HTTP_REQUEST result nobody asked for
     ├── ConnectionClosing      input after the connection started closing (its close code)
@@ -27,13 +28,16 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import attrs
 
-from grass.errors import GrassError, ProtocolError, ws_error
+from grass.errors import GrassError, InvalidInput, ProtocolError, ws_error
 from grass.ids import is_uuid
+from grass.jsontext import MAX_DEPTH
+from grass.jsontext import loads as json_loads
 from grass.ws.messages import (
     _EVENT,
     AUTH_FIELD_LIMITS,
@@ -68,7 +72,7 @@ from grass.ws.messages import (
     _clip,
     _converter,
     _fast_event,
-    _loads,
+    _json_problem,
     new_message_id,
 )
 
@@ -107,6 +111,9 @@ __all__ = [
     "UnknownRequest",
     "new_message_id",
 ]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class State(enum.Enum):
@@ -160,7 +167,16 @@ class NodeConnection:
                 raise ConnectionClosing(self._close_code or 1000)
             if len(text) > self._max_size >> 2 and self._oversized(text):
                 raise MessageTooBig(f"message larger than {self._max_size} bytes")
-            obj = _loads(text)
+            try:
+                # The one JSON parser (grass.jsontext), called here: one frame less per PING.
+                obj = json_loads(text, MAX_DEPTH, "message")
+            except InvalidInput as parsing:
+                problem: tuple[type[ProtocolError], str] | None = _json_problem(parsing)
+            else:
+                problem = None
+            if problem is not None:
+                # Raised outside the except block: no link to the parser's error.
+                raise problem[0](problem[1])
             if self._state is State.AUTHENTICATED:
                 event = _fast_event(obj)
                 if event is not None:
@@ -296,6 +312,9 @@ def _checked_auth(event: Authenticated) -> Authenticated:
         value = getattr(result, name)
         if value is not None and len(value) > limit:
             raise InvalidAuth(f"{name} longer than {limit} characters")
+        # They end up in device rows: PostgreSQL stores no NUL, and no screen shows the rest.
+        if value is not None and _CONTROL.search(value):
+            raise InvalidAuth(f"{name} holds a control character")
     if not result.user_id:
         raise InvalidAuth("user_id is empty")
     if result.browser_id != browser_id:

@@ -11,6 +11,11 @@ closes with 1001, going away).
 
 Each TCP connection is one task, from the TLS handshake to the last byte: the upgrade (TLS
 included) must arrive within ``connect_timeout`` or the socket is dropped without an answer.
+Which accepted sockets are kept at all is decided before a byte is read
+(``grass.ws.admission``: caps per source address, on sockets not upgraded yet, and on the
+process's node sockets, from its descriptor limit). When accept() finds no descriptor left
+(EMFILE, ENFILE, ENOBUFS, ENOMEM) the loop sheds the oldest sockets not upgraded yet, backs off
+briefly and goes on; it logs once per episode, and counts each failure in a metric.
 The HTTP request is parsed by h11; the upgrade must be a valid RFC 6455 opening handshake (GET,
 HTTP/1.1, ``Connection: upgrade``, ``Upgrade: websocket``, ``Sec-WebSocket-Version: 13``, a
 16-byte ``Sec-WebSocket-Key``), otherwise the answer is 400 (426 for another version) with the
@@ -19,13 +24,9 @@ JSON error body. Extensions and subprotocols are never negotiated (no permessage
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import errno
-import hashlib
-import http
-import json
+import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,8 +36,19 @@ import h11
 import trio
 
 from grass import logs
+from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError
 from grass.metrics import Metrics
+from grass.ws.admission import Admission, connection_cap, source_key
+from grass.ws.frames import DEFAULT_MAX_FRAGMENTS
+from grass.ws.handshake import (
+    CLOSE_TIMEOUT,
+    BadUpgrade,
+    accept_token,
+    check_upgrade,
+    refuse,
+    response,
+)
 from grass.ws.poller import Poller, open_poller
 from grass.ws.session import TransportClosed
 from grass.ws.transport import NodeSocket
@@ -45,12 +57,9 @@ log = logs.get(__name__)
 
 Handler = Callable[["NodeRequest"], Awaitable[None]]
 
-#: Cleanup of a closing socket is shielded but bounded by this many seconds.
-CLOSE_TIMEOUT: Final = 5.0
 #: The largest upgrade request head accepted (h11 answers a longer one as malformed).
 MAX_REQUEST_SIZE: Final = 16 * 1024
 
-_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # What accept() may hit that concerns one client, not the listener (trio's own list).
 _IGNORED_ACCEPT_ERRORS: Final = frozenset(
     getattr(errno, name)
@@ -62,6 +71,9 @@ _IGNORED_ACCEPT_ERRORS: Final = frozenset(
     if hasattr(errno, name)
 )  # fmt: skip
 _OUT_OF_RESOURCES: Final = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+#: When accept() finds no descriptor: pending sockets shed, and the pause before trying again.
+_SHED_WHEN_STARVED: Final = 64
+_STARVED_BACKOFF: Final = 0.1
 
 
 def reason(exc: BaseException) -> str:
@@ -71,13 +83,6 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc)
-
-
-class BadUpgrade(Exception):
-    def __init__(self, message: str, status: int = 400, headers: Sequence[tuple[str, str]] = ()):
-        super().__init__(message)
-        self.status = status
-        self.headers = headers
 
 
 class NodeServer:
@@ -90,8 +95,14 @@ class NodeServer:
         metrics: Metrics,
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 64 * 1024,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
         connect_timeout: float = 10.0,
         use_poller: bool = True,
+        max_pending: int = 2048,
+        max_pending_per_address: int = 32,
+        max_connections: int = 0,
+        descriptor_reserve: int = 1024,
+        trusted_proxies: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self._handler = handler
         self._use_poller = use_poller  # False: trio's own waits (what non-Linux systems get)
@@ -99,8 +110,21 @@ class NodeServer:
         self._port = port
         self._ssl = ssl_context
         self._max_message_size = max_message_size
+        self._max_fragments = max_fragments
         self._connect_timeout = connect_timeout
         self._metrics = metrics
+        #: Peers that are trusted proxies are not counted per address (see grass.ws.admission).
+        self._proxies = ClientAddress(trusted_proxies)
+        #: Node sockets this process holds at most, upgraded or not.
+        self.max_connections = max_connections or connection_cap(descriptor_reserve)
+        self._admission = Admission(
+            max_connections=self.max_connections,
+            max_pending=max_pending,
+            max_pending_per_address=max_pending_per_address,
+            metrics=metrics,
+        )
+        #: Sockets shed in the current episode of accept() failures (None: not in one).
+        self._starved: int | None = None
         self._listener_scope = trio.CancelScope()
         self._connections_scope: trio.CancelScope | None = None
         self._accepted: set[NodeSocket] = set()
@@ -120,6 +144,7 @@ class NodeServer:
             raise StartupError(
                 f"cannot listen for nodes on {self._host}:{self._port}: {reason(exc)}"
             ) from exc
+        log.info("node sockets capped", max_connections=self.max_connections)
         poller = open_poller() if self._use_poller else None
         try:
             async with trio.open_nursery() as outer:
@@ -165,18 +190,48 @@ class NodeServer:
                 sock, address = await listener.accept()
             except OSError as exc:
                 if exc.errno in _OUT_OF_RESOURCES:
-                    log.error("cannot accept node connections", error=reason(exc))
-                    await trio.sleep(0.1)
+                    self._out_of_descriptors(exc)
+                    await trio.sleep(_STARVED_BACKOFF)
                 elif exc.errno not in _IGNORED_ACCEPT_ERRORS:
                     raise
                 continue
+            if self._starved is not None:
+                log.warning("accepting node connections again", shed=self._starved)
+                self._starved = None
             raw = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-            if raw.family in (socket.AF_INET, socket.AF_INET6):
-                with contextlib.suppress(OSError):  # a client already gone is found out later
-                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connections.start_soon(
-                self._connection, NodeSocket(raw, connections, self._ssl, poller), address
+            self._admit(raw, address, connections, poller)
+
+    def _admit(
+        self, raw: socket.socket, address: Any, connections: trio.Nursery, poller: Poller | None
+    ) -> None:
+        """Keep an accepted socket (its task started), or drop it at once (grass.ws.admission).
+        Not inlined in the accept loop: its locals would hold the last connection."""
+        host = address[0] if isinstance(address, tuple) else ""
+        key = None if self._proxies.trusted(host) else source_key(host)
+        node = NodeSocket(raw, connections, self._ssl, poller)
+        if not self._admission.admit(node, key):
+            node.abort()
+            return
+        if raw.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):  # a client already gone is found out later
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connections.start_soon(self._connection, node, address)
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        """accept() found no descriptor (or buffer): free some, by shedding the oldest
+        sockets not upgraded yet; one log line per episode, a metric per failure."""
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        self._metrics.node_accept_errors.labels(name).inc()
+        shed = self._admission.shed_oldest(_SHED_WHEN_STARVED, "descriptors")
+        if self._starved is None:
+            log.error(
+                "cannot accept node connections: shedding the oldest not upgraded yet",
+                error=f"{name}: {os.strerror(exc.errno or 0)}",
+                shed=shed,
+                open=self._admission.open,
             )
+            self._starved = 0
+        self._starved += shed
 
     async def _connection(self, node: NodeSocket, address: Any) -> None:
         request: NodeRequest | None = None
@@ -187,10 +242,10 @@ class NodeServer:
                     request = await self._read_upgrade(node, address, deadline)
                 except BadUpgrade as exc:
                     body = {"error": {"code": "bad_upgrade", "message": str(exc), "details": {}}}
-                    await _refuse(node, exc.status, body, exc.headers)
+                    await refuse(node, exc.status, body, exc.headers)
                     return
             if request is None:
-                return  # connect_timeout: dropped without an answer
+                return  # connect_timeout (or shed): dropped without an answer
             await self._handler(request)
         except TransportClosed:
             pass
@@ -198,7 +253,9 @@ class NodeServer:
             log.exception("node connection failed", remote=str(address))
         finally:
             node.abort()
-            if request is not None and request.connection is not None:
+            upgraded = request is not None and request.connection is not None
+            self._admission.closed(node, upgraded=upgraded)
+            if upgraded:
                 self._accepted.discard(node)
                 self._metrics.node_connections.dec()
                 self._metrics.node_closes.labels(str(node.close_code or "none")).inc()
@@ -220,7 +277,7 @@ class NodeServer:
             if isinstance(event, h11.Request):
                 break
             raise TransportClosed(None)  # ConnectionClosed, or anything but a request
-        key = _check_upgrade(event)
+        key = check_upgrade(event)
         remote = address[0] if isinstance(address, tuple) else str(address)
         return NodeRequest(
             self,
@@ -237,68 +294,6 @@ class NodeServer:
         self._accepted.add(node)
         self._metrics.node_connections.inc()
         self._metrics.node_connections_total.inc()
-
-
-def _check_upgrade(request: h11.Request) -> bytes:
-    """The Sec-WebSocket-Key of a valid opening handshake (RFC 6455 §4.2.1), or BadUpgrade."""
-    if request.method != b"GET":
-        raise BadUpgrade("a WebSocket upgrade is a GET request")
-    if request.http_version != b"1.1":
-        raise BadUpgrade("a WebSocket upgrade needs HTTP/1.1")
-    fields: dict[bytes, list[bytes]] = {}
-    for name, value in request.headers:
-        fields.setdefault(name, []).append(value)
-    connection = b",".join(fields.get(b"connection", ())).lower()
-    if b"upgrade" not in (token.strip() for token in connection.split(b",")):
-        raise BadUpgrade("missing header 'Connection: Upgrade'")
-    if [v.lower() for v in fields.get(b"upgrade", ())] != [b"websocket"]:
-        raise BadUpgrade("missing header 'Upgrade: websocket'")
-    version = fields.get(b"sec-websocket-version", [])
-    if version != [b"13"]:
-        headers = [("Sec-WebSocket-Version", "13")]
-        raise BadUpgrade("only WebSocket version 13 is spoken", 426 if version else 400, headers)
-    key = fields.get(b"sec-websocket-key", [])
-    try:
-        valid = len(key) == 1 and len(base64.b64decode(key[0], validate=True)) == 16
-    except binascii.Error:
-        valid = False
-    if not valid:
-        raise BadUpgrade("missing or invalid header 'Sec-WebSocket-Key'")
-    return key[0]
-
-
-def _accept_token(key: bytes) -> bytes:
-    # SHA-1 is RFC 6455's choice for this token, not a security measure.
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
-
-
-def _response(status: int, headers: Sequence[tuple[str, str]], body: bytes = b"") -> bytes:
-    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-async def _refuse(
-    node: NodeSocket,
-    status: int,
-    body: Mapping[str, Any],
-    headers: Sequence[tuple[str, str]] = (),
-) -> None:
-    """Answer ``status`` with ``body`` as JSON, then hang up (bounded, whatever the client does)."""
-    data = json.dumps(body, separators=(",", ":")).encode()
-    head = [
-        *headers,
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(data))),
-        ("Connection", "close"),
-    ]
-    with trio.move_on_after(CLOSE_TIMEOUT) as scope:
-        scope.shield = True
-        try:
-            node.write(_response(status, head, data))
-            await node.flush()
-        finally:
-            node.abort()
 
 
 class NodeRequest:
@@ -350,9 +345,12 @@ class NodeRequest:
         if self.connection is not None or self.rejected is not None:
             raise RuntimeError("this upgrade request is already answered")
         node = self._socket
-        token = _accept_token(self._key).decode()
+        server = self._server
+        if not server._admission.upgraded(node):
+            raise TransportClosed(None)  # shed while the handler decided
+        token = accept_token(self._key).decode()
         node.write(
-            _response(
+            response(
                 101,
                 [
                     ("Upgrade", "websocket"),
@@ -361,10 +359,10 @@ class NodeRequest:
                 ],
             )
         )
-        node.open(self._server._max_message_size, self._received)
+        node.open(server._max_message_size, self._received, server._max_fragments)
         self.connection = node
         self.headers, self._received = (), b""  # nothing of the request outlives the upgrade
-        self._server._accepted_connection(node)
+        server._accepted_connection(node)
         await trio.lowlevel.checkpoint()
         return node
 
@@ -374,4 +372,4 @@ class NodeRequest:
             raise RuntimeError("this upgrade request is already answered")
         self.rejected = status
         self._server._metrics.node_closes.labels(str(status)).inc()
-        await _refuse(self._socket, status, body)
+        await refuse(self._socket, status, body)

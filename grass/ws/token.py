@@ -28,7 +28,8 @@ from typing import Final
 
 import attrs
 
-from grass.errors import ProtocolError, Unauthenticated
+from grass import jsontext
+from grass.errors import InvalidInput, ProtocolError, Unauthenticated
 
 VERSION: Final = "v1"
 MAX_TOKEN_LENGTH: Final = 1024
@@ -109,8 +110,8 @@ def verify(secret: bytes, token: str, ip: str, now: float) -> TokenClaims:
 
 def _parse_claims(payload: str) -> TokenClaims:
     try:
-        raw = json.loads(_b64decode(payload))
-    except ValueError:
+        raw = jsontext.loads(_b64decode(payload), what="claims")
+    except (ValueError, InvalidInput):
         raw = None
     valid = (
         type(raw) is list

@@ -10,13 +10,20 @@ edge-triggered set from the upgrade on, and what arrives is read, decoded and ha
 session's ``deliver`` right in the poller's task (``_pump``): a PING is answered, and its
 connection's task never wakes. That task sleeps in ``receive`` until a delivery returns an event
 (the AUTH answer), the connection ends or breaks, or it is cancelled (a close); it then reads
-itself. ``_pump`` hands out at most ``_BURST`` messages per turn, then lets others run. Without a
-poller, ``receive`` reads in the connection's task (``trio.lowlevel.wait_readable``).
+itself. Without a poller, ``receive`` reads in the connection's task
+(``trio.lowlevel.wait_readable``).
+
+Fairness: a turn handles at most ``_TURN_FRAMES`` frames (control frames and the fragments of a
+message count, not only the messages delivered) and reads at most ``_TURN_BYTES`` bytes, then
+lets the others run; a message is at most ``max_fragments`` frames, so no turn is longer. A node
+may send a burst of ``CONTROL_FRAMES_BURST`` control frames, then ``CONTROL_FRAMES_PER_SECOND``:
+past that it is a flood, which fails the connection with 1008 (:class:`ControlFrameFlood`).
 
 Closing: the server's close frame, then the node's answer is awaited (the caller bounds the
-wait); a close from the node is answered at once. After a frame that breaks RFC 6455 the stream
-cannot be read any more, so the server also shuts its side down and waits for the node to hang
-up. In every case the server closes the TCP connection itself at the end (§7.1.1).
+wait); a close from the node is answered at once. After a frame that fails the connection (an
+error from the frame reader, a malformed close, a control frame flood) nothing more is read, so
+nothing is awaited either (RFC 6455 §7.1.7): the close frame is written and the server hangs up.
+In every case the server closes the TCP connection itself at the end (§7.1.1).
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from typing import Any, Final
 
 import trio
 
-from grass.errors import ProtocolError
+from grass.errors import InvalidInput, ProtocolError
 from grass.ws.frames import (
     CLOSE,
+    DEFAULT_MAX_FRAGMENTS,
     PING,
     PONG,
     Control,
@@ -46,8 +54,12 @@ from grass.ws.protocol import Authenticated
 from grass.ws.session import Deliver, Message, TransportClosed
 from grass.ws.wire import Wire
 
-#: Messages handed out from one read before others get their turn.
-_BURST: Final = 16
+#: Frames handled, and bytes read, in one turn before others get theirs.
+_TURN_FRAMES: Final = 16
+_TURN_BYTES: Final = 65536
+#: Control frames (PING, PONG) a node may send: a burst, then this many per second.
+CONTROL_FRAMES_PER_SECOND: Final = 10
+CONTROL_FRAMES_BURST: Final = 50
 
 # States, in order: a state never goes back.
 _HANDSHAKE, _OPEN, _CLOSE_SENT, _CLOSE_RECEIVED, _DONE = range(5)
@@ -57,13 +69,20 @@ def _ignore(message: Message) -> None:
     """What the closing handshake does with the messages still arriving."""
 
 
+class ControlFrameFlood(ProtocolError, InvalidInput):
+    """More PINGs and PONGs than ``CONTROL_FRAMES_PER_SECOND`` (past a burst)."""
+
+    code = "control_frame_flood"
+    ws_close_code = 1008
+
+
 class NodeSocket(Wire):
     """One accepted connection: the server's ``nursery`` runs its writer when a backlog builds
     up; ``poller``, if given, watches it from the upgrade on."""
 
     __slots__ = (
         "_abort_fn",
-        "_burst",
+        "_controls_at",
         "_deliver",
         "_frames",
         "_ping",
@@ -72,6 +91,7 @@ class NodeSocket(Wire):
         "_pong_due",
         "_result",
         "_state",
+        "_turn_end",
         "_waiter",
         "close_code",
     )
@@ -91,16 +111,22 @@ class NodeSocket(Wire):
         self._abort_fn: Callable[[Any], trio.lowlevel.Abort] | None = None
         self._deliver: Deliver | None = None  # set while the session's task sleeps in receive
         self._result: Authenticated | BaseException | None = None
-        self._burst = 0
+        self._turn_end = _TURN_FRAMES  # frames_read at which own reads let others run
+        self._controls_at = 0.0  # when the control frames received so far are paid for
         self._ping: bytes | None = None
         self._ping_at = 0.0
         self._pong_due: bytes | None = None
         #: The close code sent or received (1006: the connection ended without one).
         self.close_code: int | None = None
 
-    def open(self, max_message_size: int, received: bytes = b"") -> None:
+    def open(
+        self,
+        max_message_size: int,
+        received: bytes = b"",
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+    ) -> None:
         """The upgrade is answered: frames from here on (``received`` came with the request)."""
-        self._frames = FrameReader(max_message_size)
+        self._frames = FrameReader(max_message_size, max_fragments)
         self._frames.feed(received)
         self._state = _OPEN
         if self._poller is not None:
@@ -143,10 +169,10 @@ class NodeSocket(Wire):
                     del result  # the traceback holds this frame: a local naming it is a cycle
             assert result is not None
             return result
-        while True:  # no poller: this task reads
-            if self._burst >= _BURST:  # many messages from one read: let others run too
-                self._burst = 0
+        while True:  # no poller: this task reads, one read per wait (a turn's bytes)
+            if frames.frames_read >= self._turn_end:  # many frames from one read: others' turn
                 await trio.lowlevel.checkpoint()  # before taking one: a cancel loses nothing
+                self._turn_end = frames.frames_read + _TURN_FRAMES
             message = frames.next()
             if message is None:
                 if self._state >= _CLOSE_RECEIVED:
@@ -157,7 +183,7 @@ class NodeSocket(Wire):
                     data: bytes | None = b""
                 else:
                     data = self.read()
-                self._burst = 0
+                self._turn_end = frames.frames_read + _TURN_FRAMES
                 if data is None:
                     continue
                 if not data:
@@ -165,7 +191,6 @@ class NodeSocket(Wire):
                     raise TransportClosed(None)
                 frames.feed(data)
                 continue
-            self._burst += 1
             event = self._take(message, deliver)
             if event is not None:
                 return event
@@ -211,24 +236,27 @@ class NodeSocket(Wire):
 
     def _pump(self) -> bool:
         """Read, decode and deliver what arrived, until a delivery returns an event, the
-        connection ends, the session closes, or this turn's budget is spent (True: more may be
-        waiting, call again after a checkpoint)."""
+        connection ends, the session closes, or this turn's budget of frames or bytes is spent
+        (True: more may be waiting, call again after a checkpoint)."""
         frames, deliver = self._frames, self._deliver
         if frames is None or deliver is None:
             return False
-        budget = _BURST
+        turn_end, received = frames.frames_read + _TURN_FRAMES, 0
         try:
             while True:
                 message = frames.next()
                 if message is None:
                     if not self._readable:
                         return False  # until the next edge
+                    if received >= _TURN_BYTES or frames.frames_read >= turn_end:
+                        return True  # frames that make no message count too
                     data = self.read()
                     if data is None:
                         continue
                     if not data:
                         self._gone()
                         raise TransportClosed(None)
+                    received += len(data)
                     frames.feed(data)
                     continue
                 event = self._take(message, deliver)
@@ -237,8 +265,7 @@ class NodeSocket(Wire):
                 if event is not None:
                     self._finish(event)
                     return False
-                budget -= 1
-                if not budget:
+                if frames.frames_read >= turn_end:
                     return True
         except (TransportClosed, ProtocolError) as exc:
             self._finish(exc.with_traceback(None))
@@ -261,6 +288,8 @@ class NodeSocket(Wire):
             return deliver(message)
         assert type(message) is tuple
         opcode, payload = message
+        if opcode != CLOSE:
+            self._count_control()
         if opcode == PING:
             if self._out:
                 self._pong_due = payload
@@ -282,25 +311,35 @@ class NodeSocket(Wire):
             raise TransportClosed(code)
         return None
 
+    def _count_control(self) -> None:
+        """A PING or PONG: within the node's allowance, or ControlFrameFlood (a token bucket
+        kept as the time at which what was received is paid for)."""
+        now = trio.current_time()
+        paid_at = max(self._controls_at, now) + 1 / CONTROL_FRAMES_PER_SECOND
+        if paid_at - now > CONTROL_FRAMES_BURST / CONTROL_FRAMES_PER_SECOND:
+            assert self._frames is not None
+            self._frames.stop()  # failed: nothing more is read (nor awaited at the close)
+            raise ControlFrameFlood(
+                f"more than {CONTROL_FRAMES_PER_SECOND} control frames per second"
+            )
+        self._controls_at = paid_at
+
     def _backlog_written(self) -> None:
         if self._pong_due is not None and self._state == _OPEN:
             payload, self._pong_due = self._pong_due, None
             self.write(control_frame(PONG, payload))
 
     async def _await_close(self) -> None:
-        frames = self._frames
-        if frames is not None and frames.failed:
-            # Out of step with the node's frames: let it see the end of ours, wait for its own.
-            self.shutdown_writes()
         while self._state == _CLOSE_SENT:
             frames = self._frames
-            if frames is None or frames.failed:
-                if not await self.receive_bytes():
-                    return
-                continue
+            if frames is None or frames.done:
+                # Failed, or the node's close is read already (a malformed one): nothing more
+                # will be read, so nothing is awaited (RFC 6455 §7.1.7). What it sent is
+                # dropped first, so that hanging up ends the stream after our close frame
+                # rather than resetting it.
+                self.discard_received()
+                return
             try:
                 await self.receive(_ignore)
-            except TransportClosed:
+            except (TransportClosed, ProtocolError):
                 return
-            except ProtocolError:
-                continue

@@ -7,9 +7,13 @@ bucket boundary (once an hour) allocates.
 
 The :class:`UptimeFlusher` owns every accrual. Each interval it takes what they hold (taking
 zeroes them), writes device rows in ONE ``upsert_devices`` call, then all deltas in ONE
-``add_uptime`` call (rows first: uptime of a device without a row would be skipped). A failed
-flush keeps the taken deltas in ``_carry`` for the next one, so nothing is lost and nothing is
-written twice; a crash loses at most one interval.
+``add_uptime`` call (rows first: uptime of a device without a row would be skipped). A flush
+that fails because the store is unavailable keeps what it did not write (``_rows``,
+``_carry``) for the next one, so nothing is lost and nothing is written twice; a crash loses
+at most one interval. A batch refused for a row's content (grass.storage.batches) is written
+by halves around that row, which is dropped, counted (``grass_storage_rows_refused_total``) and
+logged once: one node's bad row never blocks the others' uptime, nor the final flush. A device
+row refused is not sent again while its content stays the same.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ import trio
 from grass import logs
 from grass.domain.devices import Device, DeviceStatus, DeviceType
 from grass.domain.uptime import UptimeDelta, UptimeFlushResult, UptimeStats
-from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.metrics import Metrics
+from grass.storage.abc import OwnedByAnother, RowRefused
+from grass.storage.batches import write_apart
 from grass.ws import collector
 
 log = logs.get(__name__)
 
 Key = tuple[str, dt.datetime, str]
+#: What a device row holds that came from its node (a refused row is known by it).
+Content = tuple[str, DeviceType, str | None, str | None, str | None]
 
 #: Sessions whose accruals are taken between two checkpoints of a flush.
 COLLECT_SLICE = 256
@@ -212,10 +220,14 @@ class UptimeFlusher:
         uptime: UptimeRows,
         *,
         interval: Callable[[], float],
+        metrics: Metrics | None = None,
     ) -> None:
         self._devices = devices
         self._uptime = uptime
         self._interval = interval
+        self._metrics = metrics
+        #: Devices whose row was refused, with what it held: not sent again unchanged.
+        self._refused: dict[str, Content] = {}
         self._live: set[Accrual] = set()
         self._retired: list[Accrual] = []
         self._carry: dict[Key, UptimeDelta] = {}
@@ -224,6 +236,8 @@ class UptimeFlusher:
         self._lock = trio.Lock()
         self.flushes = 0
         self.failures = 0
+        #: Rows dropped because the store refused their content.
+        self.rows_refused = 0
 
     @property
     def pending(self) -> int:
@@ -271,15 +285,12 @@ class UptimeFlusher:
             # Shielded: a write cancelled after it committed would be repeated next time.
             with trio.CancelScope(shield=True):
                 if self._rows:
-                    await self._write_rows(list(self._rows.values()))
-                    self._mark_saved()
-                    self._rows.clear()
-                result = await self._uptime.add_uptime(list(self._carry.values()))
-        except Exception as exc:  # storage down: everything stays for the next try
+                    await self._write_rows()
+                result = await self._write_deltas()
+        except Exception as exc:  # storage down: what is not written stays for the next try
             self.failures += 1
             log.warning("uptime flush failed", error=str(exc), pending=len(self._carry))
             return None
-        self._carry.clear()
         self.flushes += 1
         return result
 
@@ -306,7 +317,9 @@ class UptimeFlusher:
                     self._carry[delta.key] = delta
                 if accrual.dirty or (not accrual.closed and accrual.device_id in self._rows):
                     accrual.dirty = False
-                    self._rows[accrual.device_id] = accrual.device_row()
+                    row = accrual.device_row()
+                    if not self._refused or self._refused.get(row.device_id) != _content(row):
+                        self._rows[row.device_id] = row
         except BaseException:
             # Cancelled at a checkpoint (a shutdown): the retired sessions not taken yet go
             # back, ahead of those retired since; what was taken stays in _carry and _rows.
@@ -323,25 +336,65 @@ class UptimeFlusher:
                 accrual.take()
         retired[:] = [a for a in retired if a.device_id not in forgotten]
 
-    async def _write_rows(self, rows: list[Device]) -> None:
-        try:
-            await self._devices.upsert_devices(rows)
-        except (IntegrityViolation, StorageConflict):
-            # One row of a deleted user, or of a device another user's node wrote first (two
-            # instances let it in before either wrote it), must not block every other device:
-            # write them one by one and drop those refused, with their uptime.
-            for row in rows:
-                try:
-                    await self._devices.upsert_devices([row])
-                except (IntegrityViolation, StorageConflict):
-                    log.warning("device row refused", device_id=row.device_id)
-                    self._carry = {
-                        k: d
-                        for k, d in self._carry.items()
-                        if (d.device_id, d.user_id) != (row.device_id, row.user_id)
-                    }
+    async def _write_rows(self) -> None:
+        saved: set[str] = set()
 
-    def _mark_saved(self) -> None:
-        for accrual in self._live:
-            if accrual.device_id in self._rows:
-                accrual.saved = accrual.recent = True
+        def written(rows: Sequence[Device], _: None) -> None:
+            for row in rows:
+                saved.add(row.device_id)
+                self._rows.pop(row.device_id, None)
+
+        def refused(row: Device, exc: RowRefused) -> None:
+            self._rows.pop(row.device_id, None)
+            self._refused[row.device_id] = _content(row)
+            self._count_refused("devices", row.device_id, exc)
+            if isinstance(exc, OwnedByAnother):
+                # Another user's node wrote the device first (two instances let both in
+                # before either wrote it): this session's uptime must not land on its row.
+                self._carry = {
+                    k: d
+                    for k, d in self._carry.items()
+                    if (d.device_id, d.user_id) != (row.device_id, row.user_id)
+                }
+
+        try:
+            rows = list(self._rows.values())
+            await write_apart(rows, self._devices.upsert_devices, written=written, refused=refused)
+        finally:
+            if saved:
+                for accrual in self._live:
+                    if accrual.device_id in saved:
+                        accrual.saved = accrual.recent = True
+            if self._refused:  # forgotten once no session of the device is left
+                live = {a.device_id for a in self._live}
+                self._refused = {d: c for d, c in self._refused.items() if d in live}
+
+    async def _write_deltas(self) -> UptimeFlushResult:
+        applied = 0
+        unknown: set[str] = set()
+
+        def written(deltas: Sequence[UptimeDelta], result: UptimeFlushResult) -> None:
+            nonlocal applied
+            applied += result.applied
+            unknown.update(result.unknown_devices)
+            for delta in deltas:
+                self._carry.pop(delta.key, None)
+
+        def refused(delta: UptimeDelta, exc: RowRefused) -> None:
+            self._carry.pop(delta.key, None)
+            self._count_refused("uptime", delta.device_id, exc)
+
+        deltas = list(self._carry.values())
+        await write_apart(deltas, self._uptime.add_uptime, written=written, refused=refused)
+        return UptimeFlushResult(applied=applied, unknown_devices=frozenset(unknown))
+
+    def _count_refused(self, batch: str, device_id: str, exc: RowRefused) -> None:
+        self.rows_refused += 1
+        if self._metrics is not None:
+            self._metrics.rows_refused.labels(batch).inc()
+        # The store's message never quotes the value (it may be what could not be stored).
+        log.warning("row refused; dropped", batch=batch, device_id=device_id, error=exc.message)
+
+
+def _content(row: Device) -> Content:
+    return (row.user_id, row.type, row.version, row.user_agent, row.ip)

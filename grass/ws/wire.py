@@ -26,6 +26,7 @@ from grass.ws.session import TransportClosed
 
 RECEIVE_SIZE: Final = 65536
 _IOV_MAX: Final = 64  # buffers per sendmsg call when draining a backlog
+_DISCARD_READS: Final = 4  # reads of what a failed connection's peer sent, before hanging up
 
 
 class Wire:
@@ -271,9 +272,15 @@ class Wire:
         self._broken = True
         self._out = None
 
-    def shutdown_writes(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_WR)
+    def discard_received(self) -> None:
+        """Drop what the kernel holds for us, without waiting (bounded: a peer that keeps
+        sending gets a reset when the socket closes, whatever is done here)."""
+        for _ in range(_DISCARD_READS):
+            try:
+                if not self._sock.recv(RECEIVE_SIZE):
+                    return
+            except OSError:  # nothing more yet (BlockingIOError), or broken
+                return
 
     def close_socket(self) -> None:
         """Close now (best effort: a TLS close_notify if it can go at once)."""

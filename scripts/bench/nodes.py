@@ -8,9 +8,9 @@ For each server in turn (grass, then ``_ws_baseline.py``, a minimal ping/pong se
 ``websockets`` library; same workload, same run) it:
 
 1. starts the server in its own process (grass: ``grass.app.run`` with memory storage on
-   127.0.0.1, port 0, one user per 100 devices (the default cap), the per-IP cap raised since
-   every node comes from 127.0.0.x; logging at WARNING), which prints its node port and the
-   user ids;
+   127.0.0.1, port 0, one user per 100 devices (the default cap), the per-IP caps raised since
+   every node comes from 127.0.0.x, 64 descriptors reserved beside the node sockets; logging
+   at WARNING), which prints its node port and the user ids;
 2. opens N authenticated connections from ``--clients`` client processes (each raises
    RLIMIT_NOFILE to its hard limit; client *i* connects from 127.0.0.(i+1) against grass and
    from 127.0.0.(clients+i+1) against the baseline, so no source address carries more than
@@ -21,7 +21,9 @@ For each server in turn (grass, then ``_ws_baseline.py``, a minimal ping/pong se
    connections at the start of the ping phase that never finish the opening handshake (half
    send part of a request line, half nothing) and reports how many the server closed, and
    when the last one was (both servers drop them after 10 s: grass's ``node.connect_timeout``,
-   websockets' ``open_timeout``); the authenticated nodes' PINGs must all be answered meanwhile;
+   websockets' ``open_timeout``; grass holds at most ``node.max_pending_connections`` of them
+   and drops the oldest past that, at once); the authenticated nodes' PINGs must all be
+   answered meanwhile;
 5. stops the server (SIGTERM; it prints its worst GC pause) and the clients; every process is
    killed on exit, even on error.
 
@@ -110,6 +112,11 @@ def serve_grass(flush_interval: float | None = None, users: int = 1) -> None:
             config.node,
             heartbeat_timeout=Seconds(3600.0),
             uptime_flush_interval=Seconds(flush_interval or config.node.uptime_flush_interval),
+            # Every node comes from one of two addresses, up to 256 handshakes in flight each;
+            # and this process has no PostgreSQL, Redis or HTTP client to keep descriptors for
+            # (19 800 nodes fit a limit of 20 000).
+            max_pending_per_address=Count(1_000_000),
+            descriptor_reserve=Count(64),
         ),
         limits=attrs.evolve(
             config.limits,

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -51,13 +51,20 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def grass_serve(*args: str, **env: str) -> AsyncIterator[Process]:
-    """Start ``grass serve`` on ephemeral loopback ports and wait until it prints its addresses."""
+async def grass_serve(
+    *args: str, preexec_fn: Callable[[], None] | None = None, **env: str
+) -> AsyncIterator[Process]:
+    """Start ``grass serve`` on ephemeral loopback ports and wait until it prints its addresses
+    (``preexec_fn``: run in the child before grass starts, e.g. to lower a resource limit)."""
     command = [*GRASS, *args, "serve", "--host", "127.0.0.1", "--port", "0"]
     command += ["--node-host", "127.0.0.1", "--node-port", "0"]
     async with trio.open_nursery() as nursery:
         proc = await trio.lowlevel.open_process(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(**env)
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(**env),
+            preexec_fn=preexec_fn,
         )
         stderr = bytearray()
         grass = Process(proc, 0, 0, stderr, trio.Event(), trio.Event())

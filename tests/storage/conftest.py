@@ -113,7 +113,11 @@ async def _postgres(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     if not schema.created:
         await _pg_admin(dsn, f'CREATE SCHEMA IF NOT EXISTS "{schema.name}"')
         schema.created = True
-    async with open_postgres_storage(dsn, schema=schema.name, min_size=1, max_size=8) as opened:
+    # No idle-connection expiry: its clock is Trio's, and a reconnect in the middle of an
+    # autojump could see its connect timeout jumped to (tests/engine/test_scenario.py).
+    async with open_postgres_storage(
+        dsn, schema=schema.name, min_size=1, max_size=8, max_inactive_connection_lifetime=0
+    ) as opened:
         async with opened.db.connection() as conn:
             await conn.execute(_EMPTY_ALL)
         yield opened

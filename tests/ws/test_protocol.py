@@ -320,6 +320,9 @@ BEFORE_AUTH: list[tuple[str, Any, type[ProtocolError]]] = [
         InvalidMessage,
     ),
     ("user_agent too long", lambda c: auth_answer(c, user_agent="a" * 513), InvalidAuth),
+    ("version holds NUL", lambda c: auth_answer(c, version="4\u0000"), InvalidAuth),
+    ("user_agent holds a newline", lambda c: auth_answer(c, user_agent="a\nb"), InvalidAuth),
+    ("nested too deep", lambda c: "[" * 30_000 + "]" * 30_000, MalformedJson),
     ("result not an object", lambda c: auth_envelope(c, [auth_result()]), InvalidMessage),
     ("NaN is not JSON", lambda c: '{"id":"x","action":"PING","version":NaN}', MalformedJson),
 ]
@@ -349,6 +352,8 @@ AFTER_AUTH: list[tuple[str, str, type[ProtocolError]]] = [
     ("id empty", '{"id":"","action":"PING","data":{}}', InvalidMessage),
     ("id too long", json.dumps({"id": "x" * 129, "action": "PING"}), InvalidMessage),
     ("version a number", '{"id":"x","version":1,"action":"PING","data":{}}', InvalidMessage),
+    ("nested too deep", "[" * 30_000 + "]" * 30_000, MalformedJson),
+    ("nested too deep in a ping", ping()[:-1] + ',"pad":' + "[" * 200 + "]" * 200 + "}", MalformedJson),
     (
         "http result with a bad status",
         '{"id":"x","origin_action":"HTTP_REQUEST","result":{"url":"u","status":"200"}}',
@@ -434,6 +439,30 @@ def test_deep_nesting_is_malformed_json_not_a_crash() -> None:
     conn = authenticated()
     with pytest.raises(MalformedJson):
         conn.receive_text("[" * 60_000)
+
+
+@pytest.mark.parametrize("authed", [False, True], ids=["awaiting_auth", "authenticated"])
+def test_a_lone_surrogate_escape_closes_1007(authed: bool) -> None:
+    """JSON's \\udfff escape decodes to a lone surrogate, which UTF-8 cannot encode: the
+    message breaks the text frame's promise like invalid UTF-8 does (a device row holding it
+    made every uptime flush fail on PostgreSQL)."""
+    conn = authenticated() if authed else NodeConnection()
+    text = ping("\udfff") if authed else auth_answer(conn, version="4\udfff")
+    assert "\\udfff" in text  # json.dumps escapes it: the frame itself is valid UTF-8
+    with pytest.raises(InvalidUtf8) as info:
+        conn.receive_text(text)
+    assert "version" in info.value.message or "id" in info.value.message
+    assert (conn.state, conn.close_code) == (State.CLOSING, 1007)
+    assert ws_error(info.value).close_code == 1007
+
+
+def test_a_surrogate_pair_escape_is_text() -> None:
+    conn = NodeConnection()
+    text = auth_answer(conn, user_agent="Node \U0001f600")
+    assert "\\ud83d\\ude00" in text
+    event = conn.receive_text(text)
+    assert isinstance(event, Authenticated)
+    assert event.result.user_agent == "Node \U0001f600"
 
 
 def test_error_kinds() -> None:

@@ -3,6 +3,8 @@ handshakes, the backlog of a node that does not read, fairness, TLS."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -16,10 +18,16 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import FrameProtocol
 
-from grass.ws.messages import FramingError
+from grass.errors import ProtocolError
+from grass.ws.messages import FramingError, MessageTooBig
 from grass.ws.poller import Poller
 from grass.ws.session import TransportClosed
-from grass.ws.transport import NodeSocket
+from grass.ws.transport import (
+    CONTROL_FRAMES_BURST,
+    CONTROL_FRAMES_PER_SECOND,
+    ControlFrameFlood,
+    NodeSocket,
+)
 
 AUTH = object()  # what deliver() returns for the message "auth": receive() hands it back
 
@@ -180,6 +188,110 @@ async def test_a_frame_breaking_rfc_6455_is_a_1002_and_the_node_sees_the_end(pol
             # The server shut its side: the node sees the end without answering, then hangs up.
             assert await peer.eof() == b""
             await peer.stream.aclose()
+
+
+def raw_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    """A masked client frame (zero mask: the payload as it is), fin as asked."""
+    n = len(payload)
+    length = bytes([0x80 | n]) if n < 126 else b"\xfe" + n.to_bytes(2, "big")
+    return bytes([(0x80 if fin else 0) | opcode]) + length + b"\0\0\0\0" + payload
+
+
+async def assert_failed_and_dropped(node: NodeSocket, peer: Peer, code: int) -> None:
+    """The server's close goes out and it hangs up at once: it waits for no answer."""
+    with trio.fail_after(1):
+        await node.close(code, "failed")
+    assert (await peer.event(CloseConnection)).code == code
+    assert await peer.eof() == b""
+
+
+@both
+async def test_endless_empty_continuation_frames_fail_the_connection_1009(poller):
+    """The issue's socket: one text fragment, then empty continuations without end."""
+    async with pair(poller=poller) as (node, peer), trio.open_nursery() as nursery:
+
+        async def stream() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await peer.send(raw_frame(1, b"{", fin=False))
+                while True:
+                    await peer.send(raw_frame(0, fin=False) * 1000)
+
+        nursery.start_soon(stream)
+        with trio.fail_after(5), pytest.raises(MessageTooBig):
+            await node.receive(recorder()[1])
+        assert node._frames is not None
+        assert node._frames.buffered == 0  # what it held is let go
+        await node.close(1009)
+        nursery.cancel_scope.cancel()
+
+
+@both
+@pytest.mark.parametrize(
+    "data",
+    [
+        raw_frame(8, b"\x03\xec"),  # a close with code 1004, which may not be sent
+        raw_frame(8, b"\x03"),  # a close with a one-byte payload
+        b"\x81\x02hi",  # unmasked
+        raw_frame(1, b"\xff"),  # not UTF-8
+    ],
+    ids=["close-1004", "close-one-byte", "unmasked", "utf8"],
+)
+async def test_a_failed_connection_is_closed_without_waiting_for_the_node(poller, data):
+    """RFC 6455 §7.1.7: after a malformed close (Autobahn's case) or any frame that fails the
+    connection, the server sends its close and hangs up; the node never answers here."""
+    async with pair(poller=poller) as (node, peer):
+        await peer.send(data)
+        with pytest.raises(ProtocolError) as caught:
+            await node.receive(recorder()[1])
+        await assert_failed_and_dropped(node, peer, caught.value.ws_close_code)
+
+
+@both
+async def test_a_control_frame_flood_fails_the_connection_1008(poller):
+    async with pair(poller=poller) as (node, peer):
+        await peer.send(peer.frames.ping(b"x") * (CONTROL_FRAMES_BURST + 50))
+        with trio.fail_after(5), pytest.raises(ControlFrameFlood) as caught:
+            await node.receive(recorder()[1])
+        assert caught.value.ws_close_code == 1008
+        await assert_failed_and_dropped(node, peer, 1008)
+
+
+@both
+async def test_control_frames_within_the_allowance_are_answered(poller, autojump_clock):
+    async with pair(poller=poller) as (node, peer), trio.open_nursery() as nursery:
+        nursery.start_soon(node.receive, recorder()[1])
+        for i in range(3 * CONTROL_FRAMES_BURST):  # three bursts' worth, at the allowed pace
+            await peer.send(peer.frames.ping(b"%d" % i))
+            assert (await peer.event(Pong)).payload == b"%d" % i
+            await trio.sleep(1 / CONTROL_FRAMES_PER_SECOND)
+        nursery.cancel_scope.cancel()
+
+
+@both
+async def test_a_turn_is_counted_in_frames_not_in_messages(poller):
+    """Messages of many fragments: others run at least every other message (before, a turn
+    delivered 16 messages, whatever number of frames they took)."""
+    fragments = 100
+    message = raw_frame(1, b"m", fin=False) + raw_frame(0, fin=False) * (fragments - 2)
+    message += raw_frame(0, b"!")
+    async with pair(poller=poller) as (node, peer):
+        await peer.send(message * 20 + peer.text("auth"))
+        got, deliver = recorder()
+        seen: set[int] = set()
+
+        async def other() -> None:
+            while len(got) < 21:
+                seen.add(len(got))
+                await trio.lowlevel.checkpoint()
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other)
+                await node.receive(deliver)
+        assert got == ["m!"] * 20 + ["auth"]
+        # A turn ends within a message once its frames are spent: at most two per turn.
+        counts = sorted(seen | {0, 20})
+        assert max(b - a for a, b in itertools.pairwise(counts)) <= 2, counts
 
 
 async def test_the_backlog_of_a_node_that_does_not_read_drains_in_order():

@@ -10,8 +10,10 @@ import trio
 from grass.domain.devices import DeviceStatus, DeviceType
 from grass.domain.uptime import UptimeFlushResult
 from grass.ids import short_id
-from grass.storage.abc import StorageUnavailable
+from grass.metrics import Metrics
+from grass.storage.abc import InvalidValue, StorageUnavailable
 from grass.storage.memory import MemoryStorage
+from grass.ws import uptime as uptime_module
 from grass.ws.uptime import COLLECT_SLICE, Accrual, UptimeFlusher
 from tests.storage.conftest import make_user
 
@@ -27,7 +29,7 @@ def accrual(
         user_id=user_id or short_id(),
         ip=kw.pop("ip", "203.0.113.9"),
         device_type=DeviceType.EXTENSION,
-        version="4.0",
+        version=kw.pop("version", "4.0"),
         user_agent="ua",
         now=now,
         bucket_seconds=kw.pop("bucket_seconds", HOUR),
@@ -227,6 +229,130 @@ async def test_a_flush_cancelled_while_collecting_loses_and_repeats_nothing():
         assert (await storage.uptime.uptime_stats(device_id=a.device_id)).seconds == 60
         device = await storage.devices.get_device(a.device_id)
         assert device.status is DeviceStatus.OFFLINE
+
+
+# -- rows a store refuses for their content -----------------------------------------------------
+
+
+class Warnings:
+    """Stands for the module's logger: the warnings it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.events.append({"event": event, **fields})
+
+
+async def test_a_refused_device_row_is_dropped_and_every_other_row_written_once(
+    storage, monkeypatch
+):
+    """One node's device row that the store cannot take (a lone surrogate in its version: on
+    PostgreSQL it failed every flush, retried forever as one batch) is dropped, counted and
+    logged once; every other device's row and uptime are written, exactly once, in every
+    flush, the final one included."""
+    metrics = Metrics()
+    flusher = UptimeFlusher(storage.devices, storage.uptime, interval=lambda: 5.0, metrics=metrics)
+    user = make_user()
+    await storage.users.create_user(user)
+    accruals = [accrual(T0, user_id=user.id) for _ in range(6)]
+    bad = accrual(T0, user_id=user.id, version="4\udfff")
+    accruals.insert(3, bad)
+    logged = Warnings()
+    monkeypatch.setattr(uptime_module, "log", logged)
+    for minute in (1, 2, 3):
+        for a in accruals:
+            flusher.add(a)
+            a.heartbeat(T0 + 60 * minute)
+        result = await flusher.flush_now()
+        assert result is not None
+        assert result.applied == 6
+        assert result.unknown_devices == {bad.device_id}  # its uptime has no device
+    for a in accruals:
+        flusher.retire(a)
+    assert await flusher.flush_now() is not None  # the final flush, at shutdown
+    assert flusher.pending == 0
+    assert flusher.failures == 0
+    for a in accruals:
+        if a is bad:
+            assert await storage.devices.find_device(a.device_id) is None
+            continue
+        assert (await storage.uptime.uptime_stats(device_id=a.device_id)).seconds == 180
+        assert (await storage.devices.get_device(a.device_id)).status is DeviceStatus.OFFLINE
+        assert a.saved
+    assert not bad.saved
+    refused = [e for e in logged.events if e["event"] == "row refused; dropped"]
+    assert [(e["batch"], e["device_id"]) for e in refused] == [("devices", bad.device_id)]
+    assert "\udfff" not in refused[0]["error"]
+    assert flusher.rows_refused == 1
+    assert metrics.rows_refused.labels("devices")._value.get() == 1
+
+
+class RefusingStores(RecordingStores):
+    """Refuses (atomically) any batch holding a delta of ``bad``, like a store refusing a
+    row's content; counts the deltas written per device."""
+
+    def __init__(self, storage: MemoryStorage, bad: set[str]) -> None:
+        super().__init__(storage)
+        self.bad = bad
+        self.written: dict[str, int] = {}
+
+    async def add_uptime(self, deltas) -> UptimeFlushResult:
+        if self.fail_add:
+            self.fail_add -= 1
+            raise StorageUnavailable("down")
+        self.adds.append(len(deltas))
+        if self.bad & {d.device_id for d in deltas}:
+            raise InvalidValue("cannot store text that UTF-8 cannot encode")
+        for d in deltas:
+            self.written[d.device_id] = self.written.get(d.device_id, 0) + 1
+        return await self.storage.uptime.add_uptime(deltas)
+
+
+async def test_a_refused_uptime_row_is_isolated_and_an_outage_meanwhile_loses_nothing():
+    storage = MemoryStorage()
+    [user_id] = await users(storage, 1)
+    accruals = [accrual(T0, user_id=user_id) for _ in range(40)]
+    bad = {accruals[7].device_id, accruals[30].device_id}
+    stores = RefusingStores(storage, bad)
+    metrics = Metrics()
+    flusher = UptimeFlusher(stores, stores, interval=lambda: 5.0, metrics=metrics)
+    for a in accruals:
+        flusher.add(a)
+        a.heartbeat(T0 + 60)
+    await flusher.flush_now()  # the rows first (all taken), then the deltas by halves
+    stores.fail_add = 0
+    assert stores.adds[0] == 40
+    assert len(stores.adds) <= 1 + 2 * 2 * 6  # halves around two rows, not row by row
+    assert stores.written == {a.device_id: 1 for a in accruals if a.device_id not in bad}
+    assert flusher.pending == 0
+    assert metrics.rows_refused.labels("uptime")._value.get() == 2
+
+    # An outage half way: what was written stays written, the rest goes next time.
+    for a in accruals:
+        a.heartbeat(T0 + 120)
+    stores.adds.clear()
+    real = RefusingStores.add_uptime
+    wrote = False
+
+    async def down_after_a_write(self, deltas):
+        nonlocal wrote
+        if wrote:
+            raise StorageUnavailable("down")
+        result = await real(self, deltas)
+        wrote = True
+        return result
+
+    stores.add_uptime = down_after_a_write.__get__(stores)  # type: ignore[method-assign]
+    assert await flusher.flush_now() is None
+    assert 0 < flusher.pending < 40
+    stores.add_uptime = real.__get__(stores)  # type: ignore[method-assign]
+    assert await flusher.flush_now() is not None
+    assert flusher.pending == 0
+    for a in accruals:
+        stats = await storage.uptime.uptime_stats(device_id=a.device_id)
+        assert stats.seconds == (0 if a.device_id in bad else 120), a.device_id
+    assert metrics.rows_refused.labels("uptime")._value.get() == 4
 
 
 async def test_a_row_of_a_device_owned_by_another_user_does_not_block_the_flush():

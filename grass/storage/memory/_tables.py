@@ -2,14 +2,26 @@
 
 Rows are frozen attrs values, so undoing a write is putting the previous row object back:
 the journal records (table, key, previous row or None) for every write and replays it backwards.
+
+A row is refused (InvalidValue) where PostgreSQL would refuse it for its text: a string UTF-8
+cannot encode (a lone surrogate) or holding NUL, anywhere in the row. Stored, such a row made
+every later JSON reply that showed it fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Generic, TypeVar
+import datetime as dt
+import enum
+import operator
+import types
+import typing
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
-from grass.storage.abc import StorageConflict
+import attrs
+
+from grass.jsontext import is_text
+from grass.storage.abc import InvalidValue, StorageConflict
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -92,6 +104,13 @@ class Table(Generic[K, R]):
 
     def save(self, row: R) -> None:
         """Insert or replace by primary key; a unique value held by another row conflicts."""
+        where = _unstorable(row, "")
+        if where is not None:
+            raise InvalidValue(
+                f"{self.name}: cannot store text that UTF-8 cannot encode or holding NUL"
+                f" ({where or 'row'})",
+                details={"table": self.name, "column": where},
+            )
         key = self._key(row)
         for name, of in self._unique_of.items():
             value = of(row)
@@ -136,3 +155,95 @@ class Table(Generic[K, R]):
             value = of(row)
             if value is not None:
                 self._groups[name].setdefault(value, {})[key] = None
+
+
+#: Types that never hold text; enum classes join on first sight.
+_LEAVES: set[type] = {int, float, bool, dt.datetime, dt.date, dt.time, dt.timedelta, bytes}
+_LEAVES.add(type(None))
+Getter = Callable[[Any], tuple[Any, ...]]
+#: Per attrs class: its text fields (and a getter for them all), then its other fields that
+#: may hold text deeper down (containers, nested classes).
+_PLANS: dict[type, tuple[tuple[str, ...], Getter, tuple[str, ...]]] = {}
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and is_text(text)
+
+
+def _getter(names: tuple[str, ...]) -> Getter:
+    get = operator.attrgetter(*names) if names else None
+    if get is None:
+        return lambda row: ()
+    return get if len(names) > 1 else lambda row: (get(row),)
+
+
+def _holds(hint: Any) -> str:
+    """ "text", "none" or "deep": what a field of this type may hold."""
+    args = (
+        typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    )
+    kinds = [a for a in args if a is not type(None)] if args else [hint]
+    if all(k is str for k in kinds):
+        return "text"
+    if all(isinstance(k, type) and (k in _LEAVES or issubclass(k, enum.Enum)) for k in kinds):
+        return "none"
+    return "deep"
+
+
+def _plan(kind: type) -> tuple[tuple[str, ...], Getter, tuple[str, ...]]:
+    plan = _PLANS.get(kind)
+    if plan is None:
+        names = [f.name for f in attrs.fields(kind)]
+        try:
+            hints = typing.get_type_hints(kind)
+        except (NameError, TypeError):
+            hints = {}
+        holds = {name: _holds(hints[name]) if name in hints else "deep" for name in names}
+        text = tuple(n for n in names if holds[n] == "text")
+        plan = _PLANS[kind] = (text, _getter(text), tuple(n for n in names if holds[n] == "deep"))
+    return plan
+
+
+def _unstorable(value: Any, where: str) -> str | None:
+    """Where in ``value`` text PostgreSQL would refuse is (a path, "" for the value itself).
+
+    Every write of every row comes here: an attrs row's text fields are fetched in one C call
+    and checked joined (ASCII without NUL, the common case, costs two C scans)."""
+    kind = type(value)
+    plan = _PLANS.get(kind)
+    if plan is not None or attrs.has(kind):
+        text, get, deep = plan or _plan(kind)
+        texts = get(value)
+        joined = "".join(filter(None, texts))
+        if not (joined.isascii() and "\x00" not in joined) and not _storable(joined):
+            return _first(zip(text, texts, strict=True), where)
+        for name in deep:
+            item = getattr(value, name)
+            if type(item) not in _LEAVES:
+                found = _unstorable(item, f"{where}.{name}" if where else name)
+                if found is not None:
+                    return found
+        return None
+    if kind is str:
+        return None if _storable(value) else where
+    if kind in _LEAVES:
+        return None
+    if isinstance(value, enum.Enum):
+        _LEAVES.add(kind)
+        return None
+    if isinstance(value, Mapping):
+        if any(type(key) is str and not _storable(key) for key in value):
+            return where  # a key cannot be named: its mapping is
+        return _first(((str(key), item) for key, item in value.items()), where)
+    if isinstance(value, tuple | list | frozenset | set):
+        return _first(((str(n), item) for n, item in enumerate(value)), where)
+    return None
+
+
+def _first(pairs: Iterable[tuple[str, Any]], where: str) -> str | None:
+    for name, item in pairs:
+        if type(item) not in _LEAVES:
+            found = _unstorable(item, f"{where}.{name}" if where else name)
+            if found is not None:
+                return found
+    return None

@@ -8,13 +8,13 @@ import attrs
 from grass.domain.devices import Device, DeviceStatus
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.score import NetworkScore
-from grass.storage.abc import StorageConflict
+from grass.storage.abc import OwnedByAnother
 from grass.storage.memory._db import Db, Scope, after_row, found, paginate
 
 
 def _same_owner(stored: Device, device: Device) -> None:
     if stored.user_id != device.user_id:
-        raise StorageConflict(
+        raise OwnedByAnother(
             f"device {device.device_id} belongs to another user",
             details={"device_id": device.device_id},
         )

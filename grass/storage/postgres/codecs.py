@@ -62,10 +62,17 @@ def decode_inet(data: bytes) -> Address:
     return ipaddress.ip_interface((packed, bits))
 
 
+def encode_json(value: Any) -> str:
+    # Not escaped to ASCII: a lone surrogate then fails to encode as the driver sends it,
+    # which grass.storage.postgres.errors maps to InvalidValue like in any text column
+    # (escaped, PostgreSQL refused "\\udfff" with the same code as a malformed literal).
+    return json.dumps(value, ensure_ascii=False)
+
+
 async def init_connection(conn: Any) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
-            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            type_name, encoder=encode_json, decoder=json.loads, schema="pg_catalog"
         )
     await conn.set_type_codec(
         "inet", encoder=encode_inet, decoder=decode_inet, schema="pg_catalog", format="binary"

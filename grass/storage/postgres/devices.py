@@ -10,7 +10,7 @@ from grass.domain.devices import Device, DeviceStatus, DeviceType
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.ids import is_uuid
-from grass.storage.abc import StorageConflict, StorageNotFound
+from grass.storage.abc import OwnedByAnother, StorageNotFound
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import (
@@ -87,8 +87,8 @@ def _args(d: Device) -> tuple[object, ...]:
     )
 
 
-def _owned_elsewhere(device_id: str) -> StorageConflict:
-    return StorageConflict(
+def _owned_elsewhere(device_id: str) -> OwnedByAnother:
+    return OwnedByAnother(
         f"device {device_id} belongs to another user", details={"device_id": device_id}
     )
 

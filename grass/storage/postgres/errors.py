@@ -7,6 +7,11 @@ a SQLSTATE, ``InterfaceError`` for a connection it already knows is closed, and 
     StorageConflict          23505 unique_violation, 23P01 exclusion_violation
     └── SerializationConflict 40001 serialization_failure, 40P01 deadlock_detected (retryable)
     IntegrityViolation       23503 foreign key, 23514 check, 23502 not null, 23001 restrict
+    InvalidValue             22021 NUL or bytes that are not UTF-8 in text, 22P05 untranslatable
+                             character, 22001 too long, 22003 out of range; and the driver
+                             failing to encode a value: text UTF-8 cannot encode
+                             (UnicodeEncodeError, wrapped in the driver's DataError except in
+                             COPY), an int out of its column's range (OverflowError)
     StorageUnavailable       class 08 (connection), 53 (resources: too many connections, disk
                              full, out of memory), 57P01-57P03 (shutdown, cannot connect now),
                              57014 (statement timeout), OSError, TimeoutError, and the
@@ -16,8 +21,8 @@ a SQLSTATE, ``InterfaceError`` for a connection it already knows is closed, and 
     ├── SchemaTooNew
     └── ChecksumMismatch
 
-Anything else (a syntax error, a bad cast) is a bug in our SQL: it propagates unchanged, and
-the API layer turns it into an opaque 500.
+Anything else (a syntax error, a bad cast, a division by zero) is a bug in our SQL: it
+propagates unchanged, and the API layer turns it into an opaque 500.
 
 Messages and details never quote row values: PostgreSQL's ``DETAIL`` (``Key (email)=(...)``)
 can contain user data, so only the constraint, table and column names are kept.
@@ -32,7 +37,12 @@ from typing import Any
 import triopg.exceptions as pg
 
 from grass.errors import GrassError, StorageError
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageUnavailable
+from grass.storage.abc import (
+    IntegrityViolation,
+    InvalidValue,
+    StorageConflict,
+    StorageUnavailable,
+)
 
 __all__ = [
     "ChecksumMismatch",
@@ -70,6 +80,14 @@ _INTEGRITY = {
     "23001": "restrict constraint",
 }
 _RETRYABLE = {"40001": "serialization failure", "40P01": "deadlock detected"}
+#: What each data exception says about the value, in words that never quote it (the driver's
+#: own message does: "invalid input for query argument $4: ['4\\udfff'] ...").
+_VALUES = {
+    "22001": "a value too long for its column",
+    "22003": "a number out of its column's range",
+    "22021": "text holding NUL or bytes that are not UTF-8",
+    "22P05": "text the database cannot represent",
+}
 _UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "57014"}
 _UNAVAILABLE_CLASSES = {"08", "53"}
 
@@ -107,6 +125,9 @@ def storage_error(
         return StorageConflict(f"{_CONFLICT[state]} {subject} violated", details=details)
     if state in _INTEGRITY:
         return IntegrityViolation(f"{_INTEGRITY[state]} {subject} violated", details=details)
+    refused_value = _refused_value(exc, state)
+    if refused_value is not None:
+        return InvalidValue(f"cannot store {refused_value}", details=details)
     if state in _RETRYABLE:
         return SerializationConflict(
             f"transaction aborted: {_RETRYABLE[state]}", details={**details, "retryable": True}
@@ -128,6 +149,19 @@ def storage_error(
         details["target"] = target
         return StorageUnavailable(f"{verb} PostgreSQL at {target}: {_reason(exc)}", details=details)
     return None
+
+
+def _refused_value(exc: BaseException, state: str | None) -> str | None:
+    """What is wrong with the value behind a data error, or None for another error."""
+    # The driver wraps what failed to encode an argument in its DataError (COPY does not).
+    cause = exc.__cause__ if isinstance(exc, pg.DataError) and exc.__cause__ else exc
+    if isinstance(cause, UnicodeEncodeError):
+        return "text that UTF-8 cannot encode (a lone surrogate)"
+    if isinstance(cause, OverflowError):
+        return "a number out of its column's range"
+    if cause is not exc:
+        return None  # an argument of the wrong type: a bug in our code
+    return _VALUES.get(state) if state is not None else None
 
 
 @contextmanager

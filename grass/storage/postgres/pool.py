@@ -356,6 +356,7 @@ async def open_postgres(
     acquire_timeout: float = 30.0,
     command_timeout: float | None = None,
     statement_cache_size: int = 100,
+    max_inactive_connection_lifetime: float = 300.0,
     server_settings: dict[str, str] | None = None,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
@@ -366,6 +367,8 @@ async def open_postgres(
     ("cannot connect to PostgreSQL at host:port/db: <reason>") when the server does not
     answer. ``server_settings`` go to every connection (``search_path`` for a schema per test;
     ``statement_cache_size=0`` behind a transaction-pooling pgbouncer).
+    ``max_inactive_connection_lifetime`` (0: never) closes connections idle that long; its clock
+    is Trio's, so tests on a virtual clock turn it off rather than reconnect mid-jump.
     """
     settings = {"application_name": "grass", **(server_settings or {})}
     options: dict[str, Any] = {
@@ -374,6 +377,7 @@ async def open_postgres(
         "timeout": connect_timeout,
         "command_timeout": command_timeout,
         "statement_cache_size": statement_cache_size,
+        "max_inactive_connection_lifetime": max_inactive_connection_lifetime,
         "server_settings": settings,
     }
     async with AsyncExitStack() as stack:

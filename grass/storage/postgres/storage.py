@@ -116,6 +116,7 @@ async def open_postgres_storage(
     min_size: int = 1,
     max_size: int = 10,
     schema: str | None = None,
+    max_inactive_connection_lifetime: float = 300.0,
 ) -> AsyncIterator[PostgresStorage]:
     """Open the pool(s), bring the schema up to date and the partitions ahead, yield the storage.
 
@@ -128,6 +129,7 @@ async def open_postgres_storage(
         replica_dsn=replica_dsn,
         min_size=min_size,
         max_size=max_size,
+        max_inactive_connection_lifetime=max_inactive_connection_lifetime,
         server_settings=settings,
     ) as db:
         await migrate(db)

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from grass import jsontext
 from grass.storage.inprocess import DEFAULT_MAX_TTL, ReadThroughCache, check_ttl
 from grass.storage.redis._client import RedisRunner
 from grass.storage.shared import JSON, Decision, SessionRecord, check_limit
@@ -169,7 +170,8 @@ class RedisSessions:
         user, data = await self._runner.run(lambda: client.hmget(key, ["u", "d"]))
         if user is None or data is None:
             return None
-        return SessionRecord(user_id=_text(user), data=json.loads(data))
+        # Shared with other processes: read as any JSON from outside (grass.jsontext).
+        return SessionRecord(user_id=_text(user), data=jsontext.loads(data, what="session"))
 
     async def touch(self, token_hash: str, *, ttl: float) -> bool:
         check_ttl(ttl)

@@ -11,7 +11,7 @@ import trio
 from grass.domain.periods import Period, PeriodTotal
 from grass.domain.uptime import UptimeStats
 from grass.ids import new_uuid, short_id
-from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.storage.abc import IntegrityViolation, InvalidValue, RowRefused, StorageConflict
 from grass.storage.postgres.earnings import PgEarningsStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.scope import Scope, UnitOfWork
@@ -275,3 +275,25 @@ async def test_a_delete_waits_for_a_flush_under_way_then_removes_what_it_wrote(s
     later = await PgUptimeStore(Scope(db)).add_uptime([delta(device, seconds=30)])
     assert later.unknown_devices == {device.device_id}
     assert await _rows(db, "SELECT 1 FROM uptime_current") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"), [("user_id", "x\udfff"), ("stats", UptimeStats(seconds=2**40))]
+)
+async def test_a_flush_refusing_a_row_for_its_content_writes_nothing_and_says_so(
+    stores, field, bad
+):
+    """COPY encodes rows itself: a value it cannot send fails the flush with InvalidValue (a
+    row's fault, which the flusher isolates), not a raw UnicodeEncodeError or OverflowError
+    that it retried forever; nothing is written and the connection goes on."""
+    db, uptime, _ = stores
+    _, (one, two) = await _user_with_devices(db, 2)
+    poisoned = delta(two)
+    object.__setattr__(poisoned, field, bad)  # past the domain's validators
+    with pytest.raises(InvalidValue) as raised:
+        await uptime.add_uptime([delta(one), poisoned])
+    assert isinstance(raised.value, RowRefused)
+    assert "\udfff" not in raised.value.message
+    assert (await uptime.uptime_stats()).seconds == 0
+    assert (await uptime.add_uptime([delta(one)])).applied == 1
+    assert (await uptime.uptime_stats()).seconds == 60

@@ -8,7 +8,13 @@ import pytest
 import triopg.exceptions as pg
 
 from grass.ids import short_id
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageUnavailable
+from grass.storage.abc import (
+    IntegrityViolation,
+    InvalidValue,
+    RowRefused,
+    StorageConflict,
+    StorageUnavailable,
+)
 from grass.storage.postgres import SerializationConflict
 from grass.storage.postgres.errors import storage_error, translate_errors
 
@@ -134,6 +140,40 @@ def test_unavailable_messages_name_the_target_and_the_phase():
     later = storage_error(pg.AdminShutdownError("terminating"), target="h:1/d")
     assert later is not None
     assert later.message == "lost connection to PostgreSQL at h:1/d: terminating"
+
+
+def test_values_the_database_cannot_store_are_invalid_values_that_do_not_quote_them():
+    encode = UnicodeEncodeError("utf-8", "4\udfff", 1, 2, "surrogates not allowed")
+    wrapped = pg.DataError("invalid input for query argument $4: ['4\\udfff'] (surrogates ...)")
+    wrapped.__cause__ = encode
+    overflow = OverflowError("value out of int32 range")
+    for exc in (
+        encode,  # COPY raises it as it is
+        wrapped,  # a statement's argument: wrapped in the driver's DataError
+        overflow,
+        pg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00'),
+        pg.UntranslatableCharacterError("unsupported Unicode escape sequence"),
+        pg.StringDataRightTruncationError("value too long for type character varying(64)"),
+    ):
+        mapped = storage_error(exc, target="t")
+        assert type(mapped) is InvalidValue, exc
+        assert isinstance(mapped, RowRefused)
+        assert mapped.http_status == 422
+        assert "udfff" not in mapped.message
+        assert "0x00" not in mapped.message
+    wrong_type = pg.DataError("invalid input for query argument $1: 'x' (an integer is required)")
+    wrong_type.__cause__ = TypeError("an integer is required")
+    assert storage_error(wrong_type, target="t") is None  # our bug, not the row's
+
+
+async def test_text_the_database_cannot_store_is_an_invalid_value(pg_migrated):
+    async def insert(conn, email):
+        await _add_user(conn, email=email)
+
+    for email in ("x\udfff@example.org", "x\x00@example.org"):
+        with pytest.raises(InvalidValue):
+            await pg_migrated.run(lambda c, email=email: insert(c, email))
+    await pg_migrated.run(_add_user)  # the pool goes on
 
 
 def test_misuse_of_the_driver_and_other_errors_pass_through():
