@@ -31,7 +31,7 @@ from grass.domain.users import Role
 from grass.storage.abc import Storage
 from grass.storage.postgres.storage import open_postgres_storage
 from grass.ws.client import open_node_socket
-from tests.http.conftest import Actor, make_actor, quick_config
+from tests.http.conftest import Actor, make_actor, node_key_for, quick_config
 from tests.http.helpers import bearer
 from tests.ws.test_gateway import PING, authenticate
 
@@ -90,6 +90,8 @@ class Canary:
     http_url: str
     node_url: str
     actor: Actor
+    #: The actor's node key: what its node answers AUTH with.
+    node_key: str
     worst: float = 0.0
     calls: int = 0
     failures: list[str] = attrs.field(factory=list)
@@ -99,7 +101,7 @@ class Canary:
             httpx.AsyncClient(base_url=self.http_url, timeout=10) as client,
             open_node_socket(self.node_url) as ws,
         ):
-            await authenticate(ws, self.actor.id)
+            await authenticate(ws, self.node_key)
             await self._me(client)
             await self._heartbeat(ws)
             task_status.started()
@@ -149,6 +151,8 @@ class World:
     user: Actor
     admin: Actor
     campaign: str
+    #: The user's node key: what its nodes answer AUTH with.
+    node_key: str
 
     @property
     def http_url(self) -> str:
@@ -216,10 +220,12 @@ async def open_world(campaign: str, config: Config | None = None) -> AsyncIterat
         user, admin = await make_actor(storage), await make_actor(storage, role=Role.ADMIN)
         http_url = f"http://127.0.0.1:{server.http_port}"
         node_url = f"ws://127.0.0.1:{server.node_port}/"
-        canary = Canary(http_url, node_url, await make_actor(storage))
+        watcher = await make_actor(storage)
+        canary = Canary(http_url, node_url, watcher, await node_key_for(storage, watcher.user))
         canary_scope = trio.CancelScope()
         await nursery.start(_run_canary, canary, canary_scope)
-        world = World(server, storage, canary, user, admin, campaign)
+        node_key = await node_key_for(storage, user.user)
+        world = World(server, storage, canary, user, admin, campaign, node_key)
         yield world
         canary_scope.cancel()
         world.check_canary()

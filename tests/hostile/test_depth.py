@@ -45,8 +45,8 @@ TARGETS = [*ROUTES, "node", "stranger"]
 class Child:
     """The subprocess under attack, a user of it, and checks that it is still there."""
 
-    def __init__(self, grass: Process, client: httpx.AsyncClient, user_id: str, token: str):
-        self.grass, self.client, self.user_id, self.token = grass, client, user_id, token
+    def __init__(self, grass: Process, client: httpx.AsyncClient, node_key: str, token: str):
+        self.grass, self.client, self.node_key, self.token = grass, client, node_key, token
 
     async def alive(self) -> None:
         assert self.grass.proc.returncode is None, (
@@ -74,7 +74,7 @@ async def hit(child: Child, target: str, text: str) -> None:
 async def _node(child: Child, signed_in: bool, text: str) -> None:
     async with RawNode.connect(child.grass.node_port) as node:
         if signed_in:
-            await wire.signed_in(node, child.user_id)
+            await wire.signed_in(node, child.node_key)
         else:
             await wire.next_reply(node)  # the AUTH request, left unanswered
         await node.send_text(text)
@@ -103,7 +103,11 @@ async def _open_child(grass: Process, client: httpx.AsyncClient) -> Child:
     registered = await client.post("/api/v1/auth/register", json=body)
     assert registered.status_code == 201, registered.text
     token = (await client.post("/api/v1/auth/login", json=body)).json()["token"]
-    return Child(grass, client, registered.json()["id"], token)
+    created = await client.post(
+        "/api/v1/me/node-keys", json={"name": "deep"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert created.status_code == 201, created.text
+    return Child(grass, client, created.json()["key"], token)
 
 
 def driven(child: Child, play: Callable[..., Awaitable[Any]]) -> Callable[[], None]:

@@ -141,7 +141,7 @@ def test_a_control_frame_flood_costs_the_codec_nothing_it_keeps():
 
 async def play_breach(world: World, prefix: list[tuple[bytes, object]], breach: tuple) -> None:
     async with RawNode.connect(world.server.node_port) as node:
-        await wire.signed_in(node, world.user.id)
+        await wire.signed_in(node, world.node_key)
         await node.stream.send_all(b"".join(frames for frames, _ in prefix) + breach[0])
         for _ in prefix:
             await wire.expect_pong(node)
@@ -167,7 +167,7 @@ async def flood(world: World, frames: bytes, rounds: int, opening: bytes = b"") 
     """A signed-in node sends ``opening``, then ``frames`` ``rounds`` times without reading,
     then a PING frame; reading again, what it gets: a close (its code), or the PONG (True)."""
     async with RawNode.connect(world.server.node_port) as node:
-        await wire.signed_in(node, world.user.id)
+        await wire.signed_in(node, world.node_key)
         chunk = frames * 1000
         try:
             with trio.fail_after(30):

@@ -108,7 +108,7 @@ def test_the_protocol_core_answers_every_hostile_message(signed_in, burst, raw):
 async def play_signed_in(world: World, burst: list[str]) -> None:
     """A signed-in node sends ``burst`` at once; each message is answered as the core says."""
     async with RawNode.connect(world.server.node_port) as node:
-        await wire.signed_in(node, world.user.id)
+        await wire.signed_in(node, world.node_key)
         owed = wire.outcomes(wire.authenticated(), burst)
         await node.stream.send_all(b"".join(node.ws.send(TextMessage(data=t)) for t in burst))
         await _expect(node, owed)
@@ -164,7 +164,7 @@ async def test_lone_surrogates_in_auth_never_break_the_owners_dashboard():
     async with open_world(KNOWN) as world:
         async with RawNode.connect(world.server.node_port) as node:
             request = json.loads((await wire.next_reply(node)).data)
-            answer = json.loads(auth_answer(request, world.user.id, wire.new_device_id()))
+            answer = json.loads(auth_answer(request, world.node_key, wire.new_device_id()))
             answer["result"]["user_agent"] = "Mozilla/5.0 \udfff"
             answer["result"]["version"] = "\ud800"
             await node.send_text(json.dumps(answer))  # ASCII: the escapes go as they are
@@ -202,7 +202,7 @@ async def test_lone_surrogates_in_auth_never_block_other_nodes_uptime(schema_dsn
         await wait_for_row(devices, canary)
         async with RawNode.connect(world.server.node_port) as node:
             request = json.loads((await wire.next_reply(node)).data)
-            answer = json.loads(auth_answer(request, world.user.id, wire.new_device_id()))
+            answer = json.loads(auth_answer(request, world.node_key, wire.new_device_id()))
             answer["result"]["user_agent"] = "Mozilla/5.0 \udfff"
             await node.send_text(json.dumps(answer))
             await node.send_text(wire.PING_MESSAGE)

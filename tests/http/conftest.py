@@ -18,7 +18,8 @@ import pytest
 
 from grass.app import Backends, LiveConfig, build_http_app, open_backends
 from grass.config import Config
-from grass.domain.users import ApiKey, ApiScope, Credentials, Role, Session, User
+from grass.domain.bearer import new_node_key
+from grass.domain.users import ApiKey, ApiScope, Credentials, NodeKey, Role, Session, User
 from grass.http.auth import hash_token, new_api_key, new_session_token
 from grass.ids import short_id
 from grass.ledger.abc import Ledger
@@ -146,3 +147,19 @@ async def make_actor(
         )
     )
     return Actor(user, session_token, key, key_id)
+
+
+async def node_key_for(storage: Storage, user: User) -> str:
+    """A node key of ``user``: what its nodes send where Grass clients send the user id."""
+    secret = new_node_key()
+    await storage.node_keys.create_node_key(
+        NodeKey(
+            id=short_id(),
+            user_id=user.id,
+            name="test nodes",
+            key_hash=hash_token(secret),
+            prefix=secret[:10],
+            created_at=now(),
+        )
+    )
+    return secret

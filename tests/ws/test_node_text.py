@@ -39,13 +39,13 @@ def _auth(request: dict, owner: str, device_id: str, **changes: object) -> str:
 
 async def test_an_auth_with_a_lone_surrogate_closes_1007_and_stores_nothing() -> None:
     async with harness() as h, open_node_socket(h.url) as good:
-        good_id = await authenticate(good, h.user_id)
+        good_id = await authenticate(good, h.node_key)
         await joined(h, good_id)
         for field in ("version", "user_agent", "user_id"):
             async with open_node_socket(h.url) as bad:
                 request = json.loads(await bad.get_message())
                 device_id = str(uuid.uuid4())
-                await bad.send_message(_auth(request, h.user_id, device_id, **{field: "4\udfff"}))
+                await bad.send_message(_auth(request, h.node_key, device_id, **{field: "4\udfff"}))
                 assert await close_code(bad) == 1007
             assert h.gateway.registry.get(device_id) is None
             assert await h.storage.devices.find_device(device_id) is None
@@ -60,7 +60,7 @@ async def test_an_auth_with_a_lone_surrogate_closes_1007_and_stores_nothing() ->
 
 async def test_after_auth_a_lone_surrogate_closes_1007_and_deep_json_is_answered() -> None:
     async with harness() as h, open_node_socket(h.url) as ws:
-        device_id = await authenticate(ws, h.user_id)
+        device_id = await authenticate(ws, h.node_key)
         await joined(h, device_id)
         await ws.send_message(PING[:-1] + ',"pad":' + "[" * 20_000 + "]" * 20_000 + "}")
         with trio.fail_after(5):

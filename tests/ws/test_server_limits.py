@@ -15,11 +15,12 @@ import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from grass.app import LiveConfig
+from grass.domain.bearer import hash_token, new_node_key
 from grass.metrics import Metrics
 from grass.storage.memory import MemoryStorage
 from grass.ws.gateway import Gateway
 from grass.ws.server import NodeServer
-from tests.storage.conftest import make_user
+from tests.storage.conftest import make_node_key, make_user
 from tests.ws.test_gateway import (
     Harness,
     ManualClock,
@@ -39,6 +40,8 @@ async def harness(**server_options) -> AsyncIterator[Harness]:
     storage = MemoryStorage()
     user = make_user()
     await storage.users.create_user(user)
+    node_key = new_node_key()  # what its nodes answer AUTH with
+    await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(node_key)))
     clock = ManualClock()
     metrics = Metrics()
     gateway = Gateway(storage, LiveConfig(config), metrics, clock)
@@ -46,7 +49,8 @@ async def harness(**server_options) -> AsyncIterator[Harness]:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
         await nursery.start(gateway.run)
-        yield Harness(f"ws://127.0.0.1:{port}/", port, gateway, storage, server, clock, user.id)
+        url = f"ws://127.0.0.1:{port}/"
+        yield Harness(url, port, gateway, storage, server, clock, user.id, node_key)
         await server.close_all()
         await gateway.shutdown()
         nursery.cancel_scope.cancel()
@@ -59,7 +63,7 @@ async def good_node(h: Harness, source: str) -> AsyncIterator[WebSocketConnectio
     async with stream, trio.open_nursery() as nursery:
         with trio.fail_after(5):
             ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/")
-        await joined(h, await authenticate(ws, h.user_id))
+        await joined(h, await authenticate(ws, h.node_key))
         await heartbeat(ws)
         yield ws
         await ws.aclose()
