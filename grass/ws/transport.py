@@ -21,8 +21,11 @@ past that it is a flood, which fails the connection with 1008 (:class:`ControlFr
 
 Closing: the server's close frame, then the node's answer is awaited (the caller bounds the
 wait); a close from the node is answered at once. After a frame that fails the connection (an
-error from the frame reader, a malformed close, a control frame flood) nothing more is read, so
-nothing is awaited either (RFC 6455 §7.1.7): the close frame is written and the server hangs up.
+error from the frame reader, a malformed close, a control frame flood) no frame is read, so no
+close is awaited either (RFC 6455 §7.1.7): the close frame is written, our half of the stream
+ends, and what the node still sends is dropped for at most ``LINGER_SECONDS`` and
+``LINGER_BYTES`` before the server hangs up (a lingering close: a node still writing then reads
+our close frame instead of a reset).
 In every case the server closes the TCP connection itself at the end (§7.1.1).
 """
 
@@ -333,13 +336,23 @@ class NodeSocket(Wire):
         while self._state == _CLOSE_SENT:
             frames = self._frames
             if frames is None or frames.done:
-                # Failed, or the node's close is read already (a malformed one): nothing more
-                # will be read, so nothing is awaited (RFC 6455 §7.1.7). What it sent is
-                # dropped first, so that hanging up ends the stream after our close frame
-                # rather than resetting it.
-                self.discard_received()
+                # Failed, or the node's close is read already (a malformed one): no frame
+                # will be read, so no close is awaited (RFC 6455 §7.1.7). Our half ends after
+                # the close frame at once, and what the node still sends is dropped for a
+                # bounded while, so that hanging up does not reset the stream before it read
+                # our close frame.
+                await self._linger()
                 return
             try:
                 await self.receive(_ignore)
-            except (TransportClosed, ProtocolError):
+            except TransportClosed:
                 return
+            except ProtocolError:  # a bad frame while awaiting the close fails it too
+                await self._linger()
+                return
+
+    async def _linger(self) -> None:
+        if self._poller is not None:
+            self._poller.discard(self)
+        if not self._broken:
+            await self.linger()

@@ -26,7 +26,10 @@ from grass.ws.session import TransportClosed
 
 RECEIVE_SIZE: Final = 65536
 _IOV_MAX: Final = 64  # buffers per sendmsg call when draining a backlog
-_DISCARD_READS: Final = 4  # reads of what a failed connection's peer sent, before hanging up
+#: How long, and how many bytes, a failed connection's peer may still send (and see dropped)
+#: after our last frame, so that hanging up does not reset the stream before it read that frame.
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 256 * 1024
 
 
 class Wire:
@@ -272,24 +275,40 @@ class Wire:
         self._broken = True
         self._out = None
 
-    def discard_received(self) -> None:
-        """Drop what the kernel holds for us, without waiting (bounded: a peer that keeps
-        sending gets a reset when the socket closes, whatever is done here)."""
-        for _ in range(_DISCARD_READS):
-            try:
-                if not self._sock.recv(RECEIVE_SIZE):
+    async def linger(self) -> None:
+        """End our half after what is written, then read and drop what the peer still sends,
+        until it ends its half, for at most LINGER_SECONDS and LINGER_BYTES (the lingering
+        close of web servers). Closing with the peer's bytes unread would reset the stream, and
+        a peer still writing would lose what we wrote last (a close frame and its code)."""
+        self._end_tls()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+        dropped = 0
+        with trio.move_on_after(LINGER_SECONDS):
+            while dropped < LINGER_BYTES:
+                try:
+                    data = self._sock.recv(RECEIVE_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    await trio.lowlevel.wait_readable(self._sock)
+                    continue
+                except OSError:
                     return
-            except OSError:  # nothing more yet (BlockingIOError), or broken
-                return
+                if not data:
+                    return
+                dropped += len(data)
 
-    def close_socket(self) -> None:
-        """Close now (best effort: a TLS close_notify if it can go at once)."""
-        self._gone()
+    def _end_tls(self) -> None:
+        """A TLS close_notify, if it can go at once (best effort)."""
         if self._tls is not None and self._tls_out is not None:
             with contextlib.suppress(OSError, ssl.SSLError, ValueError):
                 self._tls.unwrap()
             with contextlib.suppress(OSError):
                 if self._tls_out.pending:
                     self._sock.send(self._tls_out.read())
+
+    def close_socket(self) -> None:
+        """Close now (best effort: a TLS close_notify if it can go at once)."""
+        self._gone()
+        self._end_tls()
         trio.lowlevel.notify_closing(self._sock)  # wakes the writer, if one waits
         self._sock.close()

@@ -9,8 +9,7 @@ its own replies; ``tests/hostile/conftest.py`` prints the tally in pytest's term
 Hypothesis runs in a worker thread (``World.drive``): generating cases is synchronous, so the
 examples are drawn there and each is played in the trio loop that runs the server and the canary
 (``trio.from_thread.run``). Settings are derandomized with no example database, so CI replays
-the same cases every run, and shrinking is off: a failure reports its first example, and a
-strict xfail on a known finding costs one failing example, not a shrink.
+the same cases every run, and shrinking is off: a failure reports its first example at once.
 """
 
 from __future__ import annotations
@@ -57,10 +56,6 @@ class Figures:
     canary_calls: int = 0
     seconds: float = 0.0
 
-
-#: The campaign name of the tests that are strict xfails on a known #13 finding: their cases
-#: and the canary's waits while they ran are tallied apart from the campaigns that pass.
-KNOWN = "known"
 
 #: Campaign name -> figures, for the terminal summary (one pytest process, one tally).
 TALLY: dict[str, Figures] = {}

@@ -28,7 +28,7 @@ from wsproto.events import CloseConnection, Pong
 from grass.errors import ProtocolError
 from grass.ws.frames import CLOSE, PING, PONG, TEXT, FrameReader, close_payload
 from tests.hostile import wire
-from tests.hostile.campaign import KNOWN, World, count, hostile_settings, open_world
+from tests.hostile.campaign import World, count, hostile_settings, open_world
 from tests.ws.test_frames import frame
 from tests.ws.test_gateway import RawNode
 
@@ -113,18 +113,13 @@ def storm(reader: FrameReader, frames: bytes, rounds: int, batch: int = 1000) ->
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#13 finding 3: a fragment storm (one FIN=0 fragment, then empty continuations) "
-    "is never refused and every empty fragment is kept",
-)
 @pytest.mark.parametrize("between", [b"", frame(PING, b"p")], ids=["plain", "with-pings"])
 def test_a_fragment_storm_is_refused_with_bounded_memory(between):
     reader = FrameReader(wire.MAX_MESSAGE)
     reader.feed(frame(TEXT, b"{", fin=False))
     assert reader.next() is None
     code = storm(reader, frame(0, b"", fin=False) + between, STORM)
-    count(KNOWN)
+    count("frames/codec")
     assert code in {1002, 1008, 1009}, f"{STORM} empty continuations taken"
 
 
@@ -195,33 +190,32 @@ async def _last_pong_or_close(node: RawNode) -> object:
         node.ws.receive_data(data)
 
 
+#: How a flooder's connection may end: the server hangs up on a connection it failed without
+#: reading on (RFC 6455 §7.1.7), so a flooder still writing sees its stream broken ("dropped")
+#: as often as it reads the close code; the canary and the world's checks tell a crash apart.
+FLOODER_CLOSED = {1008, 4003, "dropped"}
+
+
 async def test_a_pong_frame_flood_leaves_the_canary_its_latency():
-    """Unsolicited PONG frames by the hundred thousand: each costs one comparison, none an
-    answer; the flooder keeps its connection and the canary its latency."""
+    """Unsolicited PONG frames by the hundred thousand: control frames past the node's
+    allowance fail its connection (1008); the canary keeps its latency either way."""
     async with open_world("frames") as world:
-        assert await flood(world, frame(PONG, b"p"), STORM) is True
+        outcome = await flood(world, frame(PONG, b"p"), STORM)
+        assert outcome is True or outcome in FLOODER_CLOSED, outcome
+        assert world.canary.worst < FLOOD_LATENCY_BOUND, world.canary.worst
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#13 finding 3: a PING-frame flood from one node holds the event loop for seconds "
-    "(the canary waits past FLOOD_LATENCY_BOUND)",
-)
 async def test_a_control_frame_flood_leaves_the_canary_its_latency():
-    async with open_world(KNOWN) as world:
+    async with open_world("frames") as world:
         outcome = await flood(world, frame(PING, b"p"), STORM)
-        assert outcome is True or outcome in {1008, 4003}, outcome
+        assert outcome is True or outcome in FLOODER_CLOSED, outcome
         # Tighter than LATENCY_BOUND: a flood that is handled fairly leaves the canary its
         # usual tens of milliseconds; today's stalls (1.2 to 3 s here) fail this either way.
         assert world.canary.worst < FLOOD_LATENCY_BOUND, world.canary.worst
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#13 finding 3: a fragment storm over a live connection is never refused",
-)
 async def test_a_fragment_storm_on_a_live_node_is_closed():
-    async with open_world(KNOWN) as world:
+    async with open_world("frames") as world:
         opening = frame(TEXT, b"{", fin=False)
         outcome = await flood(world, frame(0, b"", fin=False), STORM // 2, opening)
-        assert outcome in {1002, 1008, 1009}, outcome
+        assert outcome in {1002, 1008, 1009, "dropped"}, outcome

@@ -28,6 +28,7 @@ from grass.ws.transport import (
     ControlFrameFlood,
     NodeSocket,
 )
+from grass.ws.wire import LINGER_SECONDS
 
 AUTH = object()  # what deliver() returns for the message "auth": receive() hands it back
 
@@ -198,11 +199,39 @@ def raw_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
 
 
 async def assert_failed_and_dropped(node: NodeSocket, peer: Peer, code: int) -> None:
-    """The server's close goes out and it hangs up at once: it waits for no answer."""
-    with trio.fail_after(1):
-        await node.close(code, "failed")
-    assert (await peer.event(CloseConnection)).code == code
-    assert await peer.eof() == b""
+    """The server's close goes out and its half of the stream ends at once: it waits for no
+    close frame. It lingers only until the node hangs up too (what it sent is dropped)."""
+    with trio.fail_after(LINGER_SECONDS / 2):  # close returns once the node hung up
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.close, code, "failed")
+            assert (await peer.event(CloseConnection)).code == code
+            assert await peer.eof() == b""
+            await peer.stream.aclose()
+
+
+@both
+async def test_a_failed_connection_lingers_a_bounded_while_for_a_node_that_keeps_writing(
+    poller, autojump_clock
+):
+    """A node that keeps writing after the frame that failed it still reads the close code
+    (a reset would lose it), and the server hangs up after LINGER_SECONDS whatever it does."""
+    async with pair(poller=poller) as (node, peer), trio.open_nursery() as nursery:
+        await peer.send(raw_frame(1, b"\xff"))
+        with pytest.raises(ProtocolError) as caught:
+            await node.receive(recorder()[1])
+
+        async def keep_writing() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                while True:
+                    await peer.send(raw_frame(1, b"{}"))
+                    await trio.sleep(0.1)
+
+        nursery.start_soon(keep_writing)
+        started = trio.current_time()
+        await node.close(caught.value.ws_close_code, "failed")
+        assert trio.current_time() - started == pytest.approx(LINGER_SECONDS, abs=0.2)
+        assert (await peer.event(CloseConnection)).code == 1007
+        nursery.cancel_scope.cancel()
 
 
 @both
