@@ -44,10 +44,10 @@ from grass.ledger.web3 import PostgresOutbox, Web3Anchor, open_web3_ledger
 from grass.ledger.web3.rpc import decode_revert
 from grass.storage.postgres import Database
 from grass.storage.postgres.migrate import migrate
-from tests.ledger.evm import EvmNode, anvil_node, anvil_url, eth_tester_node
+from tests.ledger.evm import EvmNode, anvil_node, anvil_url, eth_tester_node, own_anvil_url
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
 
-__all__ = ["anvil_url"]  # a session fixture defined in tests/ledger/evm.py
+__all__ = ["anvil_url", "own_anvil_url"]  # fixtures defined in tests/ledger/evm.py
 
 #: Submit ``claim(account, cumulative_amount, proof)`` for a proof; the contract's custom
 #: error name if it reverted, else None.

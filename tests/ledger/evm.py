@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +42,10 @@ class EvmNode:
     w3: Web3
     concurrency: int
     _limiter: trio.CapacityLimiter | None = None
+    #: The block of each contract this node deployed for a test: its clients are given it, as
+    #: an operator gives ``ledger.contract_block``, so that no test but the one about the
+    #: search reads old states (which anvil may have moved out of memory).
+    deployed_blocks: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def funder(self) -> str:
@@ -80,12 +85,16 @@ class EvmNode:
 
         def run() -> str:
             tx = factory.constructor(owner, NO_TOKEN).transact({"from": self.funder})
-            return str(self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"])
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+            address = str(receipt["contractAddress"])
+            self.deployed_blocks[address.lower()] = int(receipt["blockNumber"])
+            return address
 
         return self.call(run)
 
     def client(self, address: str) -> DistributorClient:
-        return DistributorClient(self.w3, address, limiter=self.limiter())
+        deployed_at = self.deployed_blocks.get(address.lower())
+        return DistributorClient(self.w3, address, limiter=self.limiter(), deployed_at=deployed_at)
 
     async def mine_forever(self, interval: float = 0.02) -> None:
         """Blocks keep coming, as on a real chain: confirmations need them."""
@@ -116,9 +125,13 @@ def _unavailable(message: str) -> None:
 _LISTENING = re.compile(r"Listening on ([0-9.]+):(\d+)")
 
 
-@pytest.fixture(scope="session")
-def anvil_url() -> Iterator[str]:
-    """A fresh anvil on 127.0.0.1 and a port the kernel picks, for the whole session."""
+@contextmanager
+def running_anvil(home: Path) -> Iterator[str]:
+    """An anvil on 127.0.0.1 and a port the kernel picks; its URL.
+
+    Its home is ``home``: anvil moves old block states to files under ``~/.foundry``, and
+    two test sessions at once (CI runs two Pythons side by side) must not share them.
+    """
     binary = anvil_binary()
     if binary is None:
         _unavailable("no anvil binary: run scripts/install-anvil.sh")
@@ -128,6 +141,7 @@ def anvil_url() -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "HOME": str(home)},
     )
     assert process.stdout is not None
     url = None
@@ -158,3 +172,17 @@ def anvil_url() -> Iterator[str]:
 
 def anvil_node(url: str) -> EvmNode:
     return EvmNode(name="anvil", w3=connect(url), concurrency=4)
+
+
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One anvil for the whole session."""
+    with running_anvil(tmp_path_factory.mktemp("anvil-home")) as url:
+        yield url
+
+
+@pytest.fixture
+def own_anvil_url(tmp_path: Path) -> Iterator[str]:
+    """An anvil of the test's own: a short chain whose every state is still in memory."""
+    with running_anvil(tmp_path) as url:
+        yield url

@@ -47,7 +47,7 @@ from grass.ledger.web3.outbox import OutboxStatus, called_contract
 from grass.storage.memory import MemoryStorage
 from grass.storage.postgres.migrate import load_migrations, migrate
 from tests.ledger.conftest import Deployment, _deployment
-from tests.ledger.evm import anvil_node, eth_tester_node
+from tests.ledger.evm import EvmNode, anvil_node, eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
 
 
@@ -372,9 +372,11 @@ async def test_a_store_moved_to_a_newly_deployed_contract_anchors_there(
         assert b.signed == {1: 1}
 
 
-def _web3_config(url: str, address: str, key: str):
+def _web3_config(url: str, address: str, key: str, *, block: int | None = None):
+    """The app's web3 settings; ``block`` is ``ledger.contract_block`` (else found on the chain)."""
     config, _ = load_config(
         environ={
+            **({} if block is None else {"GRASS_LEDGER_CONTRACT_BLOCK": str(block)}),
             "GRASS_LEDGER": "web3",
             "GRASS_LEDGER_RPC_URL": url,
             "GRASS_LEDGER_CONTRACT_ADDRESS": address,
@@ -388,7 +390,8 @@ def _web3_config(url: str, address: str, key: str):
 
 async def test_the_app_opens_the_web3_ledger_from_its_config(anvil_url, autojump_clock):
     d = _deployment(anvil_node(anvil_url))
-    config = _web3_config(anvil_url, d.address, d.signer.key.hex())
+    block = d.node.deployed_blocks[d.address.lower()]
+    config = _web3_config(anvil_url, d.address, d.signer.key.hex(), block=block)
     async with app.open_ledger(config, MemoryStorage()) as ledger:
         assert isinstance(ledger.anchor, Web3Anchor)
         await ledger.record([credit("a1")])
@@ -407,14 +410,22 @@ async def test_the_app_opens_the_web3_ledger_from_its_config(anvil_url, autojump
             pass
 
 
-async def test_logs_are_read_from_the_deployment_block_in_windows(deployment, autojump_clock):
-    node = deployment.node
+@pytest.fixture(params=["eth-tester", "anvil"])
+def fresh_node(request: pytest.FixtureRequest) -> EvmNode:
+    """A node of the test's own: its whole history is there to search."""
+    if request.param == "anvil":
+        return anvil_node(request.getfixturevalue("own_anvil_url"))
+    return eth_tester_node()
+
+
+async def test_logs_are_read_from_the_deployment_block_in_windows(fresh_node, autojump_clock):
+    node = fresh_node
     for _ in range(6):  # history before the contract, which no log query should need
         await node.run(node.mine)
     signer = node.new_signer()
     address = await node.run(lambda: node.deploy(signer.address))
     deployed_at = await node.run(lambda: node.w3.eth.block_number)
-    found = node.client(address)
+    found = DistributorClient(node.w3, address, limiter=node.limiter())  # no block configured
     assert await found.deployment_block() == deployed_at  # found on the chain, once
     journal = MemoryJournal()
     await journal.record([credit("a1")])
