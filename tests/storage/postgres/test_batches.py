@@ -229,7 +229,7 @@ async def _delete_while_writing(db, user_id, write, waiting_query):
 
 _DELETE_WAITING = """
 SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-WHERE NOT l.granted AND a.query LIKE 'DELETE FROM users%'
+WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE 'DELETE FROM users%'
 """
 
 
@@ -254,7 +254,8 @@ async def test_a_delete_waits_for_a_writer_of_the_user_then_removes_what_it_wrot
 
 _DELETE_WAITING_FOR_FLUSHES = """
 SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-WHERE NOT l.granted AND l.locktype = 'advisory' AND a.query LIKE '%pg_advisory_xact_lock(%'
+WHERE NOT l.granted AND l.locktype = 'advisory' AND a.datname = current_database()
+  AND a.query LIKE '%pg_advisory_xact_lock(%'
 """
 
 
