@@ -13,8 +13,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-#: The interpreter's recursion limit (1000 in CPython) when grass was first imported.
-RECURSION_LIMIT = sys.getrecursionlimit()
+#: CPython's default recursion limit.
+DEFAULT_RECURSION_LIMIT = 1000
+
+#: The limit grass keeps: the interpreter's when grass is first imported, but never above the
+#: default (a program that imported py_ecc before grass has 100 000 by then).
+RECURSION_LIMIT = min(sys.getrecursionlimit(), DEFAULT_RECURSION_LIMIT)
 
 #: Libraries known to raise the limit on import.
 _RAISE_THE_LIMIT = ("py_ecc",)
@@ -30,6 +34,7 @@ def pin_recursion_limit() -> int | None:
     return found
 
 
+pin_recursion_limit()
 for _name in _RAISE_THE_LIMIT:
     try:
         importlib.import_module(_name)

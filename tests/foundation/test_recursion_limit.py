@@ -49,6 +49,22 @@ def test_importing_all_of_grass_keeps_the_default_limit() -> None:
     assert done.stdout.split() == ["1000"]
 
 
+def test_a_limit_raised_before_grass_is_imported_is_put_back() -> None:
+    """py_ecc imported first (a program, or a test session, that loads eth-account before
+    grass): grass takes the default, not the raised limit, as the one to keep."""
+    done = _python(
+        """
+        import sys
+        import py_ecc
+        raised = sys.getrecursionlimit()
+        import grass
+        print(raised, grass.RECURSION_LIMIT, sys.getrecursionlimit())
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["100000", "1000", "1000"]
+
+
 def test_the_old_reproduction_no_longer_crashes() -> None:
     done = _python(
         f"""
