@@ -74,3 +74,13 @@ class UptimeFlushResult:
     #: Deltas whose device row does not exist (removed meanwhile): skipped, never an error,
     #: so that one vanished device cannot block every other node's flush.
     unknown_devices: frozenset[str] = frozenset()
+    #: Deltas naming a user who does not own the device row: skipped, so that no delta ever
+    #: credits (or moves) uptime on another user's device.
+    foreign_devices: frozenset[str] = frozenset()
+
+    def __add__(self, other: UptimeFlushResult) -> UptimeFlushResult:
+        return UptimeFlushResult(
+            applied=self.applied + other.applied,
+            unknown_devices=self.unknown_devices | other.unknown_devices,
+            foreign_devices=self.foreign_devices | other.foreign_devices,
+        )

@@ -270,7 +270,9 @@ class UptimeStore(Protocol):
         """One flush: add each delta into its bucket (created at zero when missing); seconds,
         rtt_count, rtt_sum_ms and reconnects add up, rtt_max_ms takes the maximum, user_id
         takes the delta's. Deltas sharing a key in one batch are summed first. Deltas of
-        devices that do not exist are skipped and reported."""
+        devices that do not exist are skipped and reported (``unknown_devices``), and so are
+        deltas naming another user than the device's owner (``foreign_devices``): they never
+        change the owner's buckets nor credit anyone."""
         ...
 
     async def list_buckets(

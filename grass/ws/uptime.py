@@ -370,13 +370,11 @@ class UptimeFlusher:
                 self._refused = {d: c for d, c in self._refused.items() if d in live}
 
     async def _write_deltas(self) -> UptimeFlushResult:
-        applied = 0
-        unknown: set[str] = set()
+        total = UptimeFlushResult(applied=0)
 
         def written(deltas: Sequence[UptimeDelta], result: UptimeFlushResult) -> None:
-            nonlocal applied
-            applied += result.applied
-            unknown.update(result.unknown_devices)
+            nonlocal total
+            total += result
             for delta in deltas:
                 self._carry.pop(delta.key, None)
 
@@ -386,7 +384,7 @@ class UptimeFlusher:
 
         deltas = list(self._carry.values())
         await write_apart(deltas, self._uptime.add_uptime, written=written, refused=refused)
-        return UptimeFlushResult(applied=applied, unknown_devices=frozenset(unknown))
+        return total
 
     def _count_refused(self, batch: str, device_id: str, exc: RowRefused) -> None:
         self.rows_refused += 1

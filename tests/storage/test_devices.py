@@ -65,6 +65,7 @@ async def test_update_device(storage):
     assert await storage.devices.get_device(device.device_id) == paused
     with pytest.raises(StorageConflict):
         await storage.devices.update_device(attrs.evolve(device, user_id=other.id))
+    assert await storage.devices.get_device(device.device_id) == paused
     with pytest.raises(StorageNotFound):
         await storage.devices.update_device(make_device(user))
 
@@ -101,6 +102,7 @@ async def test_upsert_devices_is_atomic(storage):
     with pytest.raises(StorageConflict):
         await storage.devices.upsert_devices([fresh, attrs.evolve(theirs, user_id=user.id)])
     assert await storage.devices.find_device(fresh.device_id) is None
+    assert await storage.devices.get_device(theirs.device_id) == theirs  # the owner stays
     with pytest.raises(IntegrityViolation):
         await storage.devices.upsert_devices([fresh, make_device(make_user())])
     assert await storage.devices.find_device(fresh.device_id) is None

@@ -70,16 +70,27 @@ async def test_flush_skips_unknown_devices(storage):
     assert (await storage.uptime.uptime_stats()).seconds == 60
 
 
-async def test_bucket_user_follows_latest_delta(storage):
+async def test_a_delta_of_another_user_is_not_applied(storage):
+    """Points go to the device's owner only: a delta naming another user for the device is
+    skipped and reported (it used to move the whole bucket, seconds and all, to that user)."""
     user = await add_user(storage)
     device = await add_device(storage, user)
     await storage.uptime.add_uptime([delta(device)])
-    moved = await add_user(storage)
+    other = await add_user(storage)
     d = delta(device)
-    await storage.uptime.add_uptime([type(d)(**{**_fields(d), "user_id": moved.id})])
+    stolen = type(d)(**{**_fields(d), "user_id": other.id})
+    result = await storage.uptime.add_uptime([stolen, delta(device, seconds=5)])
+    assert result.applied == 1
+    assert result.foreign_devices == frozenset({device.device_id})
+    assert result.unknown_devices == frozenset()
     (bucket,) = (await storage.uptime.list_buckets(T0)).items
-    assert bucket.user_id == moved.id
-    assert bucket.stats.seconds == 120
+    assert bucket.user_id == user.id
+    assert bucket.stats.seconds == 65
+    assert (await storage.uptime.uptime_stats(user_id=other.id)).seconds == 0
+    assert await storage.uptime.uptime_by_user([user.id, other.id]) == {
+        user.id: UptimeStats(seconds=65)
+    }
+    assert (await storage.devices.get_device(device.device_id)).user_id == user.id
 
 
 def _fields(value):

@@ -33,11 +33,13 @@ class MemoryUptimeStore:
         async with self._scope.op() as db:
             merged: dict[tuple[str, dt.datetime, str], UptimeBucket] = {}
             unknown: set[str] = set()
+            foreign: set[str] = set()
             applied = 0
             for n, d in enumerate(deltas, 1):
                 await after_row(n)
-                if d.device_id not in db.devices:
-                    unknown.add(d.device_id)
+                device = db.devices.get(d.device_id)
+                if device is None or device.user_id != d.user_id:
+                    (unknown if device is None else foreign).add(d.device_id)
                     continue
                 applied += 1
                 before = merged.get(d.key) or db.uptime.get(d.key)
@@ -52,7 +54,11 @@ class MemoryUptimeStore:
             for n, bucket in enumerate(merged.values(), 1):
                 db.uptime.save(bucket)
                 await after_row(n)
-            return UptimeFlushResult(applied=applied, unknown_devices=frozenset(unknown))
+            return UptimeFlushResult(
+                applied=applied,
+                unknown_devices=frozenset(unknown),
+                foreign_devices=frozenset(foreign),
+            )
 
     async def list_buckets(
         self,

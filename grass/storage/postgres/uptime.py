@@ -74,10 +74,17 @@ _START_RELAXED = (
     " set_config('synchronous_commit', 'off', true)"
 )
 # The devices table is small next to a flush's work; only the rows of this flush are checked.
+# A delta counts only for the device's owner: one naming another user is dropped as well
+# (``foreign``), so it can neither credit that user nor move the owner's bucket to them.
 _DROP_UNKNOWN = """
-DELETE FROM uptime_deltas d
-WHERE d.flush = $1 AND NOT EXISTS (SELECT 1 FROM devices v WHERE v.id = d.device_id)
-RETURNING d.device_id::text AS device_id
+WITH dropped AS (
+    DELETE FROM uptime_deltas d
+    WHERE d.flush = $1 AND NOT EXISTS
+        (SELECT 1 FROM devices v WHERE v.id = d.device_id AND v.user_id = d.user_id)
+    RETURNING d.device_id, d.user_id
+)
+SELECT DISTINCT x.device_id::text AS device_id, x.user_id, v.id IS NOT NULL AS foreign
+FROM dropped x LEFT JOIN devices v ON v.id = x.device_id
 """
 # One merge at a time per schema (a second one would only wait on the first one's row locks);
 # the rows of flushes committing meanwhile are not visible to the DELETE and stay pending.
@@ -109,7 +116,7 @@ _BUCKET = (
     "rtt_sum_ms, rtt_max_ms, reconnects"
 )
 
-_Key = tuple[dt.datetime, str, str]
+_Key = tuple[dt.datetime, str, str, str]
 
 
 def _is_ip(value: str) -> bool:
@@ -171,10 +178,11 @@ def fold_periods(
 def _rows(deltas: Sequence[UptimeDelta], flush: int) -> list[tuple[object, ...]]:
     merged: dict[_Key, UptimeDelta] = {}
     for d in deltas:
-        key = (d.bucket_start, d.device_id, d.ip)
+        # The user too: the flush keeps only the owner's deltas (a stray one never adds in).
+        key = (d.bucket_start, d.device_id, d.ip, d.user_id)
         before = merged.get(key)
         if before is not None:  # rare: a device flushed twice in one batch
-            d = attrs.evolve(d, stats=before.stats + d.stats)  # the latest names the owner
+            d = attrs.evolve(d, stats=before.stats + d.stats)
         merged[key] = d
     return [
         (
@@ -228,9 +236,12 @@ class PgUptimeStore:
             await conn.copy_records_to_table("uptime_deltas", records=rows, columns=_COLUMNS)
             return await conn.fetch(_DROP_UNKNOWN, number)
 
-        unknown = frozenset(r["device_id"] for r in await self._scope.write(flush))
-        applied = sum(1 for d in deltas if d.device_id not in unknown)
-        return UptimeFlushResult(applied=applied, unknown_devices=unknown)
+        dropped = await self._scope.write(flush)
+        unknown = frozenset(r["device_id"] for r in dropped if not r["foreign"])
+        foreign = frozenset(r["device_id"] for r in dropped if r["foreign"])
+        refused = {(r["device_id"], r["user_id"]) for r in dropped}
+        applied = sum(1 for d in deltas if (d.device_id, d.user_id) not in refused)
+        return UptimeFlushResult(applied=applied, unknown_devices=unknown, foreign_devices=foreign)
 
     async def list_buckets(
         self,

@@ -53,7 +53,9 @@ async def test_reads_are_the_same_before_and_after_the_merge(storage):
     )
     await merge_uptime(storage.db)
     # Pending on top of merged rows: more seconds, a higher maximum, and the device now
-    # reported by the second user (the latest delta names the owner of the whole bucket).
+    # reported by the second user (the latest delta names the owner of the whole bucket; a
+    # delta counts only for the device's owner, so the device was removed and re-added).
+    await _move(storage, device, second)
     moved = attrs.evolve(
         delta(device, seconds=15, rtt_count=2, rtt_sum_ms=90, rtt_max_ms=60), user_id=second.id
     )
@@ -105,8 +107,15 @@ async def test_deleting_a_user_deletes_the_buckets_pending_deltas_gave_it(storag
     device = await add_device(storage, first)
     await storage.uptime.add_uptime([delta(device, seconds=30)])
     await merge_uptime(storage.db)
+    await _move(storage, device, second)
     await storage.uptime.add_uptime([attrs.evolve(delta(device, seconds=5), user_id=second.id)])
     await storage.users.delete_user(second.id)
     assert await _pending(storage) == 0
     assert (await storage.uptime.list_buckets(T0)).items == ()
     assert await storage.uptime.uptime_stats() == UptimeStats()
+
+
+async def _move(storage, device, user):
+    """The device removed by its owner and added again by ``user`` (its uptime stays)."""
+    await storage.devices.delete_device(device.device_id)
+    await storage.devices.create_device(attrs.evolve(device, user_id=user.id))
