@@ -163,6 +163,9 @@ class LimitsConfig:
     #: ``device_active_window`` (stored rows of devices gone longer ago do not count).
     max_devices_per_user: Count = Count(100)
     device_active_window: Seconds = Seconds(3600.0)
+    #: Devices a user may have stored, active or not: a new device id beyond it is refused
+    #: (the active cap alone let a node key store new device ids without end).
+    max_stored_devices_per_user: Count = Count(1000)
     max_connections_per_ip: Count = Count(25)
     min_network_score: Fraction = Fraction(0.0)
     auth_requests_per_minute: Count = Count(20)
@@ -581,6 +584,10 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("server.tls_cert, server.tls_key: give both or neither")
     if config.storage.pool_min_size > config.storage.pool_max_size:
         problems.append("storage.pool_min_size: larger than storage.pool_max_size")
+    if config.limits.max_stored_devices_per_user < config.limits.max_devices_per_user:
+        problems.append(
+            "limits.max_stored_devices_per_user: smaller than limits.max_devices_per_user"
+        )
     if config.rates.bucket_seconds < 1 or config.rates.epoch_seconds < config.rates.bucket_seconds:
         problems.append("rates.epoch_seconds: must be at least one bucket long")
     elif config.rates.epoch_seconds % config.rates.bucket_seconds:

@@ -236,7 +236,10 @@ class DeviceStore(Protocol):
         """Order: first_seen, device_id (ascending)."""
         ...
 
-    async def count_devices(self, user_id: str) -> int: ...
+    async def count_devices(self, user_id: str) -> int:
+        """Every device the user has stored, active or not: what the cap of stored devices
+        counts (PostgreSQL: an index-only scan of ``devices_user_idx``)."""
+        ...
 
     async def count_recent_devices(self, user_id: str, *, seen_since: dt.datetime) -> int:
         """The user's devices last seen at or after ``seen_since``: what the device cap

@@ -165,6 +165,9 @@ class Gateway:
             max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
             min_network_score=lambda: self.live.current.limits.min_network_score,
             score_of=score_of,
+            max_stored_devices_per_user=lambda: (
+                self.live.current.limits.max_stored_devices_per_user
+            ),
         )
         self._sessions = 0
         self._idle = trio.Event()
@@ -326,7 +329,10 @@ class Gateway:
         since = dt.datetime.fromtimestamp(self.clock() - window, dt.UTC)
         recent = await self.storage.devices.count_recent_devices(user_id, seen_since=since)
         active = device is not None and device.last_seen >= since
-        self.registry.check(user_id, device_id, recent=recent, active=active)
+        # A new device id also needs room among the user's stored devices (their count is
+        # read only then: a device already stored reconnects without it).
+        stored = None if device is not None else await self.storage.devices.count_devices(user_id)
+        self.registry.check(user_id, device_id, recent=recent, active=active, stored=stored)
         if session.close_code is not None:  # closed while we awaited storage
             raise Unauthenticated("connection closed during AUTH")
         config = self.live.current

@@ -6,7 +6,8 @@ uses; a live session is closed directly):
 ====  ======================================================================================
 4000  replaced: the same device connected again; the OLDER connection is closed
 4001  paused: the owner paused this device; it must stop (refused at AUTH, or closed live)
-1008  a limit found at AUTH: too many active devices for the user, a v4 device's network
+1008  a limit found at AUTH: too many active devices for the user, a new device of a user
+      with ``limits.max_stored_devices_per_user`` devices stored, a v4 device's network
       score below ``limits.min_network_score``, a device owned by another user
 ====  ======================================================================================
 
@@ -19,6 +20,12 @@ active devices: those storage saw lately (last seen within ``limits.device_activ
 wherever they connected) plus those connected here that storage does not count yet, not every
 device ever stored: junk devices held for a second no longer fill the cap for good. An active
 device always gets back in, so reaching the cap never locks out a device the user is using.
+
+Since the cap counts active devices only, a node key could still store a new device id every
+few seconds and grow the devices table without end: a NEW device id (not stored yet) is also
+refused once the user has ``limits.max_stored_devices_per_user`` devices stored (plus those
+connected here not written yet). Devices already stored always get back in; the owner makes
+room by removing devices.
 
 A device connected here under another user is refused (1008), never replaced: knowing a device
 id is not enough to kick its node (storage refuses a device stored under another user the same
@@ -48,6 +55,10 @@ class IpLimit(Forbidden):
     ws_close_code = 1008
 
 
+class StoredDeviceLimit(DeviceLimit):
+    code = "stored_device_limit"
+
+
 class ScoreTooLow(Forbidden):
     code = "score_too_low"
     ws_close_code = 1008
@@ -71,8 +82,10 @@ class Registry:
         max_connections_per_ip: Callable[[], int],
         min_network_score: Callable[[], float] = lambda: 0.0,
         score_of: ScoreOf = lambda _: None,
+        max_stored_devices_per_user: Callable[[], int] = lambda: 1000,
     ) -> None:
         self._max_devices = max_devices_per_user
+        self._max_stored = max_stored_devices_per_user
         self._max_per_ip = max_connections_per_ip
         self._min_score = min_network_score
         self._score_of = score_of
@@ -98,10 +111,13 @@ class Registry:
 
     # -- devices (at AUTH) ------------------------------------------------------------------
 
-    def check(self, user_id: str, device_id: str, *, recent: int, active: bool) -> None:
+    def check(
+        self, user_id: str, device_id: str, *, recent: int, active: bool, stored: int | None = None
+    ) -> None:
         """Raise the limit a new session of ``device_id`` would break; ``recent`` is the
         user's device count storage saw within the active window, ``active`` whether this
-        device is one of them."""
+        device is one of them, ``stored`` the user's stored devices when this device is not
+        stored (None when it is)."""
         self._check_owner(user_id, device_id)
         score = self._score_of(device_id)
         if score is not None and score < self._min_score():
@@ -109,11 +125,15 @@ class Registry:
         live = self._by_user.get(user_id, ())
         if active or device_id in live:
             return
-        uncounted = sum(
-            1 for d in live if (a := self._by_device[d].accrual) is not None and not a.recent
-        )
-        if recent + uncounted >= self._max_devices():
+        accruals = [a for d in live if (a := self._by_device[d].accrual) is not None]
+        if recent + sum(1 for a in accruals if not a.recent) >= self._max_devices():
             raise DeviceLimit(f"device limit reached ({self._max_devices()} active devices)")
+        if stored is not None and stored + sum(1 for a in accruals if not a.saved) >= (
+            cap := self._max_stored()
+        ):
+            raise StoredDeviceLimit(
+                f"stored device limit reached ({cap} devices): remove unused devices to add one"
+            )
 
     def _check_owner(self, user_id: str, device_id: str) -> None:
         held = self._by_device.get(device_id)

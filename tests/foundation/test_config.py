@@ -81,6 +81,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
     "limits": {
         "max_devices_per_user": 7,
         "device_active_window": 600.0,
+        "max_stored_devices_per_user": 700,
         "max_connections_per_ip": 9,
         "min_network_score": 12.5,
         "auth_requests_per_minute": 5,
@@ -313,6 +314,10 @@ MESSAGES = [
         "storage.pool_min_size: larger than storage.pool_max_size",
     ),
     ({"GRASS_RATES_EPOCH_SECONDS": "10"}, "rates.epoch_seconds: must be at least one bucket long"),
+    (
+        {"GRASS_LIMITS_MAX_STORED_DEVICES_PER_USER": "99"},
+        "limits.max_stored_devices_per_user: smaller than limits.max_devices_per_user",
+    ),
 ]
 
 

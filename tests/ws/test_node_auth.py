@@ -158,6 +158,30 @@ async def test_devices_that_came_and_went_stop_holding_the_cap(autojump_clock):
         assert back.closed is None
 
 
+async def test_new_device_ids_stop_at_the_stored_device_cap(autojump_clock):
+    """Devices that came and went stop holding the active cap, but their rows stay: a node
+    key churning new device ids is refused once the user stores that many (1008), while a
+    stored device still gets back in."""
+    limits = {"max_devices_per_user": 2, "max_stored_devices_per_user": 4}
+    async with world(limits={**limits, "device_active_window": HOUR}) as w:
+        _, key = await w.user()
+        for _ in range(4):
+            node, device_id = await w.node(key)
+            assert node.closed is None
+            node.node_disconnect()
+            await trio.testing.wait_all_tasks_blocked()
+            await w.gateway.flusher.flush_now()
+            await trio.sleep(HOUR + 1)  # gone past the window: not an active device
+        (user_id,) = await _users(w)
+        assert await w.storage.devices.count_devices(user_id) == 4
+        churned, _ = await w.node(key)
+        assert churned.closed[0] == 1008
+        assert "stored device limit" in churned.closed[1]
+        assert await w.storage.devices.count_devices(user_id) == 4
+        back, _ = await w.node(key, device_id)
+        assert back.closed is None
+
+
 async def _users(w: World) -> list[str]:
     return [u.id for u in (await w.storage.users.list_users()).items]
 

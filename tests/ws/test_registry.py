@@ -15,6 +15,7 @@ from grass.ws.registry import (
     IpLimit,
     Registry,
     ScoreTooLow,
+    StoredDeviceLimit,
 )
 from grass.ws.session import Session
 from tests.ws.test_session import FakeTransport, clock
@@ -27,6 +28,7 @@ def registry(**limits) -> Registry:
         max_connections_per_ip=lambda: limits.get("per_ip", 2),
         min_network_score=lambda: limits.get("min_score", 0.0),
         score_of=limits.get("score_of", lambda _: None),
+        max_stored_devices_per_user=lambda: limits.get("stored", 1000),
     )
 
 
@@ -65,6 +67,25 @@ def test_connections_per_ip_are_capped_and_released():
     reg.release("10.0.0.1")
     reg.open("10.0.0.1")
     assert reg.connections_from("10.0.0.1") == 2
+
+
+def test_new_devices_are_refused_once_the_user_stores_the_most_devices():
+    """The active cap alone let a node key store new device ids without end."""
+    reg = registry(devices=100, stored=3)
+    unsaved = session(USER)
+    reg.add(unsaved)
+    # two devices stored, one live here not written yet: a third new device id is refused
+    with pytest.raises(StoredDeviceLimit) as caught:
+        reg.check(USER, str(uuid.uuid4()), recent=0, active=False, stored=2)
+    assert caught.value.ws_close_code == 1008
+    assert caught.value.code == "stored_device_limit"
+    assert "stored device limit reached (3 devices)" in caught.value.message
+    # a stored device (no count given) and the live one always get back in
+    reg.check(USER, str(uuid.uuid4()), recent=0, active=False, stored=None)
+    reg.check(USER, unsaved.device_id, recent=0, active=False, stored=2)
+    # once the live device is written, storage counts it: room for one more
+    unsaved.accrual.saved = True
+    reg.check(USER, str(uuid.uuid4()), recent=0, active=False, stored=2)
 
 
 def test_devices_per_user_count_live_and_recently_seen_devices():
