@@ -19,7 +19,14 @@ from grass.storage.abc import (
     Storage,
     StorageConflict,
 )
-from tests.storage.conftest import add_user, make_device, make_notification, make_user
+from tests.storage.conftest import (
+    add_user,
+    delta,
+    make_device,
+    make_entry,
+    make_notification,
+    make_user,
+)
 
 BAD_TEXT = ["4\udfff", "\ud800", "a\x00b"]
 
@@ -72,3 +79,29 @@ async def test_refusals_for_the_row_are_row_refusals(storage: Storage):
     with pytest.raises(IntegrityViolation) as integrity:
         await storage.devices.upsert_devices([make_device(make_user())])
     assert isinstance(integrity.value, RowRefused)
+
+
+@pytest.mark.parametrize("field", ["seconds", "rtt_sum_ms", "reconnects"])
+async def test_an_uptime_delta_out_of_range_is_refused_alone(storage: Storage, field: str):
+    """A number no column can hold (above 2**63 - 1) is the row's fault, on every backend:
+    InvalidValue, so that the flusher drops that delta and writes the others."""
+    user = await add_user(storage)
+    device = make_device(user)
+    await storage.devices.upsert_devices([device])
+    with pytest.raises(InvalidValue) as raised:
+        await storage.uptime.add_uptime([delta(device), delta(device, **{field: 2**63})])
+    assert isinstance(raised.value, RowRefused)
+    assert str(2**63) not in raised.value.message
+    assert (await storage.uptime.uptime_stats()).seconds == 0
+    await storage.uptime.add_uptime([delta(device)])
+    assert (await storage.uptime.uptime_stats()).seconds == 60
+
+
+async def test_an_earning_out_of_range_is_refused_and_the_batch_writes_nothing(storage: Storage):
+    user = await add_user(storage)
+    good = make_entry(user, amount=5)
+    with pytest.raises(InvalidValue):
+        await storage.earnings.insert_earnings([good, make_entry(user, amount=2**63)])
+    assert await storage.earnings.find_earning(good.idempotency_key) is None
+    await storage.earnings.insert_earnings([good, make_entry(user, amount=2**63 - 1)])
+    assert (await storage.earnings.earnings_totals(user_id=user.id)).total == 2**63 + 4

@@ -5,7 +5,8 @@ the journal records (table, key, previous row or None) for every write and repla
 
 A row is refused (InvalidValue) where PostgreSQL would refuse it for its text: a string UTF-8
 cannot encode (a lone surrogate) or holding NUL, anywhere in the row. Stored, such a row made
-every later JSON reply that showed it fail.
+every later JSON reply that showed it fail. So is a row with an integer field no PostgreSQL
+integer column holds (beyond bigint); numbers inside JSON-like values are free, as in jsonb.
 """
 
 from __future__ import annotations
@@ -104,11 +105,11 @@ class Table(Generic[K, R]):
 
     def save(self, row: R) -> None:
         """Insert or replace by primary key; a unique value held by another row conflicts."""
-        where = _unstorable(row, "")
-        if where is not None:
+        found = _unstorable(row, "")
+        if found is not None:
+            where, what = found
             raise InvalidValue(
-                f"{self.name}: cannot store text that UTF-8 cannot encode or holding NUL"
-                f" ({where or 'row'})",
+                f"{self.name}: cannot store {what} ({where or 'row'})",
                 details={"table": self.name, "column": where},
             )
         key = self._key(row)
@@ -161,9 +162,14 @@ class Table(Generic[K, R]):
 _LEAVES: set[type] = {int, float, bool, dt.datetime, dt.date, dt.time, dt.timedelta, bytes}
 _LEAVES.add(type(None))
 Getter = Callable[[Any], tuple[Any, ...]]
-#: Per attrs class: its text fields (and a getter for them all), then its other fields that
-#: may hold text deeper down (containers, nested classes).
-_PLANS: dict[type, tuple[tuple[str, ...], Getter, tuple[str, ...]]] = {}
+#: Per attrs class: its text fields (and a getter for them all), its integer fields (and a
+#: getter), then its other fields that may hold text deeper down (containers, nested classes).
+Plan = tuple[tuple[str, ...], Getter, tuple[str, ...], Getter, tuple[str, ...]]
+_PLANS: dict[type, Plan] = {}
+#: PostgreSQL's widest integer column (bigint): a number beyond it fits no column.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_TEXT = "text that UTF-8 cannot encode or holding NUL"
+_NUMBER = "a number out of its column's range"
 
 
 def _storable(text: str) -> bool:
@@ -190,7 +196,12 @@ def _holds(hint: Any) -> str:
     return "deep"
 
 
-def _plan(kind: type) -> tuple[tuple[str, ...], Getter, tuple[str, ...]]:
+def _is_int(hint: Any) -> bool:
+    args = typing.get_args(hint) if typing.get_origin(hint) is not None else (hint,)
+    return int in args and all(a in (int, type(None)) for a in args)
+
+
+def _plan(kind: type) -> Plan:
     plan = _PLANS.get(kind)
     if plan is None:
         names = [f.name for f in attrs.fields(kind)]
@@ -200,23 +211,39 @@ def _plan(kind: type) -> tuple[tuple[str, ...], Getter, tuple[str, ...]]:
             hints = {}
         holds = {name: _holds(hints[name]) if name in hints else "deep" for name in names}
         text = tuple(n for n in names if holds[n] == "text")
-        plan = _PLANS[kind] = (text, _getter(text), tuple(n for n in names if holds[n] == "deep"))
+        ints = tuple(n for n in names if n in hints and _is_int(hints[n]))
+        deep = tuple(n for n in names if holds[n] == "deep")
+        plan = _PLANS[kind] = (text, _getter(text), ints, _getter(ints), deep)
     return plan
 
 
-def _unstorable(value: Any, where: str) -> str | None:
-    """Where in ``value`` text PostgreSQL would refuse is (a path, "" for the value itself).
+def _out_of_range(names: tuple[str, ...], numbers: tuple[Any, ...], where: str) -> str | None:
+    for name, number in zip(names, numbers, strict=True):
+        if type(number) is int and not _INT_MIN <= number <= _INT_MAX:
+            return f"{where}.{name}" if where else name
+    return None
+
+
+def _unstorable(value: Any, where: str) -> tuple[str, str] | None:
+    """Where in ``value`` a value PostgreSQL would refuse is (a path, "" for the value itself),
+    and what it is.
 
     Every write of every row comes here: an attrs row's text fields are fetched in one C call
     and checked joined (ASCII without NUL, the common case, costs two C scans)."""
     kind = type(value)
     plan = _PLANS.get(kind)
     if plan is not None or attrs.has(kind):
-        text, get, deep = plan or _plan(kind)
+        text, get, ints, get_ints, deep = plan or _plan(kind)
         texts = get(value)
         joined = "".join(filter(None, texts))
         if not (joined.isascii() and "\x00" not in joined) and not _storable(joined):
-            return _first(zip(text, texts, strict=True), where)
+            bad = _first(zip(text, texts, strict=True), where)
+            if bad is not None:
+                return bad
+        if ints:
+            number = _out_of_range(ints, get_ints(value), where)
+            if number is not None:
+                return number, _NUMBER
         for name in deep:
             item = getattr(value, name)
             if type(item) not in _LEAVES:
@@ -225,7 +252,7 @@ def _unstorable(value: Any, where: str) -> str | None:
                     return found
         return None
     if kind is str:
-        return None if _storable(value) else where
+        return None if _storable(value) else (where, _TEXT)
     if kind in _LEAVES:
         return None
     if isinstance(value, enum.Enum):
@@ -233,14 +260,14 @@ def _unstorable(value: Any, where: str) -> str | None:
         return None
     if isinstance(value, Mapping):
         if any(type(key) is str and not _storable(key) for key in value):
-            return where  # a key cannot be named: its mapping is
+            return where, _TEXT  # a key cannot be named: its mapping is
         return _first(((str(key), item) for key, item in value.items()), where)
     if isinstance(value, tuple | list | frozenset | set):
         return _first(((str(n), item) for n, item in enumerate(value)), where)
     return None
 
 
-def _first(pairs: Iterable[tuple[str, Any]], where: str) -> str | None:
+def _first(pairs: Iterable[tuple[str, Any]], where: str) -> tuple[str, str] | None:
     for name, item in pairs:
         if type(item) not in _LEAVES:
             found = _unstorable(item, f"{where}.{name}" if where else name)

@@ -11,7 +11,9 @@ a SQLSTATE, ``InterfaceError`` for a connection it already knows is closed, and 
                              character, 22001 too long, 22003 out of range; and the driver
                              failing to encode a value: text UTF-8 cannot encode
                              (UnicodeEncodeError, wrapped in the driver's DataError except in
-                             COPY), an int out of its column's range (OverflowError)
+                             COPY), a number out of its column's range (OverflowError, for an
+                             argument or an array element wrapped in DataError, raw in COPY;
+                             the server's own overflow is 22003, NumericValueOutOfRangeError)
     StorageUnavailable       class 08 (connection), 53 (resources: too many connections, disk
                              full, out of memory), 57P01-57P03 (shutdown, cannot connect now),
                              57014 (statement timeout), OSError, TimeoutError, and the

@@ -181,3 +181,37 @@ def test_misuse_of_the_driver_and_other_errors_pass_through():
     assert storage_error(pg.DivisionByZeroError("division by zero"), target="t") is None
     assert storage_error(ValueError("x"), target="t") is None
     assert storage_error(StorageConflict("already mapped"), target="t") is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "value"),
+    [
+        ("SELECT $1::bigint", 2**63),  # the driver's DataError from OverflowError
+        ("SELECT $1::bigint", -(2**63) - 1),
+        ("SELECT $1::int", 2**31),
+        ("SELECT $1::smallint", 2**15),
+        ("SELECT $1::bigint[]", [1, 2**63]),  # an array element: wrapped the same way
+        ("SELECT $1::float8", 10**400),
+        ("SELECT $1::numeric(5, 0)", 10**10),  # the server's 22003
+        ("SELECT $1::int + 1", 2**31 - 1),
+    ],
+)
+async def test_every_number_out_of_range_is_an_invalid_value(pg_migrated, sql, value):
+    """Whichever way the driver or the server refuses a number, the row is at fault."""
+    with pytest.raises(InvalidValue) as caught:
+        await pg_migrated.run(lambda c: c.fetchval(sql, value))
+    assert caught.value.message == "cannot store a number out of its column's range"
+    assert str(value) not in repr(caught.value.details)
+
+
+@pytest.mark.parametrize("row", [(2**31, 1), (1, 2**63), (1, 2**64)])
+async def test_a_number_out_of_range_in_copy_is_an_invalid_value(pg_migrated, row):
+    """COPY raises the encoder's OverflowError as it is (not wrapped in a DataError)."""
+
+    async def copy(conn):
+        await conn.execute("CREATE TEMP TABLE numbers (small int, big bigint)")
+        await conn.copy_records_to_table("numbers", records=[row], columns=["small", "big"])
+
+    with pytest.raises(InvalidValue) as caught:
+        await pg_migrated.run(copy)
+    assert isinstance(caught.value.__cause__, OverflowError)
