@@ -133,18 +133,9 @@ class ClusterControl:
             if command.get("forget"):
                 self._forget(command["device_id"])
         elif op == "user":
-            deleted = bool(command.get("deleted"))
-            for device_id in self._registry.devices_of(command["user_id"]):
-                if deleted:
-                    self._close_local(device_id, ACCOUNT_DELETED, "account deleted")
-                    self._forget(device_id)  # its last flush would write rows of nobody
-                else:
-                    self._close_local(device_id, BANNED, "user banned")
+            self._close_user(command["user_id"], deleted=bool(command.get("deleted")))
         elif op == "node_key":
-            for device_id in self._registry.devices_of(command["user_id"]):
-                accrual = getattr(self._registry.get(device_id), "accrual", None)
-                if accrual is not None and accrual.key_id == command["key_id"]:
-                    self._close_local(device_id, NODE_KEY_REVOKED, "node key revoked")
+            self._close_key(command["user_id"], command["key_id"])
         elif op == "range":
             network = parse_network(command["network"])
             for session in self._registry:
@@ -158,6 +149,23 @@ class ClusterControl:
             log.warning("unknown node command", op=op)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _close_user(self, user_id: str, *, deleted: bool) -> None:
+        code, reason = (ACCOUNT_DELETED, "account deleted") if deleted else (BANNED, "user banned")
+        # An AUTH of the user still awaiting storage is refused when it would register.
+        self._registry.user_closed(user_id, code, reason)
+        for device_id in self._registry.devices_of(user_id):
+            self._close_local(device_id, code, reason)
+            if deleted:
+                self._forget(device_id)  # its last flush would write rows of nobody
+
+    def _close_key(self, user_id: str, key_id: str) -> None:
+        # An AUTH with the key still awaiting storage is refused when it would register.
+        self._registry.key_revoked(key_id)
+        for device_id in self._registry.devices_of(user_id):
+            accrual = getattr(self._registry.get(device_id), "accrual", None)
+            if accrual is not None and accrual.key_id == key_id:
+                self._close_local(device_id, NODE_KEY_REVOKED, "node key revoked")
 
     def _close_local(self, device_id: str, code: int, reason: str) -> bool:
         session = self._registry.get(device_id)

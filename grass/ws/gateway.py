@@ -39,16 +39,17 @@ from grass import logs
 from grass.config import Config
 from grass.domain.addresses import ClientAddress
 from grass.domain.bearer import is_node_key
-from grass.domain.devices import DeviceType
+from grass.domain.devices import Device, DeviceType
 from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
 from grass.metrics import Metrics
-from grass.services.node_keys import NodeIdentity, identify_node
+from grass.services.node_keys import NodeIdentity, UnknownNodeKey, identify_node
 from grass.storage.abc import DeviceStore, UptimeStore, UserStore
 from grass.storage.node_keys import NodeKeyStore
 from grass.ws import token as tokens
 from grass.ws.collector import Collector
 from grass.ws.protocol import Authenticated, NodeConnection
 from grass.ws.registry import (
+    ClosedDuringAuth,
     DeviceOwnedElsewhere,
     DevicePaused,
     IpLimit,
@@ -312,6 +313,21 @@ class Gateway:
         return identity
 
     async def _authorize(self, session: Session, event: Authenticated) -> Accrual:
+        with self.registry.authorizing() as pending:
+            identity, device, active = await self._check_auth(session, event)
+            # No await from here to the registration: a revocation or ban announced while
+            # the checks above awaited storage was noted on ``pending`` (grass.ws.registry).
+            if identity.key_id is not None and identity.key_id in pending.keys:
+                raise UnknownNodeKey("unknown or revoked node key")
+            if (closed := pending.users.get(identity.user_id)) is not None:
+                raise ClosedDuringAuth(*closed)
+            return self._admit(session, event, identity, device, active=active)
+
+    async def _check_auth(
+        self, session: Session, event: Authenticated
+    ) -> tuple[NodeIdentity, Device | None, bool]:
+        """Every check of an AUTH answer (they await storage); who it is, its stored device,
+        and whether that device is active."""
         claims: tokens.TokenClaims | None = session.context  # type: ignore[assignment]
         result = event.result
         device_id = result.browser_id
@@ -335,7 +351,21 @@ class Gateway:
         self.registry.check(user_id, device_id, recent=recent, active=active, stored=stored)
         if session.close_code is not None:  # closed while we awaited storage
             raise Unauthenticated("connection closed during AUTH")
+        return identity, device, active
+
+    def _admit(
+        self,
+        session: Session,
+        event: Authenticated,
+        identity: NodeIdentity,
+        device: Device | None,
+        *,
+        active: bool,
+    ) -> Accrual:
+        """Register an authenticated session (synchronous: nothing can close it meanwhile)."""
         config = self.live.current
+        result = event.result
+        device_id, user_id = result.browser_id, identity.user_id
         accrual = Accrual(
             device_id=device_id,
             user_id=user_id,

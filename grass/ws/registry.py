@@ -30,11 +30,18 @@ room by removing devices.
 A device connected here under another user is refused (1008), never replaced: knowing a device
 id is not enough to kick its node (storage refuses a device stored under another user the same
 way, at the gateway).
+
+An AUTH in flight (its credential read from storage, its session not registered yet) is a
+:class:`Pending`: a command that closes the nodes of a node key or a user (grass.ws.control)
+finds no session for it, so it is noted on every pending AUTH instead, and the gateway refuses
+the AUTH just before registering it. Together with storing a revocation before announcing it,
+no node ends up registered with a key or a user revoked while it authenticated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from grass.errors import Forbidden
 from grass.ws.session import Session
@@ -74,6 +81,29 @@ class DeviceOwnedElsewhere(Forbidden):
     ws_close_code = 1008
 
 
+class ClosedDuringAuth(Forbidden):
+    """The node's user was banned or deleted while it authenticated: the close code is the
+    one its live sessions got."""
+
+    code = "closed_during_auth"
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.ws_close_code = code
+
+
+class Pending:
+    """An AUTH in flight: what was closed while it awaited storage."""
+
+    __slots__ = ("keys", "users")
+
+    def __init__(self) -> None:
+        #: Node keys revoked meanwhile.
+        self.keys: set[str] = set()
+        #: Users banned or deleted meanwhile: the close code and reason of their nodes.
+        self.users: dict[str, tuple[int, str]] = {}
+
+
 class Registry:
     def __init__(
         self,
@@ -92,6 +122,7 @@ class Registry:
         self._by_device: dict[str, Session] = {}
         self._by_user: dict[str, set[str]] = {}
         self._by_ip: dict[str, int] = {}
+        self._pending: set[Pending] = set()
 
     # -- connections (before AUTH) ----------------------------------------------------------
 
@@ -165,6 +196,28 @@ class Registry:
                 devices.discard(device_id)
                 if not devices:
                     del self._by_user[user_id]
+
+    # -- AUTHs in flight ---------------------------------------------------------------------
+
+    @contextmanager
+    def authorizing(self) -> Iterator[Pending]:
+        """Note what is closed while an AUTH awaits storage (see :meth:`key_revoked`)."""
+        pending = Pending()
+        self._pending.add(pending)
+        try:
+            yield pending
+        finally:
+            self._pending.discard(pending)
+
+    def key_revoked(self, key_id: str) -> None:
+        """A node key was revoked: every AUTH in flight hears of it."""
+        for pending in self._pending:
+            pending.keys.add(key_id)
+
+    def user_closed(self, user_id: str, code: int, reason: str) -> None:
+        """A user was banned or deleted: every AUTH in flight hears of it."""
+        for pending in self._pending:
+            pending.users.setdefault(user_id, (code, reason))
 
     # -- lookups and sends ------------------------------------------------------------------
 

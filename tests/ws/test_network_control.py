@@ -260,3 +260,66 @@ async def test_revoking_a_node_key_closes_its_nodes_4008_on_every_instance(autoj
             await trio.testing.wait_all_tasks_blocked()
             assert again.closed == (1008, "unknown or revoked node key")
             nursery.cancel_scope.cancel()
+
+
+def hold_auth(storage: MemoryStorage) -> trio.Event:
+    """Stop every AUTH between reading its credential and registering its session (at its
+    device lookup) until the returned event is set."""
+    release = trio.Event()
+    find_device = storage.devices.find_device
+
+    async def held(device_id: str):
+        await release.wait()
+        return await find_device(device_id)
+
+    storage.devices.find_device = held  # type: ignore[method-assign]
+    return release
+
+
+async def test_a_key_revoked_while_its_node_authenticates_does_not_connect_it(autojump_clock):
+    """The AUTH read the key live; the revocation found no session to close yet (it was not
+    registered): the AUTH is refused when it would register, here and on another instance.
+    Failed before the fix: both nodes stayed connected with the revoked key."""
+    async with open_inprocess_state(instance_id="a") as shared_a, trio.open_nursery() as nursery:
+        shared_b = attrs.evolve(shared_a, instance_id="b")
+        storage, user, _ = await world(nursery)
+        async with (
+            instance(storage, shared_a, nursery, legacy=False) as a,
+            instance(storage, shared_b, nursery, legacy=False) as b,
+        ):
+            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
+            leaked = await keys.create(user.id, "leaked")
+            release = hold_auth(storage)
+            on_a, on_b = a.connect(), b.connect()
+            here, there = (
+                await on_a.auth(user_id=leaked.secret),
+                await on_b.auth(user_id=leaked.secret),
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            await keys.revoke(user.id, leaked.key.id)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert on_a.closed == (1008, "unknown or revoked node key")
+            assert on_b.closed == (1008, "unknown or revoked node key")
+            assert a.gateway.registry.get(here) is None
+            assert b.gateway.registry.get(there) is None
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_user_banned_while_its_node_authenticates_does_not_connect_it(autojump_clock):
+    """The same window for a ban: the node read the user as not banned. Failed before the fix."""
+    async with open_inprocess_state(instance_id="a") as shared, trio.open_nursery() as nursery:
+        storage, user, admin = await world(nursery)
+        async with instance(storage, shared, nursery) as a:
+            release = hold_auth(storage)
+            node = a.connect()
+            device_id = await node.auth(user_id=user.id)
+            await trio.testing.wait_all_tasks_blocked()
+            await a.features.admin.ban_user(admin.id, user.id)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert node.closed == (BANNED, "user banned")
+            assert a.gateway.registry.get(device_id) is None
+            nursery.cancel_scope.cancel()

@@ -5,6 +5,7 @@ Real time (Redis keeps its own clock): intervals are short and every wait is bou
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
+from grass.services.node_keys import NodeKeys
 from grass.storage.memory import MemoryStorage
 from grass.storage.redis import open_redis_state
 from grass.ws.control import BANNED
@@ -26,6 +28,7 @@ from grass.ws.network_features import NetworkFeatures
 from grass.ws.registry import PAUSED
 from tests.storage.conftest import make_user
 from tests.storage.shared.conftest import delete_prefix
+from tests.ws.test_network_control import hold_auth
 from tests.ws.test_session import EPOCH, FakeTransport
 
 
@@ -111,4 +114,36 @@ async def test_pause_and_bans_reach_the_other_instance(redis_prefix):
             with trio.fail_after(5):  # b reloaded its ban list when told
                 while b.features.bans.banned_range("203.0.113.5") is None:  # noqa: ASYNC110
                     await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_key_revoked_on_one_instance_refuses_an_auth_in_flight_on_another(redis_prefix):
+    """b's node read the key live; a revokes it and tells b through Redis before b registers
+    the node: b refuses it. Failed before the fix (the node stayed connected)."""
+    url, prefix = redis_prefix
+    storage = MemoryStorage()
+    user = make_user()
+    await storage.users.create_user(user)
+    async with trio.open_nursery() as nursery:
+        async with (
+            instance(storage, url, prefix, "a", nursery) as a,
+            instance(storage, url, prefix, "b", nursery) as b,
+        ):
+            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
+            leaked = await keys.create(user.id, "leaked")
+            release = hold_auth(storage)
+            node = FakeTransport()
+            nursery.start_soon(b.gateway.run_session, node, "203.0.113.5", None)
+            device_id = await node.auth(user_id=leaked.secret)
+            pending = b.gateway.registry._pending
+            with trio.fail_after(5):
+                while not pending:  # noqa: ASYNC110 (the AUTH reached its device lookup)
+                    await trio.sleep(0.01)
+            await keys.revoke(user.id, leaked.key.id)
+            with trio.fail_after(5):
+                while not any(leaked.key.id in p.keys for p in pending):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            release.set()
+            assert await closed(node) == (1008, "unknown or revoked node key")
+            assert b.gateway.registry.get(device_id) is None
         nursery.cancel_scope.cancel()
