@@ -39,6 +39,7 @@ from grass.services.mail import new_mail
 from grass.services.network import NodeControl
 from grass.services.passwords import Passwords
 from grass.services.roles import Roles
+from grass.services.unsplit import store_and_announce
 from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
 
 log = logs.get("grass.accounts")
@@ -414,15 +415,17 @@ class Accounts:
         user = await self._storage.users.get_user(user_id)
         await self._check_password(user, password, "password")
         now = self._clock()
-        async with self._storage.transaction() as tx:
-            revoked = await tx.users.revoke_user_sessions(user_id, now)
-            mails = await tx.accounts.delete_pending_mail(user.email)
-            await tx.users.delete_user(user_id)
         # Gone from the store first, so a node reconnecting meanwhile is refused as unknown;
         # then every instance closes the user's nodes and drops what they would still write.
-        await self._nodes.disconnect_user(user_id)
-        await self._announce(user_id, revoked)
-        await self._events.account_closed(user_id)
+        # A cancellation cannot separate the two.
+        with store_and_announce():
+            async with self._storage.transaction() as tx:
+                revoked = await tx.users.revoke_user_sessions(user_id, now)
+                mails = await tx.accounts.delete_pending_mail(user.email)
+                await tx.users.delete_user(user_id)
+            await self._nodes.disconnect_user(user_id)
+            await self._announce(user_id, revoked)
+            await self._events.account_closed(user_id)
         log.info("account deleted", user=user_id, mails_dropped=mails)
 
     # --- housekeeping ----------------------------------------------------------------------

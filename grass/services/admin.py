@@ -35,6 +35,7 @@ from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags, FlagView
 from grass.services.live import LiveEvents
 from grass.services.network import NodeControl, utc_now
+from grass.services.unsplit import store_and_announce
 from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
 from grass.storage.shared import Presence
 
@@ -196,16 +197,19 @@ class AdminService:
             problem = exc.details.get("problem", exc.message)
             raise InvalidRange(exc.message, details={"fields": {"range": problem}}) from None
         ban = self._new_ban(BanKind.IP_RANGE, target, reason, actor_id)
-        try:
-            async with self._storage.transaction() as tx:
-                await tx.bans.add_ban(ban)
-                await self._audit(
-                    tx, actor_id, AuditAction.IP_BAN, "ip_range", target, _why(reason), ip
-                )
-        except StorageConflict:
-            raise AlreadyBanned(f"{target} is already banned", details={"range": target}) from None
-        await self._bans_changed()
-        await self._control.ban_range(target)
+        with store_and_announce():
+            try:
+                async with self._storage.transaction() as tx:
+                    await tx.bans.add_ban(ban)
+                    await self._audit(
+                        tx, actor_id, AuditAction.IP_BAN, "ip_range", target, _why(reason), ip
+                    )
+            except StorageConflict:
+                raise AlreadyBanned(
+                    f"{target} is already banned", details={"range": target}
+                ) from None
+            await self._bans_changed()
+            await self._control.ban_range(target)
         return ban
 
     async def ban_user(
@@ -216,8 +220,21 @@ class AdminService:
         await self.require_admin(actor_id)
         if not is_short_id(user_id):
             raise UserNotFound("no such user", details={"user_id": user_id})
-        now = self._clock()
         ban = self._new_ban(BanKind.USER, user_id, reason, actor_id)
+        with store_and_announce():
+            revoked = await self._store_user_ban(ban, actor_id, reason, ip)
+            await self._bans_changed()
+            await self._control.ban_user(user_id)
+            # Its live sockets close: those of sessions, and those of API keys too.
+            await self._events.sessions_revoked(user_id, revoked)
+            await self._events.account_closed(user_id)
+        return ban
+
+    async def _store_user_ban(
+        self, ban: Ban, actor_id: str, reason: str | None, ip: str | None
+    ) -> tuple[str, ...]:
+        """Store the ban, the user's status and its revoked sessions (whose hashes it returns)."""
+        user_id = ban.target
         try:
             async with self._storage.transaction() as tx:
                 try:
@@ -228,7 +245,7 @@ class AdminService:
                     raise CannotBanAdmin("an administrator cannot be banned; demote it first")
                 await tx.bans.add_ban(ban)
                 await tx.users.update_user(attrs.evolve(user, status=UserStatus.BANNED))
-                revoked = await tx.users.revoke_user_sessions(user_id, now)
+                revoked = await tx.users.revoke_user_sessions(user_id, self._clock())
                 await self._audit(
                     tx, actor_id, AuditAction.USER_BAN, "user", user_id, _why(reason), ip
                 )
@@ -236,12 +253,7 @@ class AdminService:
             raise AlreadyBanned(
                 "this user is already banned", details={"user_id": user_id}
             ) from None
-        await self._bans_changed()
-        await self._control.ban_user(user_id)
-        # Its live sockets close: those of sessions, and those of API keys too.
-        await self._events.sessions_revoked(user_id, revoked)
-        await self._events.account_closed(user_id)
-        return ban
+        return revoked
 
     async def lift_ban(self, actor_id: str, ban_id: str, *, ip: str | None = None) -> Ban:
         """Unban: a banned user becomes active again (it logs in anew)."""

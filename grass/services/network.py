@@ -27,6 +27,7 @@ from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.uptime import UptimeStats
 from grass.errors import NotFound
 from grass.services.live import LiveEvents
+from grass.services.unsplit import store_and_announce
 from grass.storage.abc import Storage, StorageNotFound
 from grass.storage.shared import Presence
 
@@ -238,11 +239,13 @@ class NetworkService:
         return await self.get_device(user_id, device_id)
 
     async def pause(self, user_id: str, device_id: str) -> DeviceView:
-        """Stop sharing: stored first (so a reconnect is refused), then the node is closed."""
+        """Stop sharing: stored first (so a reconnect is refused), then the node is closed;
+        a cancellation cannot separate the two."""
         device = await self._owned(user_id, device_id)
-        if not device.paused:
-            await self._storage.devices.set_device_paused(device_id, True)
-        await self._control.pause(device_id)
+        with store_and_announce():
+            if not device.paused:
+                await self._storage.devices.set_device_paused(device_id, True)
+            await self._control.pause(device_id)
         await self._changed(user_id, device_id, "paused")
         return await self.get_device(user_id, device_id)
 
@@ -259,11 +262,13 @@ class NetworkService:
         that is still installed may connect again later, as a new device of its owner."""
         await self._owned(user_id, device_id)
         # Disconnect first: the session's last flush would otherwise write the row back.
-        await self._control.remove(device_id)
-        try:
-            await self._storage.devices.delete_device(device_id)
-        except StorageNotFound:
-            raise DeviceNotFound("device not found", details={"device_id": device_id}) from None
+        # A cancellation cannot leave the device disconnected but stored (or the reverse).
+        with store_and_announce():
+            await self._control.remove(device_id)
+            try:
+                await self._storage.devices.delete_device(device_id)
+            except StorageNotFound:
+                raise DeviceNotFound("device not found", details={"device_id": device_id}) from None
         await self._changed(user_id, device_id, "removed")
 
     # -- helpers ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.users import NodeKey
 from grass.errors import Conflict, NotFound, Unauthenticated
 from grass.ids import is_short_id, short_id
+from grass.services.unsplit import store_and_announce
 from grass.storage.abc import Storage, StorageNotFound, UserStore
 from grass.storage.node_keys import NodeKeyStore
 
@@ -143,10 +144,11 @@ class NodeKeys:
 
     async def revoke(self, user_id: str, key_id: str) -> NodeKey:
         """Revoke the key (stored first, so a reconnect is refused), then disconnect the
-        nodes that joined with it."""
-        try:
-            key = await self._storage.node_keys.revoke_node_key(user_id, key_id, self._clock())
-        except StorageNotFound:
-            raise NodeKeyNotFound("no such node key") from None
-        await self._nodes.node_key_revoked(user_id, key_id)
+        nodes that joined with it; a cancellation cannot separate the two."""
+        with store_and_announce():
+            try:
+                key = await self._storage.node_keys.revoke_node_key(user_id, key_id, self._clock())
+            except StorageNotFound:
+                raise NodeKeyNotFound("no such node key") from None
+            await self._nodes.node_key_revoked(user_id, key_id)
         return key
