@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -23,11 +23,43 @@ import trio
 from grass import logs
 from grass.app import Server, run
 from grass.config import Config, Port, StorageBackend, load_config, show
+from grass.domain.bearer import is_node_key
 from grass.domain.users import Role
 from grass.errors import ConfigError, GrassError
 from grass.ledger import cli as ledger_cli
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
+
+#: Where ``grass node`` reads its node key when no option names it. The config loader, which
+#: refuses unknown ``GRASS_*`` variables, knows this one is not a setting (grass.config).
+NODE_KEY_VARIABLE = "GRASS_NODE_KEY"
+
+
+class UsageError(Exception):
+    """Bad command-line usage: one line on stderr, exit 2."""
+
+
+def node_credential(key_file: str | None, user_id: str | None, environ: Mapping[str, str]) -> str:
+    """What ``grass node`` authenticates with: the key in ``key_file``, else ``--user-id``,
+    else ``$GRASS_NODE_KEY``. UsageError when none or both options are given, or the file
+    cannot be read or is empty."""
+    if key_file is not None and user_id is not None:
+        raise UsageError("give --node-key-file or --user-id, not both")
+    if key_file is not None:
+        try:
+            with open(key_file, encoding="utf-8") as file:
+                key = file.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the node key file {key_file}: {exc}") from None
+        if not key:
+            raise UsageError(f"the node key file {key_file} is empty")
+        return key
+    if user_id is not None:
+        return user_id
+    key = environ.get(NODE_KEY_VARIABLE, "").strip()
+    if not key:
+        raise UsageError(f"no node key: give --node-key-file PATH or set {NODE_KEY_VARIABLE}")
+    return key
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,12 +75,24 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="apply the PostgreSQL schema migrations and create time partitions"
     )
     migrate.add_argument("--dsn", help="PostgreSQL DSN (default: storage.postgres_dsn)")
-    node = commands.add_parser("node", help="run reference node clients (v4, or v5 with --checkin)")
+    node = commands.add_parser(
+        "node",
+        help="run reference node clients (v4, or v5 with --checkin)",
+        description="The devices authenticate with a node key of their user. Give it in a file "
+        f"(--node-key-file) or in ${NODE_KEY_VARIABLE}, not on the command line: arguments are "
+        "visible to every local user (ps) and kept in shell history.",
+    )
     node.add_argument("--url", default="ws://127.0.0.1:4650/", help="node WebSocket address")
     node.add_argument(
+        "--node-key-file",
+        metavar="PATH",
+        help="a file holding the node key (surrounding whitespace ignored); "
+        f"default: ${NODE_KEY_VARIABLE}",
+    )
+    node.add_argument(
         "--user-id",
-        required=True,
-        help="a node key of the user the devices belong to (or, with legacy auth, its id)",
+        help="the node key itself (visible in ps: prefer --node-key-file or "
+        f"${NODE_KEY_VARIABLE}), or with legacy auth the user's id",
     )
     node.add_argument("--devices", type=int, default=1, help="how many devices to simulate")
     node.add_argument("--ping-interval", type=float, default=60.0, help="seconds between PINGs")
@@ -112,8 +156,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "user":
         return _user(config, args.user_command, args.email)
     if args.command == "node":
+        try:
+            credential = node_credential(args.node_key_file, args.user_id, os.environ)
+        except UsageError as exc:
+            print(f"grass: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.user_id is not None and is_node_key(args.user_id):
+            print(
+                f"grass: warning: a node key on the command line shows in ps and shell "
+                f"history; use --node-key-file or {NODE_KEY_VARIABLE}",
+                file=sys.stderr,
+            )
         logs.configure(config.logging)
-        trio.run(_nodes, args)
+        trio.run(_nodes, args, credential)
         return EXIT_OK
     config = _overrides(config, args)
     logs.configure(config.logging)
@@ -139,7 +194,7 @@ def _startup_failures(exc: BaseException) -> list[BaseException]:
     return []
 
 
-async def _nodes(args: argparse.Namespace) -> None:
+async def _nodes(args: argparse.Namespace, credential: str) -> None:
     """Run the devices until SIGINT or SIGTERM, then print their counters."""
     from grass.ws.node_client import run_nodes
 
@@ -150,7 +205,7 @@ async def _nodes(args: argparse.Namespace) -> None:
                 partial(
                     run_nodes,
                     args.url,
-                    args.user_id,
+                    credential,
                     devices=args.devices,
                     ping_interval=args.ping_interval,
                     jitter=args.jitter,

@@ -4,6 +4,8 @@ Sources, lowest precedence first: built-in defaults, an optional TOML file (``--
 ``GRASS_CONFIG``), then ``GRASS_*`` environment variables. A variable names a section and a key:
 ``GRASS_SERVER_HTTP_PORT=8080`` sets ``server.http_port``. A few short forms exist for the settings
 operators touch most (see ``ALIASES``): ``GRASS_STORAGE``, ``GRASS_LEDGER``, ``GRASS_REDIS_URL``.
+Two ``GRASS_*`` variables are not settings and are left alone: ``GRASS_CONFIG`` and
+``GRASS_NODE_KEY`` (the node key of ``grass node``); any other unknown one is a problem.
 
 Every problem is collected before anything is reported, so one run names every bad key and why.
 Sections listed in ``RELOADABLE`` may change on SIGHUP; the rest need a restart.
@@ -329,7 +331,9 @@ ALIASES = {
     "GRASS_LEDGER": ("ledger", "backend"),
     "GRASS_POSTGRES_DSN": ("storage", "postgres_dsn"),
 }
-_NOT_SETTINGS = {"GRASS_CONFIG"}
+#: GRASS_* variables that are not settings: the config file's path, and the node key of the
+#: reference node client (``grass node``; an argument would show it in ps and shell history).
+_NOT_SETTINGS = {"GRASS_CONFIG", "GRASS_NODE_KEY"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 import trio
+
+from grass.cli import UsageError, node_credential
+from grass.config import Config, load_config
 
 GRASS = [sys.executable, "-m", "grass"]
 
@@ -233,3 +237,39 @@ def test_unreachable_postgres_exits_1_with_one_line() -> None:
     ]
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_grass_node_takes_its_key_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    """Not only from the command line, where ps and shell history show it. Failed before:
+    there was no --node-key-file, and the config loader refused GRASS_NODE_KEY."""
+    key_file = tmp_path / "node-key"
+    key_file.write_text("gnk_from_the_file\n")
+    environ = {"GRASS_NODE_KEY": " gnk_from_the_environment\n"}
+    assert node_credential(str(key_file), None, environ) == "gnk_from_the_file"
+    assert node_credential(None, None, environ) == "gnk_from_the_environment"
+    assert node_credential(None, "gnk_given", environ) == "gnk_given"  # still works
+    config, _ = load_config(None, {"GRASS_NODE_KEY": "gnk_x"})  # not an unknown setting
+    assert config == Config()
+
+
+def test_grass_node_without_a_usable_key_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    refusals = {
+        (str(empty), None): f"the node key file {empty} is empty",
+        (str(tmp_path / "missing"), None): "cannot read the node key file",
+        (str(empty), "gnk_given"): "give --node-key-file or --user-id, not both",
+        (None, None): "no node key: give --node-key-file PATH or set GRASS_NODE_KEY",
+    }
+    for (key_file, user_id), message in refusals.items():
+        with pytest.raises(UsageError, match=message):
+            node_credential(key_file, user_id, {"GRASS_NODE_KEY": ""})
+    result = subprocess.run(
+        [*GRASS, "node", "--node-key-file", str(empty)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"grass: the node key file {empty} is empty\n"

@@ -99,8 +99,11 @@ async def _devices_accrue_uptime(server: Server, storage: Storage) -> None:
         "--url",
         f"ws://127.0.0.1:{server.node_port}/",
     ]
-    command += ["--user-id", key, "--devices", "3", "--ping-interval", "0.3", "--jitter", "0"]
-    proc = await trio.lowlevel.open_process(command, env=_env(), stderr=subprocess.DEVNULL)
+    command += ["--devices", "3", "--ping-interval", "0.3", "--jitter", "0"]
+    # The key comes from the environment, not the command line (visible in ps).
+    proc = await trio.lowlevel.open_process(
+        command, env=_env(GRASS_NODE_KEY=key), stderr=subprocess.DEVNULL
+    )
     try:
         with trio.fail_after(30):
             # Another process drives these changes: nothing here could signal an Event.
