@@ -129,6 +129,8 @@ class ClusterControl:
         """Carry out one command on this instance's sessions."""
         op = command.get("op")
         if op == "device":
+            # An AUTH of the device still awaiting storage is refused when it would register.
+            self._registry.device_closed(command["device_id"], command["code"], command["reason"])
             self._close_local(command["device_id"], command["code"], command["reason"])
             if command.get("forget"):
                 self._forget(command["device_id"])

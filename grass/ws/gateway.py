@@ -321,6 +321,8 @@ class Gateway:
                 raise UnknownNodeKey("unknown or revoked node key")
             if (closed := pending.users.get(identity.user_id)) is not None:
                 raise ClosedDuringAuth(*closed)
+            if (closed := pending.devices.get(event.result.browser_id)) is not None:
+                raise ClosedDuringAuth(*closed)
             return self._admit(session, event, identity, device, active=active)
 
     async def _check_auth(

@@ -32,10 +32,11 @@ id is not enough to kick its node (storage refuses a device stored under another
 way, at the gateway).
 
 An AUTH in flight (its credential read from storage, its session not registered yet) is a
-:class:`Pending`: a command that closes the nodes of a node key or a user (grass.ws.control)
-finds no session for it, so it is noted on every pending AUTH instead, and the gateway refuses
-the AUTH just before registering it. Together with storing a revocation before announcing it,
-no node ends up registered with a key or a user revoked while it authenticated.
+:class:`Pending`: a command that closes the nodes of a node key, a user or a device
+(grass.ws.control) finds no session for it, so it is noted on every pending AUTH instead, and
+the gateway refuses the AUTH just before registering it. Together with storing a revocation
+before announcing it, no node ends up registered with a key, a user or a device closed while it
+authenticated (when the command reaches the instance where the AUTH runs).
 """
 
 from __future__ import annotations
@@ -95,13 +96,15 @@ class ClosedDuringAuth(Forbidden):
 class Pending:
     """An AUTH in flight: what was closed while it awaited storage."""
 
-    __slots__ = ("keys", "users")
+    __slots__ = ("devices", "keys", "users")
 
     def __init__(self) -> None:
         #: Node keys revoked meanwhile.
         self.keys: set[str] = set()
         #: Users banned or deleted meanwhile: the close code and reason of their nodes.
         self.users: dict[str, tuple[int, str]] = {}
+        #: Devices paused, removed or kicked meanwhile: the close code and reason.
+        self.devices: dict[str, tuple[int, str]] = {}
 
 
 class Registry:
@@ -218,6 +221,11 @@ class Registry:
         """A user was banned or deleted: every AUTH in flight hears of it."""
         for pending in self._pending:
             pending.users.setdefault(user_id, (code, reason))
+
+    def device_closed(self, device_id: str, code: int, reason: str) -> None:
+        """A device was paused, removed or kicked: every AUTH in flight hears of it."""
+        for pending in self._pending:
+            pending.devices.setdefault(device_id, (code, reason))
 
     # -- lookups and sends ------------------------------------------------------------------
 

@@ -262,17 +262,21 @@ async def test_revoking_a_node_key_closes_its_nodes_4008_on_every_instance(autoj
             nursery.cancel_scope.cancel()
 
 
-def hold_auth(storage: MemoryStorage) -> trio.Event:
-    """Stop every AUTH between reading its credential and registering its session (at its
-    device lookup) until the returned event is set."""
+def hold_auth(storage: MemoryStorage, auths: int = 1, at: str = "find_device") -> trio.Event:
+    """Stop the next ``auths`` AUTHs between reading their credential and registering their
+    session (at their device lookup, or ``at`` another device store call) until the returned
+    event is set."""
     release = trio.Event()
-    find_device = storage.devices.find_device
+    call = getattr(storage.devices, at)
+    left = [auths]
 
-    async def held(device_id: str):
-        await release.wait()
-        return await find_device(device_id)
+    async def held(*args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            await release.wait()
+        return await call(*args, **kwargs)
 
-    storage.devices.find_device = held  # type: ignore[method-assign]
+    setattr(storage.devices, at, held)
     return release
 
 
@@ -289,7 +293,7 @@ async def test_a_key_revoked_while_its_node_authenticates_does_not_connect_it(au
         ):
             keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
             leaked = await keys.create(user.id, "leaked")
-            release = hold_auth(storage)
+            release = hold_auth(storage, auths=2)
             on_a, on_b = a.connect(), b.connect()
             here, there = (
                 await on_a.auth(user_id=leaked.secret),
@@ -321,5 +325,28 @@ async def test_a_user_banned_while_its_node_authenticates_does_not_connect_it(au
             release.set()
             await trio.testing.wait_all_tasks_blocked()
             assert node.closed == (BANNED, "user banned")
+            assert a.gateway.registry.get(device_id) is None
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_device_paused_while_its_node_authenticates_does_not_connect_it(autojump_clock):
+    """The node's device was read unpaused; the pause found no session yet. Failed before the
+    device was noted on AUTHs in flight."""
+    async with open_inprocess_state(instance_id="a") as shared, trio.open_nursery() as nursery:
+        storage, user, _ = await world(nursery)
+        async with instance(storage, shared, nursery) as a:
+            first = a.connect()
+            device_id = await joined(a, first, user.id)
+            first.node_disconnect()
+            await trio.testing.wait_all_tasks_blocked()
+            # After its device was read unpaused.
+            release = hold_auth(storage, at="count_recent_devices")
+            node = a.connect()
+            await node.auth(device_id, user_id=user.id)
+            await trio.testing.wait_all_tasks_blocked()
+            await a.features.network.pause(user.id, device_id)
+            release.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert node.closed == (PAUSED, "device paused by its owner")
             assert a.gateway.registry.get(device_id) is None
             nursery.cancel_scope.cancel()
