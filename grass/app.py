@@ -1,8 +1,9 @@
-"""Composition root: the only module that knows the concrete backends and servers.
+"""Composition root: the servers over the backends.
 
-``open_backends(config)`` owns every backend and its background tasks. ``run(config)`` starts the
-node WebSocket server and the HTTP server in one nursery, each with ``nursery.start``, reports a
-:class:`Server` handle once both listen, and shuts down gracefully when asked to.
+``run(config)`` opens the backends (:func:`grass.backends.open_backends`, which owns them and
+their background tasks), starts the node WebSocket server and the HTTP server in one nursery,
+each with ``nursery.start``, reports a :class:`Server` handle once both listen, and shuts down
+gracefully when asked to.
 """
 
 from __future__ import annotations
@@ -10,15 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import (
-    AbstractAsyncContextManager,
-    AsyncExitStack,
-    asynccontextmanager,
-    nullcontext,
-)
+from collections.abc import Awaitable, Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -28,9 +22,10 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from grass import RECURSION_LIMIT, ids, logs, pin_recursion_limit
-from grass.config import Config, LedgerBackend, MailTransport, StorageBackend, reload_changes
+from grass.backends import Backends, open_backends
+from grass.config import Config, MailTransport, StorageBackend, reload_changes
 from grass.domain.addresses import ClientAddress
-from grass.errors import StartupError, StorageError
+from grass.errors import StartupError
 from grass.http.accounts import add_auth_routes
 from grass.http.admin import add_admin_routes
 from grass.http.api import Guard
@@ -43,11 +38,6 @@ from grass.http.me import add_me_routes
 from grass.http.network import add_network_routes
 from grass.http.node_keys import add_node_key_routes
 from grass.http.wallets import add_wallet_routes
-from grass.ledger.abc import Journal, Ledger
-from grass.ledger.anchored import AnchoredLedger
-from grass.ledger.memory import MemoryAnchor, MemoryJournal, open_memory_ledger
-from grass.ledger.mockchain import open_mockchain_ledger
-from grass.ledger.postgres import PostgresAnchor, PostgresJournal
 from grass.metrics import Metrics
 from grass.services.accounts import Accounts
 from grass.services.closer import BucketCloser
@@ -61,18 +51,6 @@ from grass.services.passwords import Passwords
 from grass.services.referrals import ReferralService
 from grass.services.scores import ScoreService
 from grass.services.wallets import Wallets
-from grass.storage.abc import Storage, StorageUnavailable
-from grass.storage.inprocess import open_inprocess_state
-from grass.storage.memory import open_memory_storage
-from grass.storage.memory.payouts import MemoryJobLock
-from grass.storage.payouts import JobLock
-from grass.storage.postgres import Database
-from grass.storage.postgres.partitions import ensure_partitions
-from grass.storage.postgres.payouts import PgJobLock
-from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
-from grass.storage.postgres.uptime import merge_uptime
-from grass.storage.redis import open_redis_state
-from grass.storage.shared import SharedState
 from grass.ws.collector import Collector
 from grass.ws.gateway import Gateway
 from grass.ws.network_features import NetworkFeatures
@@ -83,29 +61,6 @@ log = logs.get("grass.app")
 Check = Callable[[], Awaitable[None]]
 NETWORK_FEATURES = "grass.network"
 LIVE_HUB = "grass.live"
-
-
-@attrs.define
-class Backends:
-    """Every backend the services use, plus a readiness check per backend."""
-
-    config: Config
-    storage: Storage
-    shared: SharedState
-    ledger: Ledger
-    checks: dict[str, Check] = attrs.field(factory=dict)
-
-    async def readiness(self) -> dict[str, str]:
-        problems: dict[str, str] = {}
-        for name, check in self.checks.items():
-            try:
-                with trio.fail_after(2):
-                    await check()
-            except trio.TooSlowError:
-                problems[name] = "no answer within 2 s"
-            except Exception as exc:
-                problems[name] = str(exc) or type(exc).__name__
-        return problems
 
 
 def startup_warnings(config: Config) -> list[str]:
@@ -132,187 +87,6 @@ def _check_recursion_limit() -> None:
             found=found,
             limit=RECURSION_LIMIT,
         )
-
-
-@asynccontextmanager
-async def open_backends(config: Config, *, instance_id: str = "local") -> AsyncIterator[Backends]:
-    """Open the configured backends; everything they own is closed on exit."""
-    async with AsyncExitStack() as stack:
-        checks: dict[str, Check] = {}
-        if config.storage.backend is StorageBackend.MEMORY:
-            log.warning("storage is in memory: nothing is persisted, everything is lost at exit")
-            storage: Storage = await stack.enter_async_context(open_memory_storage())
-        else:
-            pg = await stack.enter_async_context(
-                open_postgres_storage(
-                    config.storage.postgres_dsn.reveal(),
-                    replica_dsn=config.storage.postgres_replica_dsn.reveal() or None,
-                    min_size=config.storage.pool_min_size,
-                    max_size=config.storage.pool_max_size,
-                )
-            )
-            checks["postgres"] = pg.db.ping
-            tasks = await stack.enter_async_context(trio.open_nursery())
-            tasks.start_soon(_keep_partitions_ahead, pg.db)
-            tasks.start_soon(_merge_uptime_deltas, pg.db, config.node.uptime_flush_interval)
-            stack.callback(tasks.cancel_scope.cancel)
-            storage = pg
-        if config.redis.url:
-            shared = await stack.enter_async_context(
-                open_redis_state(
-                    config.redis.url.reveal(),
-                    instance_id=instance_id,
-                    event_log_size=config.http.live_replay_events,
-                    event_log_ttl=config.http.live_replay_seconds,
-                )
-            )
-
-            async def redis_answers() -> None:
-                await shared.presence.lookup(["readyz"])
-
-            checks["redis"] = redis_answers
-        else:
-            shared = await stack.enter_async_context(
-                open_inprocess_state(
-                    instance_id=instance_id,
-                    event_log_size=config.http.live_replay_events,
-                    event_log_ttl=config.http.live_replay_seconds,
-                )
-            )
-        ledger = await stack.enter_async_context(_open_ledger(config, storage))
-        log.info(
-            "backends",
-            storage=config.storage.backend.value,
-            ledger=config.ledger.backend.value,
-            redis=bool(config.redis.url),
-        )
-        yield Backends(config, storage, shared, ledger, checks)
-
-
-PARTITION_CHECK_INTERVAL = 6 * 3600.0
-
-
-async def _keep_partitions_ahead(db: Database) -> None:
-    """Months roll over while a server runs: keep the next partitions created ahead of time."""
-    while True:
-        await trio.sleep(PARTITION_CHECK_INTERVAL)
-        try:
-            created = await ensure_partitions(db)
-        except StorageUnavailable as exc:
-            log.warning("partition check failed; retrying later", error=str(exc))
-            continue
-        if created:
-            log.info("partitions created", partitions=created)
-
-
-async def _merge_uptime_deltas(db: Database, interval: float) -> None:
-    """Uptime flushes append deltas (grass.storage.postgres.uptime): fold them into buckets
-    once per flush interval, so that reads, which add what is pending, stay cheap."""
-    while True:
-        await trio.sleep(interval)
-        try:
-            await merge_uptime(db)
-        except StorageError as exc:  # the deltas stay pending, and reads still count them
-            log.warning("uptime merge failed; retrying later", error=str(exc))
-
-
-def _open_ledger(config: Config, storage: Storage) -> AbstractAsyncContextManager[Ledger]:
-    return open_ledger(config, storage)
-
-
-def store_journal(storage: Storage) -> Journal:
-    """The journal kept in ``storage``: credits always live in the store."""
-    if isinstance(storage, PostgresStorage):
-        return PostgresJournal(storage.db)
-    return MemoryJournal()
-
-
-def open_ledger(
-    config: Config,
-    storage: Storage,
-    *,
-    backend: LedgerBackend | None = None,
-    journal: Journal | None = None,
-) -> AbstractAsyncContextManager[AnchoredLedger]:
-    """The ledger anchored on ``backend`` (default: ``ledger.backend``). ``journal``: share one
-    (``grass ledger migrate`` opens two ledgers on one store); default: the store's, except
-    that a memory ledger is all in memory."""
-    settings = config.ledger
-    backend = backend or settings.backend
-    if backend is LedgerBackend.MEMORY:
-        if journal is not None:
-            return nullcontext(AnchoredLedger(journal, MemoryAnchor()))
-        return open_memory_ledger()
-    if backend is LedgerBackend.POSTGRES:
-        if not isinstance(storage, PostgresStorage):
-            raise StartupError("ledger.backend: postgres needs storage.backend = postgres")
-        return nullcontext(
-            AnchoredLedger(journal or PostgresJournal(storage.db), PostgresAnchor(storage.db))
-        )
-    journal = journal or store_journal(storage)
-    if backend is LedgerBackend.MOCKCHAIN:
-        return open_mockchain_ledger(
-            Path(settings.mockchain_path) / "chain.jsonl",
-            block_time=settings.mockchain_block_time,
-            confirmations=settings.confirmations,
-            journal=journal,
-        )
-    return _open_web3_ledger(config, storage, journal)
-
-
-@asynccontextmanager
-async def _open_web3_ledger(
-    config: Config, storage: Storage, journal: Journal
-) -> AsyncIterator[AnchoredLedger]:
-    # web3 takes a second to import: only a server anchoring on a chain pays for it.
-    from grass.ledger.web3 import (
-        DistributorClient,
-        MemoryOutbox,
-        Outbox,
-        PostgresOutbox,
-        connect,
-        load_signer,
-        open_web3_ledger,
-    )
-
-    settings = config.ledger
-    if not (settings.rpc_url and settings.contract_address):
-        raise StartupError("the web3 ledger needs ledger.rpc_url and ledger.contract_address")
-    signer = load_signer(
-        private_key=settings.private_key.reveal(),
-        keystore_path=settings.keystore_path,
-        password=settings.keystore_password.reveal(),
-    )
-    client = DistributorClient(
-        connect(settings.rpc_url),
-        settings.contract_address,
-        deployed_at=settings.contract_block or None,  # 0: found once on the chain
-    )
-    try:
-        owner = await client.owner()
-    except Exception as exc:
-        raise StartupError(
-            f"ledger.rpc_url: no distributor answers at {settings.contract_address}: {exc}"
-        ) from None
-    if owner != signer.address:
-        raise StartupError(
-            f"ledger: the distributor is owned by {owner}, not by the configured key"
-            f" {signer.address}: its setRoot would revert"
-        )
-    if isinstance(storage, PostgresStorage):
-        outbox: Outbox = PostgresOutbox(storage.db)
-    else:
-        log.warning("web3 ledger on memory storage: the journal and outbox die with the process")
-        outbox = MemoryOutbox()
-    async with open_web3_ledger(
-        client,
-        signer,
-        journal=journal,
-        outbox=outbox,
-        confirmations=settings.confirmations,
-        poll_interval=settings.poll_interval,
-    ) as ledger:
-        yield ledger
 
 
 class LiveConfig:
@@ -541,10 +315,6 @@ class Engine:
 def _engine(backends: Backends, live: LiveConfig, metrics: Metrics) -> Engine:
     """The earnings engine's services and jobs over the backends (DESIGN §5)."""
     storage = backends.storage
-    # On PostgreSQL an advisory lock keeps one closer across every instance.
-    lock: JobLock = (
-        PgJobLock(storage.db) if isinstance(storage, PostgresStorage) else MemoryJobLock()
-    )
 
     def config() -> Config:
         return live.current
@@ -559,7 +329,7 @@ def _engine(backends: Backends, live: LiveConfig, metrics: Metrics) -> Engine:
         backends.ledger,
         scores,
         epochs,
-        lock,
+        backends.store.job_lock,  # one closer across every instance
         config,
         now,
         metrics=metrics,

@@ -16,7 +16,8 @@ import argon2
 import attrs
 import pytest
 
-from grass.app import Backends, LiveConfig, build_http_app, open_backends
+from grass.app import LiveConfig, build_http_app
+from grass.backends import Backends, open_backends, store_of
 from grass.config import Config
 from grass.domain.bearer import new_node_key
 from grass.domain.users import ApiKey, ApiScope, Credentials, NodeKey, Role, Session, User
@@ -72,7 +73,7 @@ async def open_full_app(
         else:
             shared = await stack.enter_async_context(open_inprocess_state())
             ledger = await stack.enter_async_context(open_memory_ledger())
-            backends = Backends(config, storage, shared, ledger)
+            backends = Backends(config, store_of(storage), shared, ledger)
         gateway = Gateway(backends.storage, live, metrics)
         app = build_http_app(backends, live, metrics, gateway)
         yield FullApp(app, backends.storage, live, backends.ledger, gateway, backends.shared)

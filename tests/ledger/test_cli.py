@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from grass.cli import main
+from grass.cli.ledger import ProgressBar
 from grass.ledger.abc import Credit
-from grass.ledger.cli import ProgressBar
 from grass.ledger.postgres import PostgresJournal
 from grass.storage.postgres.storage import open_postgres_storage
 from tests.ledger.evm import anvil_node

@@ -17,7 +17,7 @@ from eth_account import Account
 from trio.testing import MockClock
 from web3 import Web3
 
-from grass import app
+from grass import backends
 from grass.config import load_config
 from grass.errors import ConfigError, StartupError
 from grass.ledger.abc import (
@@ -392,7 +392,7 @@ async def test_the_app_opens_the_web3_ledger_from_its_config(anvil_url, autojump
     d = _deployment(anvil_node(anvil_url))
     block = d.node.deployed_blocks[d.address.lower()]
     config = _web3_config(anvil_url, d.address, d.signer.key.hex(), block=block)
-    async with app.open_ledger(config, MemoryStorage()) as ledger:
+    async with backends.open_ledger(config, backends.store_of(MemoryStorage())) as ledger:
         assert isinstance(ledger.anchor, Web3Anchor)
         await ledger.record([credit("a1")])
         settled = await ledger.settle(1)
@@ -402,11 +402,11 @@ async def test_the_app_opens_the_web3_ledger_from_its_config(anvil_url, autojump
     stranger = Account.create()
     config = _web3_config(anvil_url, d.address, stranger.key.hex())
     with pytest.raises(StartupError, match="owned by"):
-        async with app.open_ledger(config, MemoryStorage()):
+        async with backends.open_ledger(config, backends.store_of(MemoryStorage())):
             pass
     nobody = _web3_config(anvil_url, "0x" + "00" * 19 + "01", d.signer.key.hex())
     with pytest.raises(StartupError, match="no distributor answers"):
-        async with app.open_ledger(nobody, MemoryStorage()):
+        async with backends.open_ledger(nobody, backends.store_of(MemoryStorage())):
             pass
 
 

@@ -22,11 +22,11 @@ import trio
 
 from grass import logs
 from grass.app import Server, run
+from grass.cli import ledger as ledger_cli
 from grass.config import Config, Port, StorageBackend, load_config, show
 from grass.domain.bearer import is_node_key
 from grass.domain.users import Role
 from grass.errors import ConfigError, GrassError
-from grass.ledger import cli as ledger_cli
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 

@@ -1,4 +1,4 @@
-"""``grass ledger status | settle | verify | migrate | deploy``, called by ``grass.cli``.
+"""``grass ledger status | settle | verify | migrate | deploy``, called by ``grass.cli.main``.
 
 Every command opens the configured store and the ledger(s) it names, does its work and closes
 them; output goes to stdout, progress to stderr (a bar redrawn in place on a terminal, a line now
@@ -10,21 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TextIO
 
 import trio
 
-from grass.app import open_ledger, store_journal
+from grass.backends import open_ledger, open_store
 from grass.config import Config, LedgerBackend, StorageBackend
 from grass.errors import GrassError
 from grass.ledger.abc import VerifyReport
 from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.migrate import MigrationReport, migrate_ledger
-from grass.storage.abc import Storage
-from grass.storage.memory import open_memory_storage
-from grass.storage.postgres.storage import open_postgres_storage
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 BACKENDS = [b.value for b in LedgerBackend]
@@ -81,29 +76,17 @@ def run(config: Config, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-@asynccontextmanager
-async def _storage(config: Config) -> AsyncIterator[Storage]:
-    if config.storage.backend is StorageBackend.POSTGRES:
-        async with open_postgres_storage(
-            config.storage.postgres_dsn.reveal(), min_size=1, max_size=4
-        ) as pg:
-            yield pg
-    else:
-        async with open_memory_storage() as memory:
-            yield memory
-
-
 async def _run(config: Config, args: argparse.Namespace) -> int:
     command = args.ledger_command
     if command == "deploy":
         return await _deploy(config, args.token)
-    async with _storage(config) as storage:
+    async with open_store(config, pool_size=4, maintain=False) as store:
         if command == "migrate":
             source, target = LedgerBackend(args.source), LedgerBackend(args.target)
-            journal = store_journal(storage)
+            journal = store.journal
             async with (
-                open_ledger(config, storage, backend=source, journal=journal) as a,
-                open_ledger(config, storage, backend=target, journal=journal) as b,
+                open_ledger(config, store, backend=source, journal=journal) as a,
+                open_ledger(config, store, backend=target, journal=journal) as b,
             ):
                 progress = ProgressBar(sys.stderr)
                 try:
@@ -113,7 +96,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
                 print_migration(report, source.value, target.value)
                 return EXIT_OK if report.verify.ok else EXIT_FAILURE
         backend = LedgerBackend(args.backend) if args.backend else config.ledger.backend
-        async with open_ledger(config, storage, backend=backend) as ledger:
+        async with open_ledger(config, store, backend=backend) as ledger:
             if command == "status":
                 await print_status(ledger, backend.value)
                 return EXIT_OK
