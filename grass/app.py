@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -23,44 +23,28 @@ from quart_trio import QuartTrio
 
 from grass import RECURSION_LIMIT, ids, logs, pin_recursion_limit
 from grass.backends import Backends, open_backends
-from grass.config import Config, MailTransport, StorageBackend, reload_changes
+from grass.config import Config, MailTransport, StorageBackend
 from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError
 from grass.http.accounts import add_auth_routes
 from grass.http.admin import add_admin_routes
 from grass.http.api import Guard
-from grass.http.app import create_app
+from grass.http.app import begin_shutdown, create_app
 from grass.http.auth import Authenticator
 from grass.http.checkin import add_checkin_routes
 from grass.http.earnings import add_earnings_routes
-from grass.http.live import add_live_route
+from grass.http.live import LiveHub, add_live_route
 from grass.http.me import add_me_routes
 from grass.http.network import add_network_routes
 from grass.http.node_keys import add_node_key_routes
 from grass.http.wallets import add_wallet_routes
 from grass.metrics import Metrics
-from grass.services.accounts import Accounts
-from grass.services.closer import BucketCloser
-from grass.services.earnings import EarningsService
-from grass.services.epochs import EpochService
-from grass.services.live import LiveEvents
-from grass.services.mail import MailDelivery, transport_for
-from grass.services.me import Me
-from grass.services.node_keys import NodeKeys
-from grass.services.passwords import Passwords
-from grass.services.referrals import ReferralService
-from grass.services.scores import ScoreService
-from grass.services.wallets import Wallets
-from grass.ws.collector import Collector
+from grass.running import RunningConfig
+from grass.wiring import Services, open_services, utc_now
 from grass.ws.gateway import Gateway
-from grass.ws.network_features import NetworkFeatures
 from grass.ws.server import NodeServer, reason
 
 log = logs.get("grass.app")
-
-Check = Callable[[], Awaitable[None]]
-NETWORK_FEATURES = "grass.network"
-LIVE_HUB = "grass.live"
 
 
 def startup_warnings(config: Config) -> list[str]:
@@ -89,31 +73,13 @@ def _check_recursion_limit() -> None:
         )
 
 
-class LiveConfig:
-    """The running config. SIGHUP swaps in the reloadable sections; the rest needs a restart."""
-
-    def __init__(self, config: Config) -> None:
-        self.current = config
-        self._listeners: list[Callable[[Config], None]] = []
-
-    def on_reload(self, listener: Callable[[Config], None]) -> None:
-        self._listeners.append(listener)
-
-    def apply(self, new: Config) -> list[str]:
-        """Apply a validated config; returns the restart-only sections that were not applied."""
-        self.current, ignored = reload_changes(self.current, new)
-        for listener in self._listeners:
-            listener(self.current)
-        return ignored
-
-
 @attrs.define
 class Server:
     """A running grass server, as handed to the caller of ``nursery.start(run, ...)``."""
 
     http_port: int
     node_port: int
-    live: LiveConfig
+    running: RunningConfig
     metrics: Metrics
     node: NodeServer
     gateway: Gateway
@@ -121,7 +87,7 @@ class Server:
     _shutdown: trio.Event = attrs.field(factory=trio.Event)
 
     def addresses(self) -> dict[str, str]:
-        server = self.live.current.server
+        server = self.running.current.server
         scheme = "wss" if server.tls_cert else "ws"
         return {
             "http": f"http://{server.http_host}:{self.http_port}",
@@ -144,199 +110,126 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+@attrs.frozen
+class HttpApp:
+    """The HTTP app and the hub of its live sockets."""
+
+    app: QuartTrio
+    live_hub: LiveHub
+
+    def begin_shutdown(self) -> None:
+        """/readyz answers 503 from now on; dashboards reconnect elsewhere (1001)."""
+        begin_shutdown(self.app)
+        self.live_hub.close_all()
 
 
 def build_http_app(
-    backends: Backends,
-    live: LiveConfig,
-    metrics: Metrics,
-    gateway: Gateway,
-    *,
-    clock: Callable[[], dt.datetime] = utc_now,
-    on_mail: Callable[[], None] = lambda: None,
-) -> QuartTrio:
-    """The HTTP app with every route: each resource's service is built here from the backends
-    and handed to that resource's ``add_<resource>_routes`` (docs/http-framework.md).
+    backends: Backends, services: Services, *, clock: Callable[[], dt.datetime] = utc_now
+) -> HttpApp:
+    """The HTTP app with every route: each resource's service, from the container, handed to
+    that resource's ``add_<resource>_routes`` (docs/http-framework.md).
 
     The authorization-matrix and OpenAPI tests build the app through this function too, so a
     route added here is covered by them without further wiring.
     """
+    running = services.running
     guard = Guard(
         authenticator=Authenticator(backends.storage.users, clock),
         limiter=backends.shared.limiter,
-        limits=lambda: live.current.limits,
-        client_address=ClientAddress(lambda: live.current.http.trusted_proxies),
+        limits=lambda: running.current.limits,
+        client_address=ClientAddress(lambda: running.current.http.trusted_proxies),
     )
     app = create_app(
-        metrics=metrics,
+        metrics=services.metrics,
         readiness=backends.readiness,
         guard=guard,
-        cors_origins=lambda: live.current.http.cors_origins,
+        cors_origins=lambda: running.current.http.cors_origins,
     )
-    add_checkin_routes(app, gateway, backends.storage, live)
-    settings = live.current.accounts
-    passwords = Passwords(
-        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    add_checkin_routes(app, services.gateway, backends.storage, running)
+    add_auth_routes(app, services.accounts)
+    add_me_routes(app, services.me, services.accounts)
+    add_node_key_routes(app, services.node_keys)
+    hub = add_live_route(
+        app, backends.shared.events, backends.shared.pubsub, lambda: running.current.http
     )
-    features = NetworkFeatures(gateway, backends.storage, backends.shared, clock=clock)
-    app.extensions[NETWORK_FEATURES] = features  # its tasks run in run()'s nursery
-    accounts = Accounts(
-        backends.storage,
-        features.events,
-        passwords,
-        lambda: live.current,
-        clock,
-        nodes=features.control,
-        on_mail=on_mail,
-    )
-    app.extensions["grass.accounts"] = accounts  # run() starts its housekeeping
-    add_auth_routes(app, accounts)
-    me = Me(backends.storage, lambda: live.current, clock, features.events)
-    add_me_routes(app, me, accounts)
-    add_node_key_routes(
-        app, NodeKeys(backends.storage, lambda: live.current, clock, features.control)
-    )
-    app.extensions[LIVE_HUB] = add_live_route(
-        app, backends.shared.events, backends.shared.pubsub, lambda: live.current.http
-    )
-    add_network_routes(app, features.network)
-    add_admin_routes(app, features.admin)
-    epochs = EpochService(backends.storage, backends.ledger, lambda: live.current)
-    add_earnings_routes(
-        app,
-        EarningsService(backends.storage, epochs, clock),
-        ReferralService(backends.storage, lambda: live.current),
-    )
-    wallets = Wallets(
-        backends.ledger,
-        backends.storage.users,
-        backends.shared.sessions,
-        lambda: live.current,
-        clock,
-    )
-    add_wallet_routes(app, wallets)
-    return app
+    add_network_routes(app, services.network.network)
+    add_admin_routes(app, services.network.admin)
+    add_earnings_routes(app, services.earnings, services.referrals)
+    add_wallet_routes(app, services.wallets)
+    return HttpApp(app, hub)
 
 
 async def run(
     config: Config, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """The whole server. Returns after a graceful shutdown (``Server.shutdown``)."""
-    live = LiveConfig(config)
+    """The whole server: open the backends, then the services, serve; returns after a
+    graceful shutdown (``Server.shutdown``)."""
+    running = RunningConfig(config)
     metrics = Metrics()
     instance = config.server.instance_id or ids.short_id(8)
     with logs.bound(instance=instance):
-        async with (
-            open_backends(config, instance_id=instance) as backends,
-            trio.open_nursery() as nursery,
-        ):
-            engine = _engine(backends, live, metrics)
-            # Collector passes stay short with many connections (grass/ws/collector.py).
-            collector = Collector()
-            gateway = Gateway(
-                backends.storage,
-                live,
-                metrics,
-                score_of=engine.scores.score_of,
-                on_auth=engine.scores.connected,
-                collector=collector,
-            )
+        async with open_backends(config, instance_id=instance) as backends:
             for warning in startup_warnings(config):
                 log.warning(warning)
             _check_recursion_limit()
-            mail = MailDelivery(
-                backends.storage.accounts,
-                transport_for(config.mail),
-                lambda: live.current.mail,
-                utc_now,
-            )
-            await nursery.start(mail.run)
-            app = build_http_app(backends, live, metrics, gateway, on_mail=mail.notify)
-            await nursery.start(app.extensions["grass.accounts"].run_housekeeping)
-            flusher = trio.CancelScope()
-
-            async def run_flusher(*, task_status: trio.TaskStatus[None]) -> None:
-                with flusher:
-                    await gateway.run(task_status=task_status)
-
-            await nursery.start(run_flusher)
-            features: NetworkFeatures = app.extensions[NETWORK_FEATURES]
-            await nursery.start(features.run)
-            await nursery.start(engine.scores.run)
-            await nursery.start(engine.closer.run)
-            node = NodeServer(
-                gateway.handle,
-                host=config.server.node_host,
-                port=config.server.node_port,
-                metrics=metrics,
-                ssl_context=_tls_context(config),
-                max_message_size=config.node.max_message_size,
-                max_fragments=config.node.max_message_fragments,
-                connect_timeout=config.node.connect_timeout,
-                max_pending=config.node.max_pending_connections,
-                max_pending_per_address=config.node.max_pending_per_address,
-                max_connections=config.node.max_connections,
-                descriptor_reserve=config.node.descriptor_reserve,
-                trusted_proxies=lambda: live.current.http.trusted_proxies,
-            )
-            node_port = await nursery.start(node.serve)
-            http_stop = trio.Event()
-            http_done = trio.Event()
-            http_port = await nursery.start(_run_http, app, config, http_stop, http_done)
-            server = Server(http_port, node_port, live, metrics, node, gateway, backends)
-            collector.settle()
-            task_status.started(server)
-            log.info("serving", **server.addresses())
-            await server._shutdown.wait()
-            log.info("shutting down", grace_period=live.current.server.grace_period)
-            app.extensions["grass.shutting_down"] = True
-            app.extensions[LIVE_HUB].close_all()  # dashboards reconnect elsewhere (1001)
-            node.stop_accepting()
-            await node.close_all()  # every session closes 1001 (going away)
-            flusher.cancel()
-            await gateway.shutdown(1001)  # the sessions' last uptime, in one final flush
-            await features.stop()
-            http_stop.set()
-            with trio.move_on_after(live.current.server.grace_period + 1):
-                await http_done.wait()
-            nursery.cancel_scope.cancel()
+            async with open_services(backends, running, metrics) as services:
+                await _serve(backends, services, task_status=task_status)
         log.info("stopped")
 
 
-@attrs.frozen
-class Engine:
-    scores: ScoreService
-    epochs: EpochService
-    closer: BucketCloser
+async def _serve(
+    backends: Backends, services: Services, *, task_status: trio.TaskStatus[Server]
+) -> None:
+    """Both servers until ``Server.shutdown``; then nodes first (their last uptime), HTTP last."""
+    config = services.running.current
+    http = build_http_app(backends, services)
+    node = _node_server(config, services)
+    async with trio.open_nursery() as nursery:
+        node_port = await nursery.start(node.serve)
+        http_stop, http_done = trio.Event(), trio.Event()
+        http_port = await nursery.start(_run_http, http.app, config, http_stop, http_done)
+        server = Server(
+            http_port,
+            node_port,
+            services.running,
+            services.metrics,
+            node,
+            services.gateway,
+            backends,
+        )
+        services.collector.settle()
+        task_status.started(server)
+        log.info("serving", **server.addresses())
+        await server._shutdown.wait()
+        grace_period = services.running.current.server.grace_period
+        log.info("shutting down", grace_period=grace_period)
+        http.begin_shutdown()
+        node.stop_accepting()
+        await node.close_all()  # every session closes 1001 (going away)
+        await services.stop_nodes(1001)  # the sessions' last uptime, in one final flush
+        http_stop.set()
+        with trio.move_on_after(grace_period + 1):
+            await http_done.wait()
+        nursery.cancel_scope.cancel()
 
 
-def _engine(backends: Backends, live: LiveConfig, metrics: Metrics) -> Engine:
-    """The earnings engine's services and jobs over the backends (DESIGN §5)."""
-    storage = backends.storage
-
-    def config() -> Config:
-        return live.current
-
-    def now() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-    scores = ScoreService(storage, config, now)
-    epochs = EpochService(storage, backends.ledger, config)
-    closer = BucketCloser(
-        storage,
-        backends.ledger,
-        scores,
-        epochs,
-        backends.store.job_lock,  # one closer across every instance
-        config,
-        now,
-        metrics=metrics,
-        # What each user was credited reaches their dashboards (grass.http.live).
-        events=LiveEvents(backends.shared.events, backends.shared.pubsub),
+def _node_server(config: Config, services: Services) -> NodeServer:
+    running = services.running
+    return NodeServer(
+        services.gateway.handle,
+        host=config.server.node_host,
+        port=config.server.node_port,
+        metrics=services.metrics,
+        ssl_context=_tls_context(config),
+        max_message_size=config.node.max_message_size,
+        max_fragments=config.node.max_message_fragments,
+        connect_timeout=config.node.connect_timeout,
+        max_pending=config.node.max_pending_connections,
+        max_pending_per_address=config.node.max_pending_per_address,
+        max_connections=config.node.max_connections,
+        descriptor_reserve=config.node.descriptor_reserve,
+        trusted_proxies=lambda: running.current.http.trusted_proxies,
     )
-    return Engine(scores, epochs, closer)
 
 
 async def _run_http(

@@ -311,8 +311,8 @@ def _reload(server: Server, path: str | None, log: Any) -> None:
         server.metrics.config_reloads.labels("refused").inc()
         log.error("config reload refused; keeping the running config", problems=exc.problems)
         return
-    ignored = server.live.apply(new)
-    logs.configure(server.live.current.logging)
+    ignored = server.running.apply(new)
+    logs.configure(server.running.current.logging)
     server.metrics.config_reloads.labels("applied").inc()
     log.info("config reloaded", restart_needed_for=ignored)
 

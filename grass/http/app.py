@@ -52,6 +52,11 @@ CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-None-Match, X-Request-Id"
 CORS_EXPOSE_HEADERS = "ETag, Retry-After, X-Request-Id"
 
 
+def begin_shutdown(app: QuartTrio) -> None:
+    """From now on /readyz answers 503: the load balancer sends no new requests here."""
+    app.extensions["grass.shutting_down"] = True
+
+
 def create_app(
     *,
     metrics: Metrics,

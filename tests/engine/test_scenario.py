@@ -20,12 +20,12 @@ import attrs
 import trio
 from trio_websocket import wrap_client_stream
 
-from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.epochs import EpochStatus
 from grass.domain.referrals import ReferralStatus
 from grass.ledger.memory import open_memory_ledger
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.storage.postgres.storage import PostgresStorage
 from grass.ws.gateway import Gateway
 from grass.ws.node_client import NodeIdentity, auth_answer, ping_message
@@ -170,7 +170,7 @@ async def scenario(storage, clock) -> None:
         metrics = Metrics()
         gateway = Gateway(
             storage,
-            LiveConfig(config),
+            RunningConfig(config),
             metrics,
             wall,
             score_of=engine.scores.score_of,

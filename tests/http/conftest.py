@@ -16,7 +16,7 @@ import argon2
 import attrs
 import pytest
 
-from grass.app import LiveConfig, build_http_app
+from grass.app import HttpApp, build_http_app
 from grass.backends import Backends, open_backends, store_of
 from grass.config import Config
 from grass.domain.bearer import new_node_key
@@ -26,9 +26,11 @@ from grass.ids import short_id
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.storage.abc import Storage
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.shared import SharedState
+from grass.wiring import Services, build_services
 from grass.ws.gateway import Gateway
 
 
@@ -49,10 +51,12 @@ def quick_config(**sections: dict[str, Any]) -> Config:
 class FullApp:
     app: Any
     storage: Storage
-    live: LiveConfig
+    running: RunningConfig
     ledger: Ledger | None = None
     gateway: Gateway | None = None
     shared: SharedState | None = None
+    services: Services | None = None
+    http: HttpApp | None = None
 
     def client(self) -> Any:
         return self.app.test_client()
@@ -65,8 +69,7 @@ async def open_full_app(
     """The app on the backends ``config`` names, or on ``storage`` (already open: the
     PostgreSQL test schema) with in-process shared state and a memory ledger."""
     config = config or quick_config()
-    live = LiveConfig(config)
-    metrics = Metrics()
+    running = RunningConfig(config)
     async with AsyncExitStack() as stack:
         if storage is None:
             backends = await stack.enter_async_context(open_backends(config))
@@ -74,9 +77,18 @@ async def open_full_app(
             shared = await stack.enter_async_context(open_inprocess_state())
             ledger = await stack.enter_async_context(open_memory_ledger())
             backends = Backends(config, store_of(storage), shared, ledger)
-        gateway = Gateway(backends.storage, live, metrics)
-        app = build_http_app(backends, live, metrics, gateway)
-        yield FullApp(app, backends.storage, live, backends.ledger, gateway, backends.shared)
+        services = build_services(backends, running, Metrics())
+        http = build_http_app(backends, services)
+        yield FullApp(
+            http.app,
+            backends.storage,
+            running,
+            backends.ledger,
+            services.gateway,
+            backends.shared,
+            services,
+            http,
+        )
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ try:  # the test client's close, by release (the lock has quart 0.23 on Python 3
 except ImportError:
     from quart.wrappers.base import ClientDisconnectedError as WebsocketDisconnectError
 
-from grass.app import LIVE_HUB, NETWORK_FEATURES
 from grass.domain.users import ApiKey, ApiScope, Role
 from grass.http.auth import hash_token, new_api_key
 from grass.ids import new_uuid, short_id
@@ -28,7 +27,7 @@ FROM = {"client": ("203.0.113.7", 40000)}
 
 
 def events_of(full) -> LiveEvents:
-    return full.app.extensions[NETWORK_FEATURES].events
+    return full.services.network.events
 
 
 def offer(token: str) -> list[str]:
@@ -291,7 +290,7 @@ async def test_a_lost_revocation_is_caught_by_the_periodic_recheck(autojump_cloc
 
 async def test_shutdown_closes_every_socket_1001(full_app):
     me = await make_actor(full_app.storage)
-    hub = full_app.app.extensions[LIVE_HUB]
+    hub = full_app.http.live_hub
     async with live(full_app, me.session_token) as socket:
         await receive(socket)
         assert len(hub) == 1

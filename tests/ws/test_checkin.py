@@ -7,12 +7,12 @@ import uuid
 import attrs
 import pytest
 
-from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.bearer import hash_token, new_node_key
 from grass.http.app import create_app
 from grass.http.checkin import add_checkin_routes
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
 from grass.ws import token as tokens
 from grass.ws.gateway import Gateway
@@ -42,7 +42,7 @@ async def checkin_app(*, legacy: bool):
     key = new_node_key()
     stored = make_node_key(user, key_hash=hash_token(key))
     await storage.node_keys.create_node_key(stored)
-    live = LiveConfig(config)
+    live = RunningConfig(config)
     metrics = Metrics()
     gateway = Gateway(storage, live, metrics, lambda: NOW, token_key=b"k" * 32)
     app = create_app(metrics=metrics, readiness=ready, guard=guard_for(storage.users))

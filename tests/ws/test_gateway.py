@@ -20,11 +20,11 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, wrap_client_str
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.bearer import hash_token, new_node_key
 from grass.domain.devices import DeviceStatus
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
 from grass.ws import token as tokens
 from grass.ws.client import open_node_socket
@@ -79,7 +79,7 @@ async def harness(
     await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(node_key)))
     clock = ManualClock()
     metrics = Metrics()
-    gateway = Gateway(storage, LiveConfig(config), metrics, clock, score_of=score_of)
+    gateway = Gateway(storage, RunningConfig(config), metrics, clock, score_of=score_of)
     server = NodeServer(
         gateway.handle,
         host="127.0.0.1",
@@ -548,7 +548,9 @@ async def test_gateway_session_on_virtual_time(autojump_clock):
     key = new_node_key()
     await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(key)))
     config = config_with(node={"heartbeat_timeout": 100.0, "uptime_flush_interval": 5.0})
-    gateway = Gateway(storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time())
+    gateway = Gateway(
+        storage, RunningConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
+    )
     transport = FakeTransport()
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)

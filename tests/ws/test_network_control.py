@@ -13,10 +13,10 @@ import attrs
 import trio
 import trio.testing
 
-from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.services.node_keys import NodeKeys
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import MemoryStorage
@@ -68,7 +68,9 @@ async def instance(
     # Nodes name their user by id here (legacy auth): these tests are about acting on them.
     base = Config()
     config = attrs.evolve(base, node=attrs.evolve(base.node, allow_legacy_auth=legacy))
-    gateway = Gateway(storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time())
+    gateway = Gateway(
+        storage, RunningConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
+    )
     features = NetworkFeatures(gateway, storage, shared)
     await nursery.start(gateway.run)
     await nursery.start(features.run)

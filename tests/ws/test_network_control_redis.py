@@ -15,11 +15,11 @@ import pytest
 import trio
 import trio.testing
 
-from grass.app import LiveConfig
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
 from grass.services.node_keys import NodeKeys
+from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
 from grass.storage.redis import open_redis_state
 from grass.ws.control import BANNED
@@ -73,7 +73,7 @@ async def instance(
     )
     async with open_redis_state(url, instance_id=name, prefix=prefix) as shared:
         gateway = Gateway(
-            storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
+            storage, RunningConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
         )
         features = NetworkFeatures(gateway, storage, shared)
         async with trio.open_nursery() as tasks:

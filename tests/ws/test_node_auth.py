@@ -17,10 +17,10 @@ import pytest
 import trio
 import trio.testing
 
-from grass.app import LiveConfig
 from grass.domain.bearer import hash_token, new_node_key
 from grass.domain.users import User
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
 from grass.ws import token as tokens
 from grass.ws.gateway import Gateway
@@ -64,7 +64,9 @@ class World:
 async def world(**options) -> AsyncIterator[World]:
     storage = MemoryStorage()
     config = config_with(**options)
-    gateway = Gateway(storage, LiveConfig(config), Metrics(), lambda: EPOCH + trio.current_time())
+    gateway = Gateway(
+        storage, RunningConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)
         yield World(gateway, storage, nursery)

@@ -14,9 +14,9 @@ import structlog
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from grass.app import LiveConfig
 from grass.domain.bearer import hash_token, new_node_key
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
 from grass.ws.gateway import Gateway
 from grass.ws.server import NodeServer
@@ -44,7 +44,7 @@ async def harness(**server_options) -> AsyncIterator[Harness]:
     await storage.node_keys.create_node_key(make_node_key(user, key_hash=hash_token(node_key)))
     clock = ManualClock()
     metrics = Metrics()
-    gateway = Gateway(storage, LiveConfig(config), metrics, clock)
+    gateway = Gateway(storage, RunningConfig(config), metrics, clock)
     server = NodeServer(gateway.handle, host="127.0.0.1", port=0, metrics=metrics, **server_options)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
