@@ -235,7 +235,7 @@ class MailConfig:
 
 @attrs.frozen(kw_only=True)
 class RatesConfig:
-    """DESIGN §5. Amounts are integer micro-points (1 point = 1 000 000)."""
+    """architecture §5. Amounts are integer micro-points (1 point = 1 000 000)."""
 
     base_rate: Count = Count(1_000_000)  # per hour at score 100
     multiplier_extension: Fraction = Fraction(1.0)

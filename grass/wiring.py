@@ -92,7 +92,7 @@ def build_services(
     *,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> Services:
-    """The container over ``backends`` (DESIGN §5: the earnings engine's services and jobs)."""
+    """The container over ``backends``, without its loops (architecture §3)."""
     storage, shared, ledger = backends.storage, backends.shared, backends.ledger
 
     def config() -> Config:

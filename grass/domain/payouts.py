@@ -1,4 +1,4 @@
-"""What one closed bucket pays (DESIGN §5), as pure integer arithmetic.
+"""What one closed bucket pays (architecture §5), as pure integer arithmetic.
 
 For each IP in the bucket::
 

@@ -1,4 +1,4 @@
-"""The network score formula (DESIGN §5), pure and deterministic; ``docs/score.md`` explains it.
+"""The network score formula (architecture §5), pure and deterministic (docs/score.md).
 
 Every component is an integer 0-100 and every step is integer arithmetic, so two backends,
 two processes or a re-run always agree on a score (``p`` are the :class:`ScoreParams`, from the

@@ -1,4 +1,4 @@
-"""``POST /checkin``: the v5 check-in (DESIGN §4).
+"""``POST /checkin``: the v5 check-in (architecture §4).
 
 Body ``{browserId, userId, version, extensionId, userAgent, deviceType}`` (extra keys tolerated,
 as on the node socket) -> 201 ``{destinations: ["host:port"], token}``. ``userId`` carries one of

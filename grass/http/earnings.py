@@ -1,5 +1,5 @@
 """``/api/v1/earnings/*``, ``/api/v1/epochs`` and ``/api/v1/referrals*``: what a user earned, when,
-where and from whom (DESIGN §5, §8). Amounts are integer micro-points; periods are in the
+where and from whom (architecture §5, §8). Amounts are integer micro-points; periods are in the
 user's time zone (the profile's, or ``tz``)."""
 
 from __future__ import annotations

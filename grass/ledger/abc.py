@@ -1,6 +1,6 @@
 """The ledger: credits in a journal, settlements anchored somewhere that others can check.
 
-A ledger is two components (DESIGN §7):
+A ledger is two components (architecture §7):
 
 - a :class:`Journal` holds every credit (idempotent per key), the wallet links and the
   settlement records; memory now, PostgreSQL later;

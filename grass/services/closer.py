@@ -1,4 +1,4 @@
-"""The bucket closer (DESIGN §5): pays each closed uptime bucket, once, then hands it to the ledger.
+"""The bucket closer (architecture §5): pays each closed uptime bucket once, then the ledger.
 
 One pass (:meth:`BucketCloser.tick`), on one instance at a time (the job lock):
 

@@ -1,4 +1,4 @@
-"""Epochs (DESIGN §5): fixed-length periods numbered from ``rates.epoch_genesis``.
+"""Epochs (architecture §5): fixed-length periods numbered from ``rates.epoch_genesis``.
 
 An epoch has a row only once something needs it: a bucket closed in it (the closer), or a look
 at the epoch list during it (the earnings API). Epochs without activity have no row and are

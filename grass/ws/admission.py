@@ -1,7 +1,7 @@
 """Which accepted node sockets the server keeps: decided at the TCP accept, before a byte is read.
 
 Three bounds, so that no client and no flood of half-open connections can take the descriptors
-the rest of the process needs (DESIGN §12: a process holds at most about 20 000):
+the rest of the process needs (architecture §12: a process holds at most about 20 000):
 
 - every node socket of the process, upgraded or not: ``max_connections`` (the node server
   derives it from the descriptor limit, RLIMIT_NOFILE, less a reserve for HTTP, PostgreSQL,

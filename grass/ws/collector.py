@@ -1,4 +1,4 @@
-"""Short garbage-collector passes with many node connections (DESIGN §12: none over 50 ms).
+"""Short garbage-collector passes with many node connections (architecture §12: none over 50 ms).
 
 CPython's cyclic collector walks every object of the generations it collects. With thousands of
 sockets the heap is far larger than the caches and a walk costs 0.2-0.5 µs an object on these

@@ -64,7 +64,7 @@ from grass.ws.uptime import Accrual, UptimeFlusher
 
 log = logs.get(__name__)
 
-#: The HTTP status of every refusal decided from the upgrade request alone (DESIGN §4).
+#: The HTTP status of every refusal decided from the upgrade request alone (architecture §4).
 UPGRADE_REFUSED = 403
 
 #: How long shutdown waits for the sessions to end before the final flush.
@@ -153,7 +153,7 @@ class Gateway:
         self._score_of = score_of
         self.upgrade_checks: list[UpgradeCheck] = []
         self.auth_checks: list[AuthCheck] = []
-        #: Told each authenticated device id (the scorer scores it again: DESIGN §5).
+        #: Told each authenticated device id (the scorer scores it again: architecture §5).
         self._on_auth = on_auth
         #: Behind http.trusted_proxies (a load balancer in front of the node port), the node's
         #: address is the one they forwarded: the same rule as the HTTP API and check-in, so a

@@ -1,4 +1,4 @@
-"""Uptime accrual (DESIGN §5): per-session counters in memory, written by one flusher task.
+"""Uptime accrual (architecture §5): per-session counters in memory, written by one flusher task.
 
 A session's :class:`Accrual` adds the wall-clock seconds between consecutive heartbeats, each gap
 capped at the heartbeat timeout (so more pings never earn more), into the bucket the seconds fall

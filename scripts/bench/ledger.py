@@ -14,7 +14,7 @@ anchor).
 Each settlement is also split by its progress reports: reading the leaves, hashing the tree,
 and the rest (closing the epoch, the records, the anchor). The load average is printed before
 and after: these machines are shared.
-Budget (DESIGN §12): settle <= 10 s.
+Budget (architecture §12): settle <= 10 s.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 A tree of n leaves hashes n leaves and n - 1 nodes, so the floor is about 2n keccak calls; the
 baseline times exactly that many bare calls over 64-byte inputs and the ratio says how much the
-tree adds (validation, sorting, concatenation). The settlement budget (DESIGN §12) is 10 s for
+tree adds (validation, sorting, concatenation). The settlement budget (architecture §12) is 10 s for
 1 000 000 users, tree included.
 """
 

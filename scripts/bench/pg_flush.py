@@ -17,7 +17,7 @@ The month's partition is created by ``ensure_partitions``; with ``--fillfactor F
 altered to keep that share of each page free-for-updates first (HOT updates touch no index).
 
 Usage: python scripts/bench/pg_flush.py [--dsn postgresql://...] [--rows 100000] [--fillfactor 50]
-Target (DESIGN §12): a flush of 100 000 deltas in at most 0.5 s.
+Target (architecture §12): a flush of 100 000 deltas in at most 0.5 s.
 """
 
 from __future__ import annotations
