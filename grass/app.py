@@ -1,9 +1,10 @@
-"""Composition root: the servers over the backends.
+"""Composition root: open backends -> open services -> serve -> shut down.
 
 ``run(config)`` opens the backends (:func:`grass.backends.open_backends`, which owns them and
-their background tasks), starts the node WebSocket server and the HTTP server in one nursery,
-each with ``nursery.start``, reports a :class:`Server` handle once both listen, and shuts down
-gracefully when asked to.
+their background tasks), then the services container (:func:`grass.wiring.open_services`, every
+service built once and its loops running), starts the node WebSocket server and the HTTP server
+in one nursery, each with ``nursery.start``, reports a :class:`Server` handle once both listen,
+and shuts down gracefully when asked to (docs/architecture.md §3).
 """
 
 from __future__ import annotations
