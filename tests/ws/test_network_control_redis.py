@@ -18,8 +18,8 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
-from grass.services.node_keys import NodeKeys
 from grass.running import RunningConfig
+from grass.services.node_keys import NodeKeys
 from grass.storage.memory import MemoryStorage
 from grass.storage.redis import open_redis_state
 from grass.ws.control import BANNED
