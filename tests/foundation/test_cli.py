@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from grass.cli import UsageError, node_credential
+from grass.cli.main import UsageError, node_credential
 from grass.config import Config, load_config
 
 GRASS = [sys.executable, "-m", "grass"]
