@@ -1,14 +1,19 @@
 """Route declarations and the one request pipeline every declared route goes through.
 
-A route is declared once, with everything the server and the OpenAPI document need::
+A route is declared once, with everything the server and the OpenAPI document need, on a
+method of its resource's class; ``api.add_resource(instance)`` registers every declared method::
 
-    api = api_of(app)
+    class DeviceRoutes:
+        def __init__(self, devices: DeviceService) -> None:
+            self._devices = devices
 
-    @api.route("GET", "/api/v1/devices/<device_id>", summary="One device", tag="devices",
+        @route("GET", "/api/v1/devices/<device_id>", summary="One device", tag="devices",
                auth=user_or_key(ApiScope.DEVICES_READ), response=DeviceView, errors=(NotFound,))
-    async def get_device(call: Call) -> DeviceView:
-        device = await service.device(call.user_id, call.path["device_id"])
-        return DeviceView.of(device)
+        async def get_device(self, call: Call) -> DeviceView:
+            device = await self._devices.device(call.user_id, call.path["device_id"])
+            return DeviceView.of(device)
+
+    api_of(app).add_resource(DeviceRoutes(devices))
 
 The pipeline, in order: bearer token (a token that resolves to nobody costs the caller's
 address one hit of the auth budget, so guessing tokens is limited like guessing passwords) ->
@@ -23,31 +28,28 @@ when ``If-None-Match`` matches). Every error leaves as ``{"error": {"code", "mes
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import hashlib
 import json
 import re
-import types
-import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 from quart import Quart, Response, g, request
 
-from grass import jsontext
 from grass.config import LimitsConfig
 from grass.domain.accounts import address_key
 from grass.domain.addresses import ClientAddress
 from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
-from grass.errors import GrassError, InvalidInput, RateLimited, Unauthenticated, ValidationFailed
+from grass.errors import GrassError, RateLimited, Unauthenticated
 from grass.http import schema as s
 from grass.http.auth import Authenticator, Policy, Principal, TokenEnded, authorize
+from grass.http.inputs import check_path, parse_body, parse_query
 from grass.storage.shared import RateLimiter
 
 T = TypeVar("T")
 Handler = Callable[["Call"], Awaitable[Any]]
+M = TypeVar("M", bound=Callable[..., Awaitable[Any]])
 RateClass = Literal["auth", "api", "none"]
 #: The tag of the routes every app has (health, metrics, this documentation).
 ANONYMOUS_ROUTES_TAG = "meta"
@@ -136,6 +138,58 @@ class Route:
 
 
 @attrs.frozen(kw_only=True)
+class Declaration:
+    """What :func:`route` records on a method, for :meth:`Api.add_resource`."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    auth: Policy
+    options: dict[str, Any]
+
+
+#: The attribute :func:`route` sets on the function it declares.
+DECLARATION = "__grass_route__"
+
+
+def route(
+    method: str, path: str, *, summary: str, tag: str, auth: Policy, **options: Any
+) -> Callable[[M], M]:
+    """Declare a method of a resource class as a route (the arguments of :meth:`Api.route`).
+
+    Only records the declaration on the function: nothing is registered until
+    ``api.add_resource(instance)``, which registers the instance's bound method. The route's
+    name is the method's, unless ``name=`` says otherwise."""
+
+    declaration = Declaration(
+        method=method, path=path, summary=summary, tag=tag, auth=auth, options=dict(options)
+    )
+
+    def declare(handler: M) -> M:
+        if hasattr(handler, DECLARATION):
+            raise ValueError(f"{handler.__name__}: declared as a route twice")
+        setattr(handler, DECLARATION, declaration)
+        return handler
+
+    return declare
+
+
+def declared_routes(resource: object) -> list[tuple[Declaration, Handler]]:
+    """The methods of ``resource`` declared with :func:`route`, bound to it, in the order the
+    class (then each subclass) defines them."""
+    found: dict[str, Declaration] = {}
+    for klass in reversed(type(resource).__mro__):
+        for name, member in vars(klass).items():
+            declaration = getattr(member, DECLARATION, None)
+            if isinstance(declaration, Declaration):
+                found[name] = declaration
+            else:
+                found.pop(name, None)  # overridden without a declaration
+    return [(declaration, getattr(resource, name)) for name, declaration in found.items()]
+
+
+@attrs.frozen(kw_only=True)
 class Guard:
     """What the pipeline needs from outside: tokens, the shared limiter and the live limits."""
 
@@ -178,6 +232,17 @@ class Api:
 
         return register
 
+    def add_resource(self, resource: object) -> None:
+        """Register every method of ``resource`` declared with :func:`route`, bound to it, in
+        definition order, each as :meth:`route` would."""
+        declared = declared_routes(resource)
+        if not declared:
+            raise ValueError(f"{type(resource).__name__} declares no routes")
+        for d, handler in declared:
+            self.route(d.method, d.path, summary=d.summary, tag=d.tag, auth=d.auth, **d.options)(
+                handler
+            )
+
     def add(self, route: Route) -> None:
         if any(r.name == route.name for r in self.routes):
             raise ValueError(f"two routes named {route.name!r}: give one a name=")
@@ -211,9 +276,13 @@ class Api:
                     raise
         await self._limit(route, principal, ip)
         authorize(route.policy, principal)
-        _check_path(route, path)
-        query = _parse_query(route.query) if route.query else None
-        body = await _parse_body(route) if route.body or route.body_parser else None
+        check_path(route.path_fields, path)
+        query = parse_query(route.query) if route.query else None
+        body = (
+            await parse_body(route.body, route.body_parser)
+            if route.body or route.body_parser
+            else None
+        )
         call = Call(
             principal=principal,
             path=path,
@@ -276,98 +345,6 @@ def _bearer() -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
-
-
-#: A path parameter without a declared schema: any segment up to this length.
-MAX_PATH_PARAMETER = 256
-
-
-def _check_path(route: Route, path: dict[str, str]) -> None:
-    if route.path_fields is not None:
-        hints = typing.get_type_hints(route.path_fields)
-        problems: dict[str, str] = {}
-        raw: dict[str, Any] = {}
-        for name, text in path.items():
-            try:
-                raw[name] = _path_value(text, hints[name])
-            except ValueError as exc:
-                problems[name] = str(exc)
-        if problems:
-            summary = "; ".join(f"{k}: {v}" for k, v in problems.items())
-            raise ValidationFailed(f"invalid path: {summary}", details={"fields": problems})
-        s.structure(raw, route.path_fields, what="path")
-        return
-    problem = f"must be 1 to {MAX_PATH_PARAMETER} characters"
-    bad = {k: problem for k, v in path.items() if not 1 <= len(v) <= MAX_PATH_PARAMETER}
-    if bad:
-        raise ValidationFailed(f"invalid path: {', '.join(bad)}", details={"fields": bad})
-
-
-async def _parse_body(route: Route) -> Any:
-    raw = await request.get_data(as_text=False)
-    if not raw:
-        raise InvalidInput("a JSON body is required")
-    try:
-        # Too deep or not text: 422, naming the field (grass.jsontext).
-        data = jsontext.loads(raw)
-    except jsontext.InvalidJson:
-        raise InvalidInput("the body is not valid JSON") from None
-    if route.body_parser is not None:
-        return route.body_parser(data)
-    assert route.body is not None
-    return s.structure(data, route.body)
-
-
-def _parse_query(kind: type[Any]) -> Any:
-    hints = typing.get_type_hints(kind)
-    known = {field.name for field in attrs.fields(kind)}
-    unknown = sorted(set(request.args) - known)
-    if unknown:
-        fields = dict.fromkeys(unknown, "unknown parameter")
-        raise ValidationFailed(
-            f"unknown query parameter: {', '.join(unknown)}", details={"fields": fields}
-        )
-    raw: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for name in known & set(request.args):
-        values = request.args.getlist(name)
-        if len(values) > 1:
-            problems[name] = "give it once"
-            continue
-        try:
-            raw[name] = _query_value(values[0], hints[name])
-        except ValueError as exc:
-            problems[name] = str(exc)
-    if problems:
-        summary = "; ".join(f"{k}: {v}" for k, v in problems.items())
-        raise ValidationFailed(f"invalid query: {summary}", details={"fields": problems})
-    return s.structure(raw, kind, what="query")
-
-
-def _query_value(text: str, kind: Any) -> Any:
-    """A query string is text: turn it into what the field's type expects before structuring."""
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-    if kind is int:
-        if not re.fullmatch(r"-?[0-9]{1,18}", text):
-            raise ValueError("must be an integer")
-        return int(text)
-    if kind is bool:
-        if text not in ("true", "false"):
-            raise ValueError("must be true or false")
-        return text == "true"
-    if kind in (str, dt.datetime) or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
-        return text
-    raise TypeError(f"query parameters of type {kind!r} are not supported")
-
-
-def _path_value(text: str, kind: Any) -> Any:
-    """A path segment is text: an int field takes ASCII digits (a bigint's worth) only."""
-    if kind is int:
-        if not re.fullmatch(r"[0-9]{1,19}", text):
-            raise ValueError("must be an integer")
-        return int(text)
-    return text
 
 
 def _reply(route: Route, result: Any) -> Response:

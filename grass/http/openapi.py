@@ -26,8 +26,9 @@ from grass.errors import (
     ValidationFailed,
 )
 from grass.http import schema as s
-from grass.http.api import ANONYMOUS_ROUTES_TAG, MAX_PATH_PARAMETER, Api, Call, Route
+from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Route
 from grass.http.auth import ANONYMOUS, Access, AccountInactive, InvalidToken
+from grass.http.inputs import MAX_PATH_PARAMETER
 from grass.jsontext import JsonTooDeep, NotText
 from grass.services.admin import NotAdmin
 
