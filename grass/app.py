@@ -27,18 +27,18 @@ from grass.backends import Backends, open_backends
 from grass.config import Config, MailTransport, StorageBackend
 from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError
-from grass.http.accounts import add_auth_routes
+from grass.http.accounts import AuthRoutes
 from grass.http.admin import add_admin_routes
-from grass.http.api import Guard
+from grass.http.api import Guard, api_of
 from grass.http.app import begin_shutdown, create_app
 from grass.http.auth import Authenticator
-from grass.http.checkin import add_checkin_routes
+from grass.http.checkin import CheckinRoutes
 from grass.http.earnings import add_earnings_routes
 from grass.http.live import LiveHub, add_live_route
-from grass.http.me import add_me_routes
+from grass.http.me import MeRoutes
 from grass.http.network import add_network_routes
-from grass.http.node_keys import add_node_key_routes
-from grass.http.wallets import add_wallet_routes
+from grass.http.node_keys import NodeKeyRoutes
+from grass.http.wallets import WalletRoutes
 from grass.metrics import Metrics
 from grass.running import RunningConfig
 from grass.wiring import Services, open_services, utc_now
@@ -127,8 +127,8 @@ class HttpApp:
 def build_http_app(
     backends: Backends, services: Services, *, clock: Callable[[], dt.datetime] = utc_now
 ) -> HttpApp:
-    """The HTTP app with every route: each resource's service, from the container, handed to
-    that resource's ``add_<resource>_routes`` (docs/http-framework.md).
+    """The HTTP app with every route: each resource's class (grass/http), built over its
+    services from the container, registered with ``api.add_resource`` (docs/http-framework.md).
 
     The authorization-matrix and OpenAPI tests build the app through this function too, so a
     route added here is covered by them without further wiring.
@@ -146,17 +146,18 @@ def build_http_app(
         guard=guard,
         cors_origins=lambda: running.current.http.cors_origins,
     )
-    add_checkin_routes(app, services.gateway, backends.storage, running)
-    add_auth_routes(app, services.accounts)
-    add_me_routes(app, services.me, services.accounts)
-    add_node_key_routes(app, services.node_keys)
+    api = api_of(app)
+    api.add_resource(CheckinRoutes(services.gateway, backends.storage, running))
+    api.add_resource(AuthRoutes(services.accounts))
+    api.add_resource(MeRoutes(services.me, services.accounts))
+    api.add_resource(NodeKeyRoutes(services.node_keys))
     hub = add_live_route(
         app, backends.shared.events, backends.shared.pubsub, lambda: running.current.http
     )
     add_network_routes(app, services.network.network)
     add_admin_routes(app, services.network.admin)
     add_earnings_routes(app, services.earnings, services.referrals)
-    add_wallet_routes(app, services.wallets)
+    api.add_resource(WalletRoutes(services.wallets))
     return HttpApp(app, hub)
 
 

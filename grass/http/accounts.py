@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Quart
-
-from grass.http.api import Call, api_of
+from grass.http.api import Call, route
 from grass.http.auth import ANONYMOUS, USER
 from grass.http.views import (
     Login,
@@ -28,10 +26,13 @@ from grass.services.accounts import (
 TAG = "auth"
 
 
-def add_auth_routes(app: Quart, accounts: Accounts) -> None:
-    api = api_of(app)
+class AuthRoutes:
+    """Register, verify the email, log in and out, reset a forgotten password."""
 
-    @api.route(
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    @route(
         "POST",
         "/api/v1/auth/register",
         summary="Create an account (a verification mail is sent)",
@@ -43,12 +44,12 @@ def add_auth_routes(app: Quart, accounts: Accounts) -> None:
         errors=(EmailTaken, UnknownReferralCode),
         rate_limit="auth",
     )
-    async def register(call: Call) -> UserView:
+    async def register(self, call: Call) -> UserView:
         body: Register = call.body
-        user = await accounts.register(body.email, body.password, body.referral_code)
+        user = await self._accounts.register(body.email, body.password, body.referral_code)
         return UserView.of(user)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/auth/verify-email",
         summary="Confirm the email address with the mailed token",
@@ -59,10 +60,10 @@ def add_auth_routes(app: Quart, accounts: Accounts) -> None:
         errors=(TokenRejected,),
         rate_limit="auth",
     )
-    async def verify_email(call: Call) -> UserView:
-        return UserView.of(await accounts.verify_email(call.body.token))
+    async def verify_email(self, call: Call) -> UserView:
+        return UserView.of(await self._accounts.verify_email(call.body.token))
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/auth/login",
         summary="Log in: a session token",
@@ -74,25 +75,25 @@ def add_auth_routes(app: Quart, accounts: Accounts) -> None:
         rate_limit="auth",
         description="Repeated failures lock the account and the address for a while (429).",
     )
-    async def login(call: Call) -> LoginView:
+    async def login(self, call: Call) -> LoginView:
         body: Login = call.body
-        done = await accounts.login(body.email, body.password, call.ip, call.user_agent)
+        done = await self._accounts.login(body.email, body.password, call.ip, call.user_agent)
         return LoginView(
             token=done.token, expires_at=done.session.expires_at, user=UserView.of(done.user)
         )
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/auth/logout",
         summary="End this session (its live sockets close)",
         tag=TAG,
         auth=USER,
     )
-    async def logout(call: Call) -> None:
+    async def logout(self, call: Call) -> None:
         assert call.caller.session_hash is not None  # USER admits sessions only
-        await accounts.logout(call.user_id, call.caller.session_hash)
+        await self._accounts.logout(call.user_id, call.caller.session_hash)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/auth/password-reset",
         summary="Mail a password-reset token (the answer is the same for unknown emails)",
@@ -102,10 +103,10 @@ def add_auth_routes(app: Quart, accounts: Accounts) -> None:
         status=202,
         rate_limit="auth",
     )
-    async def request_password_reset(call: Call) -> None:
-        await accounts.request_password_reset(call.body.email)
+    async def request_password_reset(self, call: Call) -> None:
+        await self._accounts.request_password_reset(call.body.email)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/auth/password-reset/confirm",
         summary="Set a new password with the mailed token; every session ends",
@@ -115,5 +116,5 @@ def add_auth_routes(app: Quart, accounts: Accounts) -> None:
         errors=(TokenRejected,),
         rate_limit="auth",
     )
-    async def reset_password(call: Call) -> None:
-        await accounts.reset_password(call.body.token, call.body.password)
+    async def reset_password(self, call: Call) -> None:
+        await self._accounts.reset_password(call.body.token, call.body.password)

@@ -17,13 +17,13 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 import cattrs
-from quart import Quart, request
+from quart import request
 
 from grass.config import Config
 from grass.domain.devices import DeviceType
 from grass.errors import Forbidden, InvalidInput, ValidationFailed
 from grass.http import schema as s
-from grass.http.api import Call, api_of
+from grass.http.api import Call, route
 from grass.http.auth import ANONYMOUS
 from grass.ids import is_uuid
 from grass.services.node_keys import (
@@ -34,7 +34,7 @@ from grass.services.node_keys import (
     identify_node,
 )
 
-__all__ = ["ExtensionNotAllowed", "UnknownUser", "add_checkin_routes", "parse_checkin"]
+__all__ = ["CheckinRoutes", "ExtensionNotAllowed", "UnknownUser", "parse_checkin"]
 
 
 class CheckinGateway(Protocol):
@@ -111,27 +111,31 @@ def parse_checkin(body: Any) -> CheckinRequest:
     return attrs.evolve(checkin, browserId=device_id)
 
 
-def add_checkin_routes(
-    app: Quart,
-    gateway: CheckinGateway,
-    stores: NodeStores,
-    live: LiveConfig,
-    *,
-    destinations: Callable[[], list[str]] | None = None,
-) -> None:
-    """Register ``POST /checkin``; ``destinations`` gives the node addresses handed out
-    (default: ``server.node_public_address``, else this host with the node port)."""
+class CheckinRoutes:
+    """``POST /checkin``; ``destinations`` gives the node addresses handed out (default:
+    ``server.node_public_address``, else this host with the node port)."""
 
-    def default_destinations() -> list[str]:
-        server = live.current.server
+    def __init__(
+        self,
+        gateway: CheckinGateway,
+        stores: NodeStores,
+        live: LiveConfig,
+        *,
+        destinations: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self._stores = stores
+        self._live = live
+        self._destinations = destinations or self._default_destinations
+
+    def _default_destinations(self) -> list[str]:
+        server = self._live.current.server
         if server.node_public_address:
             return [server.node_public_address]
         host = (request.host or "localhost").rsplit(":", 1)[0]
         return [f"{host}:{server.node_port}"]
 
-    where = destinations or default_destinations
-
-    @api_of(app).route(
+    @route(
         "POST",
         "/checkin",
         summary="v5 check-in: a token and the node addresses to connect to",
@@ -143,10 +147,12 @@ def add_checkin_routes(
         status=201,
         errors=(UnknownNodeKey, NodeKeyRequired, UnknownUser, ExtensionNotAllowed),
     )
-    async def checkin(call: Call) -> CheckinReply:
+    async def checkin(self, call: Call) -> CheckinReply:
         data: CheckinRequest = call.body
-        node = live.current.node
-        identity = await identify_node(stores, data.userId, allow_legacy=node.allow_legacy_auth)
+        node = self._live.current.node
+        identity = await identify_node(
+            self._stores, data.userId, allow_legacy=node.allow_legacy_auth
+        )
         allowed = node.allowed_extension_ids
         if data.extensionId and allowed and data.extensionId not in allowed:
             raise ExtensionNotAllowed("this extension may not check in")
@@ -154,5 +160,5 @@ def add_checkin_routes(
         # gateway must see the same one when the node connects.
         if not call.ip:
             raise InvalidInput("the token needs the client's IP address")
-        token = gateway.issue_token(identity.user_id, data.browserId, call.ip)
-        return CheckinReply(destinations=where(), token=token)
+        token = self._gateway.issue_token(identity.user_id, data.browserId, call.ip)
+        return CheckinReply(destinations=self._destinations(), token=token)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import attrs
-from quart import Quart
 
 from grass.domain.pages import Page
 from grass.errors import ValidationFailed
 from grass.http import schema as s
-from grass.http.api import Call, PageQuery, api_of
+from grass.http.api import Call, PageQuery, route
 from grass.http.auth import USER
 from grass.http.views import (
     ApiKeyView,
@@ -45,14 +44,18 @@ class ApiKeyPath:
     key_id: str = s.text(max_length=21, min_length=21, pattern=s.SHORT_ID_PATTERN)
 
 
-def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
-    api = api_of(app)
+class MeRoutes:
+    """The signed-in user's account, sessions and API keys."""
 
-    @api.route("GET", "/api/v1/me", summary="My account", tag=TAG, auth=USER, response=UserView)
-    async def get_me(call: Call) -> UserView:
-        return UserView.of(await me.user(call.user_id))
+    def __init__(self, me: Me, accounts: Accounts) -> None:
+        self._me = me
+        self._accounts = accounts
 
-    @api.route(
+    @route("GET", "/api/v1/me", summary="My account", tag=TAG, auth=USER, response=UserView)
+    async def get_me(self, call: Call) -> UserView:
+        return UserView.of(await self._me.user(call.user_id))
+
+    @route(
         "PUT",
         "/api/v1/me/profile",
         summary="Set my profile (display name, country, timezone)",
@@ -61,11 +64,11 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         body=ProfileBody,
         response=UserView,
     )
-    async def set_profile(call: Call) -> UserView:
+    async def set_profile(self, call: Call) -> UserView:
         body: ProfileBody = call.body
-        return UserView.of(await me.set_profile(call.user_id, body.to_profile()))
+        return UserView.of(await self._me.set_profile(call.user_id, body.to_profile()))
 
-    @api.route(
+    @route(
         "PUT",
         "/api/v1/me/preferences",
         summary="Set my notification preferences (channels, quiet hours)",
@@ -76,11 +79,11 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         errors=(ValidationFailed,),
         description="Quiet hours must not start and end at the same minute (422).",
     )
-    async def set_preferences(call: Call) -> UserView:
+    async def set_preferences(self, call: Call) -> UserView:
         body: PreferencesBody = call.body
-        return UserView.of(await me.set_preferences(call.user_id, body.to_preferences()))
+        return UserView.of(await self._me.set_preferences(call.user_id, body.to_preferences()))
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/me/password",
         summary="Change my password; my other sessions end",
@@ -90,13 +93,13 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         errors=(WrongPassword, LoginLocked),
         rate_limit="auth",
     )
-    async def change_password(call: Call) -> None:
+    async def change_password(self, call: Call) -> None:
         body: PasswordChange = call.body
-        await accounts.change_password(
+        await self._accounts.change_password(
             call.user_id, call.caller.session_hash, body.current_password, body.new_password
         )
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/me/email/verification",
         summary="Send the verification mail again",
@@ -106,10 +109,10 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         errors=(AlreadyVerified,),
         rate_limit="auth",
     )
-    async def resend_verification(call: Call) -> None:
-        await accounts.resend_verification(call.user_id)
+    async def resend_verification(self, call: Call) -> None:
+        await self._accounts.resend_verification(call.user_id)
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/me",
         summary="Delete my account and everything that is mine",
@@ -119,10 +122,10 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         errors=(WrongPassword, LoginLocked),
         rate_limit="auth",
     )
-    async def delete_me(call: Call) -> None:
-        await accounts.delete_account(call.user_id, call.body.password)
+    async def delete_me(self, call: Call) -> None:
+        await self._accounts.delete_account(call.user_id, call.body.password)
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/me/sessions",
         summary="My active sessions",
@@ -131,14 +134,14 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         query=PageQuery,
         page_of=SessionView,
     )
-    async def list_sessions(call: Call) -> Page[SessionView]:
-        page = await accounts.sessions(
+    async def list_sessions(self, call: Call) -> Page[SessionView]:
+        page = await self._accounts.sessions(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         current = call.caller.session_hash
         return page.map(lambda s: SessionView.of(s, current))
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/me/sessions/<session_id>",
         path_fields=SessionPath,
@@ -147,10 +150,10 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         auth=USER,
         errors=(SessionNotFound,),
     )
-    async def revoke_session(call: Call) -> None:
-        await accounts.revoke_session(call.user_id, call.path["session_id"])
+    async def revoke_session(self, call: Call) -> None:
+        await self._accounts.revoke_session(call.user_id, call.path["session_id"])
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/me/api-keys",
         summary="My API keys (revoked ones too)",
@@ -159,11 +162,13 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         query=PageQuery,
         page_of=ApiKeyView,
     )
-    async def list_api_keys(call: Call) -> Page[ApiKeyView]:
-        page = await me.api_keys(call.user_id, cursor=call.query.cursor, limit=call.query.limit)
+    async def list_api_keys(self, call: Call) -> Page[ApiKeyView]:
+        page = await self._me.api_keys(
+            call.user_id, cursor=call.query.cursor, limit=call.query.limit
+        )
         return page.map(ApiKeyView.of)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/me/api-keys",
         summary="Create a read-only API key (shown once)",
@@ -174,12 +179,12 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         status=201,
         errors=(TooManyApiKeys,),
     )
-    async def create_api_key(call: Call) -> CreatedApiKey:
+    async def create_api_key(self, call: Call) -> CreatedApiKey:
         body: NewApiKeyBody = call.body
-        created = await me.create_api_key(call.user_id, body.name, body.scopes)
+        created = await self._me.create_api_key(call.user_id, body.name, body.scopes)
         return CreatedApiKey(key=created.secret, api_key=ApiKeyView.of(created.key))
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/me/api-keys/<key_id>",
         path_fields=ApiKeyPath,
@@ -188,5 +193,5 @@ def add_me_routes(app: Quart, me: Me, accounts: Accounts) -> None:
         auth=USER,
         errors=(ApiKeyNotFound,),
     )
-    async def revoke_api_key(call: Call) -> None:
-        await me.revoke_api_key(call.user_id, call.path["key_id"])
+    async def revoke_api_key(self, call: Call) -> None:
+        await self._me.revoke_api_key(call.user_id, call.path["key_id"])

@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 import attrs
-from quart import Quart
 
 from grass.domain.pages import Page
 from grass.domain.users import NodeKey
 from grass.http import schema as s
-from grass.http.api import Call, PageQuery, api_of
+from grass.http.api import Call, PageQuery, route
 from grass.http.auth import USER
 from grass.services.node_keys import NodeKeyNotFound, NodeKeys, TooManyNodeKeys
 
@@ -62,10 +61,13 @@ class NodeKeyPath:
     key_id: str = s.text(max_length=21, min_length=21, pattern=s.SHORT_ID_PATTERN)
 
 
-def add_node_key_routes(app: Quart, node_keys: NodeKeys) -> None:
-    api = api_of(app)
+class NodeKeyRoutes:
+    """The keys my nodes authenticate with (grass.services.node_keys)."""
 
-    @api.route(
+    def __init__(self, node_keys: NodeKeys) -> None:
+        self._node_keys = node_keys
+
+    @route(
         "GET",
         "/api/v1/me/node-keys",
         summary="My node keys (revoked ones too)",
@@ -74,11 +76,13 @@ def add_node_key_routes(app: Quart, node_keys: NodeKeys) -> None:
         query=PageQuery,
         page_of=NodeKeyView,
     )
-    async def list_node_keys(call: Call) -> Page[NodeKeyView]:
-        page = await node_keys.list(call.user_id, cursor=call.query.cursor, limit=call.query.limit)
+    async def list_node_keys(self, call: Call) -> Page[NodeKeyView]:
+        page = await self._node_keys.list(
+            call.user_id, cursor=call.query.cursor, limit=call.query.limit
+        )
         return page.map(NodeKeyView.of)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/me/node-keys",
         summary="Create a node key (shown once)",
@@ -91,11 +95,11 @@ def add_node_key_routes(app: Quart, node_keys: NodeKeys) -> None:
         status=201,
         errors=(TooManyNodeKeys,),
     )
-    async def create_node_key(call: Call) -> CreatedNodeKey:
-        created = await node_keys.create(call.user_id, call.body.name)
+    async def create_node_key(self, call: Call) -> CreatedNodeKey:
+        created = await self._node_keys.create(call.user_id, call.body.name)
         return CreatedNodeKey(key=created.secret, node_key=NodeKeyView.of(created.key))
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/me/node-keys/<key_id>",
         path_fields=NodeKeyPath,
@@ -106,5 +110,5 @@ def add_node_key_routes(app: Quart, node_keys: NodeKeys) -> None:
         auth=USER,
         errors=(NodeKeyNotFound,),
     )
-    async def revoke_node_key(call: Call) -> None:
-        await node_keys.revoke(call.user_id, call.path["key_id"])
+    async def revoke_node_key(self, call: Call) -> None:
+        await self._node_keys.revoke(call.user_id, call.path["key_id"])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import attrs
-from quart import Quart
 
 from grass.domain.users import ApiScope
 from grass.http import schema as s
-from grass.http.api import Call, api_of
+from grass.http.api import Call, route
 from grass.http.auth import USER, user_or_key
 from grass.ledger.abc import AccountConflict, EpochNotFound, NoBalance
 from grass.services.wallets import (
@@ -74,10 +73,13 @@ class ClaimPath:
     epoch: int = s.integer(minimum=0, maximum=_EPOCH_MAX)
 
 
-def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
-    api = api_of(app)
+class WalletRoutes:
+    """Link a wallet, read its claims (grass.services.wallets)."""
 
-    @api.route(
+    def __init__(self, wallets: Wallets) -> None:
+        self._wallets = wallets
+
+    @route(
         "POST",
         "/api/v1/me/wallet/nonce",
         summary="Get a single-use text to sign with the wallet to link",
@@ -85,11 +87,11 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
         auth=USER,
         response=ChallengeView,
     )
-    async def wallet_nonce(call: Call) -> ChallengeView:
-        c = await wallets.challenge(call.user_id)
+    async def wallet_nonce(self, call: Call) -> ChallengeView:
+        c = await self._wallets.challenge(call.user_id)
         return ChallengeView(nonce=c.nonce, message=c.message, expires_at=c.expires_at)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/me/wallet",
         summary="Link a wallet with an EIP-191 signature of the nonce's text",
@@ -99,14 +101,14 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
         response=WalletView,
         errors=(WalletNonceNotFound, InvalidSignature, AccountConflict),
     )
-    async def link_wallet(call: Call) -> WalletView:
+    async def link_wallet(self, call: Call) -> WalletView:
         body: LinkWalletBody = call.body
-        address = await wallets.link(
+        address = await self._wallets.link(
             call.user_id, address=body.address, nonce=body.nonce, signature=body.signature
         )
         return WalletView(address=address)
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/me/wallet",
         summary="My linked wallet",
@@ -115,10 +117,10 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
         response=WalletView,
         errors=(WalletNotLinked,),
     )
-    async def get_wallet(call: Call) -> WalletView:
-        return WalletView(address=await wallets.wallet(call.user_id))
+    async def get_wallet(self, call: Call) -> WalletView:
+        return WalletView(address=await self._wallets.wallet(call.user_id))
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/me/claims/<epoch>",
         summary="What my linked wallet can claim on the distributor for an epoch",
@@ -129,8 +131,8 @@ def add_wallet_routes(app: Quart, wallets: Wallets) -> None:
         response=ClaimView,
         errors=(EpochNotFound, NoBalance, WalletNotLinked),
     )
-    async def get_claim(call: Call) -> ClaimView:
-        claim = await wallets.claim(call.user_id, int(call.path["epoch"]))
+    async def get_claim(self, call: Call) -> ClaimView:
+        claim = await self._wallets.claim(call.user_id, int(call.path["epoch"]))
         return ClaimView(
             epoch=claim.epoch,
             account=claim.account,

@@ -9,8 +9,9 @@ import pytest
 
 from grass.config import Config
 from grass.domain.bearer import hash_token, new_node_key
+from grass.http.api import api_of
 from grass.http.app import create_app
-from grass.http.checkin import add_checkin_routes
+from grass.http.checkin import CheckinRoutes
 from grass.metrics import Metrics
 from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
@@ -46,7 +47,7 @@ async def checkin_app(*, legacy: bool):
     metrics = Metrics()
     gateway = Gateway(storage, live, metrics, lambda: NOW, token_key=b"k" * 32)
     app = create_app(metrics=metrics, readiness=ready, guard=guard_for(storage.users))
-    add_checkin_routes(app, gateway, storage, live)
+    api_of(app).add_resource(CheckinRoutes(gateway, storage, live))
     return app.test_client(), user.id, key, gateway, storage, stored
 
 

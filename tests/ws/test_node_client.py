@@ -9,8 +9,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from grass.http.api import api_of
 from grass.http.app import create_app
-from grass.http.checkin import add_checkin_routes
+from grass.http.checkin import CheckinRoutes
 from grass.ws.node_client import NodeIdentity, run_node, run_nodes
 from tests.http.helpers import guard_for
 from tests.ws.test_gateway import harness, wait_for
@@ -46,12 +47,13 @@ async def test_v5_node_checks_in_over_http_then_connects_with_its_token():
         app = create_app(
             metrics=h.gateway.metrics, readiness=_ready, guard=guard_for(h.storage.users)
         )
-        add_checkin_routes(
-            app,
-            h.gateway,
-            h.storage,
-            h.gateway.live,
-            destinations=lambda: [f"127.0.0.1:{h.port}"],
+        api_of(app).add_resource(
+            CheckinRoutes(
+                h.gateway,
+                h.storage,
+                h.gateway.live,
+                destinations=lambda: [f"127.0.0.1:{h.port}"],
+            )
         )
         hc = HypercornConfig()
         hc.bind = ["127.0.0.1:0"]
