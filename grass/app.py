@@ -28,15 +28,15 @@ from grass.config import Config, MailTransport, StorageBackend
 from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError
 from grass.http.accounts import AuthRoutes
-from grass.http.admin import add_admin_routes
+from grass.http.admin import AdminRoutes
 from grass.http.api import Guard, api_of
 from grass.http.app import begin_shutdown, create_app
 from grass.http.auth import Authenticator
 from grass.http.checkin import CheckinRoutes
-from grass.http.earnings import add_earnings_routes
+from grass.http.earnings import EarningsRoutes, ReferralRoutes
 from grass.http.live import LiveHub, add_live_route
 from grass.http.me import MeRoutes
-from grass.http.network import add_network_routes
+from grass.http.network import NetworkRoutes
 from grass.http.node_keys import NodeKeyRoutes
 from grass.http.wallets import WalletRoutes
 from grass.metrics import Metrics
@@ -154,9 +154,10 @@ def build_http_app(
     hub = add_live_route(
         app, backends.shared.events, backends.shared.pubsub, lambda: running.current.http
     )
-    add_network_routes(app, services.network.network)
-    add_admin_routes(app, services.network.admin)
-    add_earnings_routes(app, services.earnings, services.referrals)
+    api.add_resource(NetworkRoutes(services.network.network))
+    api.add_resource(AdminRoutes(services.network.admin))
+    api.add_resource(EarningsRoutes(services.earnings))
+    api.add_resource(ReferralRoutes(services.referrals))
     api.add_resource(WalletRoutes(services.wallets))
     return HttpApp(app, hub)
 

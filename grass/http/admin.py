@@ -7,13 +7,12 @@ import datetime as dt
 from typing import Any
 
 import attrs
-from quart import Quart
 
 from grass.domain.admin import FLAG_NAME_PATTERN, AuditAction, AuditEntry, Ban, BanKind
 from grass.domain.devices import DeviceType
 from grass.domain.pages import Page
 from grass.http import schema as s
-from grass.http.api import Call, PageQuery, api_of
+from grass.http.api import Call, PageQuery, route
 from grass.http.auth import ADMIN
 from grass.http.network import DevicePath
 from grass.services.admin import (
@@ -160,10 +159,13 @@ def _entry(e: AuditEntry) -> AuditLogEntry:
     )
 
 
-def add_admin_routes(app: Quart, admin: AdminService) -> None:
-    api = api_of(app)
+class AdminRoutes:
+    """Connections, bans, feature flags and the audit log, for admins."""
 
-    @api.route(
+    def __init__(self, admin: AdminService) -> None:
+        self._admin = admin
+
+    @route(
         "GET",
         "/api/v1/admin/connections",
         summary="Live node connections",
@@ -174,13 +176,13 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         query=PageQuery,
         page_of=AdminConnection,
     )
-    async def list_connections(call: Call) -> Page[AdminConnection]:
-        page = await admin.list_connections(
+    async def list_connections(self, call: Call) -> Page[AdminConnection]:
+        page = await self._admin.list_connections(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         return page.map(lambda c: AdminConnection(**attrs.asdict(c)))
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/admin/connections/<device_id>",
         path_fields=DevicePath,
@@ -191,10 +193,10 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         auth=ADMIN,
         errors=(ConnectionNotFound,),
     )
-    async def kick_connection(call: Call) -> None:
-        await admin.kick(call.user_id, call.path["device_id"], ip=call.ip)
+    async def kick_connection(self, call: Call) -> None:
+        await self._admin.kick(call.user_id, call.path["device_id"], ip=call.ip)
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/admin/bans",
         summary="Bans",
@@ -204,9 +206,9 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         query=BanQuery,
         page_of=AdminBan,
     )
-    async def list_bans(call: Call) -> Page[AdminBan]:
+    async def list_bans(self, call: Call) -> Page[AdminBan]:
         q = call.query
-        page = await admin.list_bans(
+        page = await self._admin.list_bans(
             call.user_id,
             kind=q.kind,
             include_lifted=q.include_lifted,
@@ -215,7 +217,7 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         )
         return page.map(_ban)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/admin/bans/ip-ranges",
         summary="Ban an IP range",
@@ -228,13 +230,13 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         status=201,
         errors=(AlreadyBanned, InvalidRange),
     )
-    async def ban_ip_range(call: Call) -> AdminBan:
-        ban = await admin.ban_range(
+    async def ban_ip_range(self, call: Call) -> AdminBan:
+        ban = await self._admin.ban_range(
             call.user_id, call.body.range, reason=call.body.reason, ip=call.ip
         )
         return _ban(ban)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/admin/bans/users",
         summary="Ban a user",
@@ -247,13 +249,13 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         status=201,
         errors=(UserNotFound, AlreadyBanned, CannotBanAdmin),
     )
-    async def ban_user(call: Call) -> AdminBan:
-        ban = await admin.ban_user(
+    async def ban_user(self, call: Call) -> AdminBan:
+        ban = await self._admin.ban_user(
             call.user_id, call.body.user_id, reason=call.body.reason, ip=call.ip
         )
         return _ban(ban)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/admin/bans/<ban_id>/lift",
         path_fields=BanPath,
@@ -264,10 +266,10 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         response=AdminBan,
         errors=(BanNotFound,),
     )
-    async def lift_ban(call: Call) -> AdminBan:
-        return _ban(await admin.lift_ban(call.user_id, call.path["ban_id"], ip=call.ip))
+    async def lift_ban(self, call: Call) -> AdminBan:
+        return _ban(await self._admin.lift_ban(call.user_id, call.path["ban_id"], ip=call.ip))
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/admin/flags",
         summary="Feature flags",
@@ -278,13 +280,13 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         query=PageQuery,
         page_of=AdminFlag,
     )
-    async def list_flags(call: Call) -> Page[AdminFlag]:
-        page = await admin.list_flags(
+    async def list_flags(self, call: Call) -> Page[AdminFlag]:
+        page = await self._admin.list_flags(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         return page.map(_flag)
 
-    @api.route(
+    @route(
         "PUT",
         "/api/v1/admin/flags/<name>",
         path_fields=FlagPath,
@@ -295,11 +297,13 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         body=FlagValue,
         response=AdminFlag,
     )
-    async def set_flag(call: Call) -> AdminFlag:
-        view = await admin.set_flag(call.user_id, call.path["name"], call.body.enabled, ip=call.ip)
+    async def set_flag(self, call: Call) -> AdminFlag:
+        view = await self._admin.set_flag(
+            call.user_id, call.path["name"], call.body.enabled, ip=call.ip
+        )
         return _flag(view)
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/admin/flags/<name>",
         path_fields=FlagPath,
@@ -309,10 +313,10 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         auth=ADMIN,
         errors=(FlagNotFound,),
     )
-    async def clear_flag(call: Call) -> None:
-        await admin.clear_flag(call.user_id, call.path["name"], ip=call.ip)
+    async def clear_flag(self, call: Call) -> None:
+        await self._admin.clear_flag(call.user_id, call.path["name"], ip=call.ip)
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/admin/audit",
         summary="The audit log",
@@ -323,9 +327,9 @@ def add_admin_routes(app: Quart, admin: AdminService) -> None:
         query=AuditQuery,
         page_of=AuditLogEntry,
     )
-    async def audit_log(call: Call) -> Page[AuditLogEntry]:
+    async def audit_log(self, call: Call) -> Page[AuditLogEntry]:
         q = call.query
-        page = await admin.audit_log(
+        page = await self._admin.audit_log(
             call.user_id,
             by=q.actor_id,
             action=q.action,

@@ -7,13 +7,12 @@ from __future__ import annotations
 import datetime as dt
 
 import attrs
-from quart import Quart
 
 from grass.domain.earnings import EarningsTotals
 from grass.domain.pages import Page
 from grass.domain.users import ApiScope
 from grass.http import schema as s
-from grass.http.api import Call, PageQuery, api_of
+from grass.http.api import Call, PageQuery, route
 from grass.http.auth import user_or_key
 from grass.http.views import time_zone
 from grass.services.earnings import EarningsService, HistoryPeriod, InvalidRange
@@ -133,10 +132,13 @@ class SummaryView:
     next_rank: RankView | None
 
 
-def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: ReferralService) -> None:
-    api = api_of(app)
+class EarningsRoutes:
+    """What a user earned, when and where, and the epochs (grass.services.earnings)."""
 
-    @api.route(
+    def __init__(self, earnings: EarningsService) -> None:
+        self._earnings = earnings
+
+    @route(
         "GET",
         "/api/v1/earnings/totals",
         summary="My points: all time, today and this epoch, by source",
@@ -145,9 +147,9 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         query=ZoneQuery,
         response=TotalsView,
     )
-    async def earnings_totals(call: Call) -> TotalsView:
-        tz = await earnings.zone_of(call.user_id, call.query.tz)
-        t = await earnings.totals(call.user_id, tz)
+    async def earnings_totals(self, call: Call) -> TotalsView:
+        tz = await self._earnings.zone_of(call.user_id, call.query.tz)
+        t = await self._earnings.totals(call.user_id, tz)
         return TotalsView(
             all_time=AmountView.of(t.all_time),
             today=AmountView.of(t.today),
@@ -157,7 +159,7 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
             timezone=tz,
         )
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/earnings/history",
         summary="Points and uptime per hour, day, week, month or epoch (zero-filled chart series)",
@@ -167,10 +169,10 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         response=list[PointView],
         errors=(InvalidRange,),
     )
-    async def earnings_history(call: Call) -> list[PointView]:
+    async def earnings_history(self, call: Call) -> list[PointView]:
         q: HistoryQuery = call.query
-        tz = await earnings.zone_of(call.user_id, q.tz)
-        series = await earnings.series(
+        tz = await self._earnings.zone_of(call.user_id, q.tz)
+        series = await self._earnings.series(
             call.user_id, q.period, tz=tz, since=q.since, until=q.until, device_id=q.device_id
         )
         return [
@@ -178,7 +180,7 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
             for p in series
         ]
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/earnings/breakdown",
         summary="Points and uptime per device and per IP",
@@ -188,8 +190,10 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         response=BreakdownView,
         errors=(InvalidRange,),
     )
-    async def earnings_breakdown(call: Call) -> BreakdownView:
-        b = await earnings.breakdown(call.user_id, since=call.query.since, until=call.query.until)
+    async def earnings_breakdown(self, call: Call) -> BreakdownView:
+        b = await self._earnings.breakdown(
+            call.user_id, since=call.query.since, until=call.query.until
+        )
         return BreakdownView(
             points_by_device=b.points_by_device,
             uptime_by_device=b.uptime_by_device,
@@ -197,7 +201,7 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
             uptime_by_ip=b.uptime_by_ip,
         )
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/earnings/referrals",
         summary="Referral earnings by level",
@@ -205,11 +209,11 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         auth=EARNINGS,
         response=list[LevelView],
     )
-    async def earnings_referrals(call: Call) -> list[LevelView]:
-        levels = await earnings.referral_levels(call.user_id)
+    async def earnings_referrals(self, call: Call) -> list[LevelView]:
+        levels = await self._earnings.referral_levels(call.user_id)
         return [LevelView(level=t.level, amount=t.amount, referees=t.referees) for t in levels]
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/epochs",
         summary="Epochs, newest first, with the network's frozen totals and mine",
@@ -218,8 +222,10 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         query=PageQuery,
         page_of=EpochView,
     )
-    async def list_epochs(call: Call) -> Page[EpochView]:
-        page = await earnings.epochs(call.user_id, cursor=call.query.cursor, limit=call.query.limit)
+    async def list_epochs(self, call: Call) -> Page[EpochView]:
+        page = await self._earnings.epochs(
+            call.user_id, cursor=call.query.cursor, limit=call.query.limit
+        )
         items = []
         for row in page.items:
             e, totals = row.epoch, row.epoch.totals
@@ -239,7 +245,14 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
             )
         return Page(tuple(items), page.next_cursor)
 
-    @api.route(
+
+class ReferralRoutes:
+    """My referees, their status and what they earned me (grass.services.referrals)."""
+
+    def __init__(self, referrals: ReferralService) -> None:
+        self._referrals = referrals
+
+    @route(
         "GET",
         "/api/v1/referrals",
         summary="My referees with their status and the rewards each earned me",
@@ -248,9 +261,11 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         query=ReferralQuery,
         page_of=RefereeView,
     )
-    async def list_referrals(call: Call) -> Page[RefereeView]:
+    async def list_referrals(self, call: Call) -> Page[RefereeView]:
         q: ReferralQuery = call.query
-        page = await referrals.list(call.user_id, level=q.level, cursor=q.cursor, limit=q.limit)
+        page = await self._referrals.list(
+            call.user_id, level=q.level, cursor=q.cursor, limit=q.limit
+        )
         return Page(
             tuple(
                 RefereeView(
@@ -265,7 +280,7 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
             page.next_cursor,
         )
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/referrals/summary",
         summary="Referees per level, qualified referees, rewards and rank",
@@ -273,8 +288,8 @@ def add_earnings_routes(app: Quart, earnings: EarningsService, referrals: Referr
         auth=STATS,
         response=SummaryView,
     )
-    async def referral_summary(call: Call) -> SummaryView:
-        s = await referrals.summary(call.user_id)
+    async def referral_summary(self, call: Call) -> SummaryView:
+        s = await self._referrals.summary(call.user_id)
         return SummaryView(
             counts={str(level): n for level, n in s.counts.items()},
             qualified=s.qualified,

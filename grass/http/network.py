@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import attrs
-from quart import Quart
 
 from grass.domain.devices import DeviceType
 from grass.domain.pages import Page
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.users import ApiScope
 from grass.http import schema as s
-from grass.http.api import Call, PageQuery, api_of
+from grass.http.api import Call, PageQuery, route
 from grass.http.auth import USER, user_or_key
 from grass.services.network import (
     DeviceNotFound,
@@ -156,10 +155,13 @@ def _totals(v: NetworkSummary) -> NetworkTotals:
     return NetworkTotals(**attrs.asdict(v))
 
 
-def add_network_routes(app: Quart, network: NetworkService) -> None:
-    api = api_of(app)
+class NetworkRoutes:
+    """A user's devices, IPs and network summary (grass.services.network)."""
 
-    @api.route(
+    def __init__(self, network: NetworkService) -> None:
+        self._network = network
+
+    @route(
         "GET",
         "/api/v1/devices",
         summary="My devices",
@@ -170,13 +172,13 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         query=PageQuery,
         page_of=NetworkDevice,
     )
-    async def list_devices(call: Call) -> Page[NetworkDevice]:
-        page = await network.list_devices(
+    async def list_devices(self, call: Call) -> Page[NetworkDevice]:
+        page = await self._network.list_devices(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         return page.map(device_out)
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/devices/<device_id>",
         path_fields=DevicePath,
@@ -186,10 +188,10 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         response=NetworkDevice,
         errors=(DeviceNotFound,),
     )
-    async def get_device(call: Call) -> NetworkDevice:
-        return device_out(await network.get_device(call.user_id, call.path["device_id"]))
+    async def get_device(self, call: Call) -> NetworkDevice:
+        return device_out(await self._network.get_device(call.user_id, call.path["device_id"]))
 
-    @api.route(
+    @route(
         "PATCH",
         "/api/v1/devices/<device_id>",
         path_fields=DevicePath,
@@ -200,11 +202,11 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         response=NetworkDevice,
         errors=(DeviceNotFound,),
     )
-    async def rename_device(call: Call) -> NetworkDevice:
-        view = await network.rename(call.user_id, call.path["device_id"], call.body.name)
+    async def rename_device(self, call: Call) -> NetworkDevice:
+        view = await self._network.rename(call.user_id, call.path["device_id"], call.body.name)
         return device_out(view)
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/devices/<device_id>/pause",
         path_fields=DevicePath,
@@ -216,10 +218,10 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         response=NetworkDevice,
         errors=(DeviceNotFound,),
     )
-    async def pause_device(call: Call) -> NetworkDevice:
-        return device_out(await network.pause(call.user_id, call.path["device_id"]))
+    async def pause_device(self, call: Call) -> NetworkDevice:
+        return device_out(await self._network.pause(call.user_id, call.path["device_id"]))
 
-    @api.route(
+    @route(
         "POST",
         "/api/v1/devices/<device_id>/resume",
         path_fields=DevicePath,
@@ -229,10 +231,10 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         response=NetworkDevice,
         errors=(DeviceNotFound,),
     )
-    async def resume_device(call: Call) -> NetworkDevice:
-        return device_out(await network.resume(call.user_id, call.path["device_id"]))
+    async def resume_device(self, call: Call) -> NetworkDevice:
+        return device_out(await self._network.resume(call.user_id, call.path["device_id"]))
 
-    @api.route(
+    @route(
         "DELETE",
         "/api/v1/devices/<device_id>",
         path_fields=DevicePath,
@@ -242,10 +244,10 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         auth=USER,
         errors=(DeviceNotFound,),
     )
-    async def remove_device(call: Call) -> None:
-        await network.remove(call.user_id, call.path["device_id"])
+    async def remove_device(self, call: Call) -> None:
+        await self._network.remove(call.user_id, call.path["device_id"])
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/ips",
         summary="My IPs",
@@ -255,13 +257,13 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         query=PageQuery,
         page_of=NetworkIp,
     )
-    async def list_ips(call: Call) -> Page[NetworkIp]:
-        page = await network.list_ips(
+    async def list_ips(self, call: Call) -> Page[NetworkIp]:
+        page = await self._network.list_ips(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         return page.map(_ip_out)
 
-    @api.route(
+    @route(
         "GET",
         "/api/v1/network/summary",
         summary="My network at a glance",
@@ -270,5 +272,5 @@ def add_network_routes(app: Quart, network: NetworkService) -> None:
         response=NetworkTotals,
         cache_control=SUMMARY_CACHE,
     )
-    async def network_summary(call: Call) -> NetworkTotals:
-        return _totals(await network.summary(call.user_id))
+    async def network_summary(self, call: Call) -> NetworkTotals:
+        return _totals(await self._network.summary(call.user_id))

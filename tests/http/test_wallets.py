@@ -6,10 +6,15 @@ import trio
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from grass.http.api import Call
+from grass.http.auth import Principal
+from grass.http.wallets import ClaimView, WalletRoutes
 from grass.ledger.abc import Credit
 from grass.ledger.merkle import verify
+from grass.services.wallets import Claim
 from tests.http.conftest import make_actor
 from tests.http.helpers import bearer
+from tests.storage.conftest import make_user
 
 
 async def _challenge(client, token):
@@ -171,3 +176,43 @@ async def test_claim_epoch_is_documented_as_an_integer(full_app):
     operation = (await response.get_json())["paths"]["/api/v1/me/claims/{epoch}"]["get"]
     (param,) = operation["parameters"]
     assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
+async def test_the_claim_handler_alone_maps_the_service_s_claim_to_its_view():
+    """A handler is a method of its resource class: callable without an app."""
+    asked = []
+    claim = Claim(
+        epoch=3,
+        account="0x" + "ab" * 20,
+        cumulative_amount=70,
+        proof=("0x" + "00" * 32,),
+        root="0x" + "11" * 32,
+        claimed=20,
+        claimable=50,
+    )
+
+    class Wallets:
+        async def claim(self, user_id: str, epoch: int) -> Claim:
+            asked.append((user_id, epoch))
+            return claim
+
+    user = make_user()
+    call = Call(
+        principal=Principal(user, session_hash="h"),
+        path={"epoch": "3"},
+        query=None,
+        body=None,
+        ip="192.0.2.1",
+        user_agent=None,
+    )
+    view = await WalletRoutes(Wallets()).get_claim(call)  # type: ignore[arg-type]
+    assert asked == [(user.id, 3)]
+    assert view == ClaimView(
+        epoch=3,
+        account=claim.account,
+        cumulative_amount=70,
+        proof=claim.proof,
+        root=claim.root,
+        claimed=20,
+        claimable=50,
+    )
