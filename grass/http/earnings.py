@@ -16,7 +16,7 @@ from grass.http.api import Call, PageQuery, route
 from grass.http.auth import user_or_key
 from grass.http.views import time_zone
 from grass.services.earnings import EarningsService, HistoryPeriod, InvalidRange
-from grass.services.referrals import ReferralService
+from grass.services.referrals import ReferralService, RewardedReferral
 
 EARNINGS = user_or_key(ApiScope.EARNINGS_READ)
 STATS = user_or_key(ApiScope.STATS_READ, ApiScope.EARNINGS_READ)
@@ -115,6 +115,16 @@ class RefereeView:
     status: str
     joined_at: dt.datetime
     rewards: int
+
+    @classmethod
+    def of(cls, item: RewardedReferral) -> RefereeView:
+        return cls(
+            ref=item.referral.ref,
+            level=item.referral.level,
+            status=item.referral.status.value,
+            joined_at=item.referral.created_at,
+            rewards=item.rewards,
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -266,19 +276,7 @@ class ReferralRoutes:
         page = await self._referrals.list(
             call.user_id, level=q.level, cursor=q.cursor, limit=q.limit
         )
-        return Page(
-            tuple(
-                RefereeView(
-                    ref=v.referral.ref,
-                    level=v.referral.level,
-                    status=v.referral.status.value,
-                    joined_at=v.referral.created_at,
-                    rewards=v.rewards,
-                )
-                for v in page.items
-            ),
-            page.next_cursor,
-        )
+        return page.map(RefereeView.of)
 
     @route(
         "GET",

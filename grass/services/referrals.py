@@ -28,7 +28,10 @@ class ReferralStores(Protocol):
 
 
 @attrs.frozen(kw_only=True)
-class RefereeView:
+class RewardedReferral:
+    """A referee's referral (at one level) with what it earned the referrer: the read model
+    of the referral list (the wire view is grass.http.earnings.RefereeView)."""
+
     referral: Referral
     #: Referral credits the referrer earned from this referee (at this level), micro-points.
     rewards: int
@@ -55,7 +58,7 @@ class ReferralService:
         level: int | None = None,
         cursor: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
-    ) -> Page[RefereeView]:
+    ) -> Page[RewardedReferral]:
         page = await self._stores.referrals.list_referrals(
             referrer_id, level=level, cursor=cursor, limit=limit
         )
@@ -65,7 +68,7 @@ class ReferralService:
         rewards = {(r.referee_id, r.level): r.amount for r in earned}
         return Page(
             tuple(
-                RefereeView(referral=r, rewards=rewards.get((r.referee_id, r.level), 0))
+                RewardedReferral(referral=r, rewards=rewards.get((r.referee_id, r.level), 0))
                 for r in page.items
             ),
             page.next_cursor,
