@@ -1,8 +1,9 @@
 """The quart-trio application: health, readiness, metrics, and the error and request plumbing.
 
-Routes per resource are declared from their own modules through :func:`grass.http.api.api_of`
-(see docs/http-framework.md); this module owns what every route shares: the error shape,
-request ids, request logs, CORS, and the meta routes (health, readiness, metrics, OpenAPI).
+Routes per resource are classes in their own modules, registered with
+``api_of(app).add_resource`` (see docs/http-framework.md); this module owns what every route
+shares: the error shape, request ids, request logs, CORS, and the meta routes (health,
+readiness, metrics; OpenAPI in grass.http.openapi).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from werkzeug.exceptions import HTTPException
 
 from grass import ids, logs
 from grass.errors import ValidationFailed, http_error
-from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Guard, Reply
+from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Guard, Reply, route
 from grass.http.auth import ANONYMOUS
 from grass.http.drain import DrainBody
-from grass.http.openapi import MAX_BODY_BYTES, add_openapi_routes
+from grass.http.openapi import MAX_BODY_BYTES, OpenApiRoutes
 from grass.http.schema import field_errors
 from grass.metrics import CONTENT_TYPE, Metrics
 
@@ -150,41 +151,53 @@ def create_app(
             log.error("unhandled error", exc_info=exc)
         return reply.body, reply.status, reply.headers
 
-    meta: dict[str, Any] = {"tag": ANONYMOUS_ROUTES_TAG, "auth": ANONYMOUS, "rate_limit": "none"}
+    api.add_resource(MetaRoutes(app, metrics, readiness))
+    api.add_resource(OpenApiRoutes(api))
+    return app
 
-    @api.route(
-        "GET", "/healthz", summary="Liveness", response=Liveness, cache_control="no-store", **meta
+
+#: What every meta route declares: documented under its own tag, open, never rate-limited.
+_META: dict[str, Any] = {"tag": ANONYMOUS_ROUTES_TAG, "auth": ANONYMOUS, "rate_limit": "none"}
+
+
+class MetaRoutes:
+    """Liveness, readiness and metrics: the routes every app has (with OpenApiRoutes)."""
+
+    def __init__(self, app: QuartTrio, metrics: Metrics, readiness: Readiness) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._readiness = readiness
+
+    @route(
+        "GET", "/healthz", summary="Liveness", response=Liveness, cache_control="no-store", **_META
     )
-    async def healthz(call: Call) -> Liveness:
+    async def healthz(self, call: Call) -> Liveness:
         return Liveness(status="alive")
 
-    @api.route(
+    @route(
         "GET",
         "/readyz",
         summary="Readiness: every backend answers",
         response=Health,
         cache_control="no-store",
         other_statuses={503: "Not ready, or shutting down; `problems` names each backend"},
-        **meta,
+        **_META,
     )
-    async def readyz(call: Call) -> Any:
-        if app.extensions["grass.shutting_down"]:
+    async def readyz(self, call: Call) -> Any:
+        if self._app.extensions["grass.shutting_down"]:
             return Reply(Health(status="shutting down", problems={}), status=503)
-        problems = await readiness()
+        problems = await self._readiness()
         if problems:
             return Reply(Health(status="not ready", problems=problems), status=503)
         return Health(status="ready", problems={})
 
-    @api.route(
+    @route(
         "GET",
         "/metrics",
         summary="Prometheus metrics",
         response=str,
         media_type=CONTENT_TYPE,
-        **meta,
+        **_META,
     )
-    async def metrics_endpoint(call: Call) -> Response:
-        return Response(metrics.render(), content_type=CONTENT_TYPE)
-
-    add_openapi_routes(api)
-    return app
+    async def metrics_endpoint(self, call: Call) -> Response:
+        return Response(self._metrics.render(), content_type=CONTENT_TYPE)

@@ -26,7 +26,7 @@ from grass.errors import (
     ValidationFailed,
 )
 from grass.http import schema as s
-from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Route
+from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Route, route
 from grass.http.auth import ANONYMOUS, Access, AccountInactive, InvalidToken
 from grass.http.inputs import MAX_PATH_PARAMETER
 from grass.jsontext import JsonTooDeep, NotText
@@ -242,8 +242,8 @@ def document(api: Api) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every declared route."""
     schemas = s.Schemas()
     paths: dict[str, dict[str, Any]] = defaultdict(dict)
-    for route in sorted(api.routes, key=lambda r: (r.openapi_path, r.method)):
-        paths[route.openapi_path][route.method.lower()] = _operation(route, schemas)
+    for declared in sorted(api.routes, key=lambda r: (r.openapi_path, r.method)):
+        paths[declared.openapi_path][declared.method.lower()] = _operation(declared, schemas)
     components = dict(sorted(schemas.components.items()))
     components["Error"] = ERROR_BODY
     components["ValidationError"] = VALIDATION_BODY
@@ -273,10 +273,15 @@ def document(api: Api) -> dict[str, Any]:
     }
 
 
-def add_openapi_routes(api: Api) -> None:
-    cached: dict[str, bytes] = {}
+class OpenApiRoutes:
+    """``/openapi.json`` (built on first use: every resource has registered by then) and the
+    offline ``/docs`` page."""
 
-    @api.route(
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._page: bytes | None = None
+
+    @route(
         "GET",
         "/openapi.json",
         summary="This document",
@@ -286,11 +291,10 @@ def add_openapi_routes(api: Api) -> None:
         rate_limit="none",
         cache_control="public, max-age=60",
     )
-    async def openapi(call: Call) -> Any:
-        # Built on first use: every route module has registered by then.
-        return document(api)
+    async def openapi(self, call: Call) -> Any:
+        return document(self._api)
 
-    @api.route(
+    @route(
         "GET",
         "/docs",
         summary="API documentation (HTML, works offline)",
@@ -300,7 +304,7 @@ def add_openapi_routes(api: Api) -> None:
         media_type="text/html",
         rate_limit="none",
     )
-    async def docs(call: Call) -> Response:
-        if "page" not in cached:
-            cached["page"] = (resources.files("grass.http") / "static" / "docs.html").read_bytes()
-        return Response(cached["page"], content_type="text/html; charset=utf-8")
+    async def docs(self, call: Call) -> Response:
+        if self._page is None:
+            self._page = (resources.files("grass.http") / "static" / "docs.html").read_bytes()
+        return Response(self._page, content_type="text/html; charset=utf-8")
