@@ -23,6 +23,7 @@ from grass.services.accounts import Accounts
 from grass.services.closer import BucketCloser
 from grass.services.earnings import EarningsService
 from grass.services.epochs import EpochService
+from grass.services.live import LiveEvents
 from grass.services.mail import MailDelivery, transport_for
 from grass.services.me import Me
 from grass.services.node_keys import NodeKeys
@@ -113,25 +114,17 @@ def build_services(
     mail = MailDelivery(
         storage.accounts, transport_for(config().mail), lambda: running.current.mail, clock
     )
-    settings = config().accounts
-    passwords = Passwords(
-        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
-    )
     accounts = Accounts(
-        storage, events, passwords, config, clock, nodes=network.control, on_mail=mail.notify
-    )
-    epochs = EpochService(storage, ledger, config)
-    closer = BucketCloser(
         storage,
-        ledger,
-        scores,
-        epochs,
-        backends.store.job_lock,  # one closer across every instance
+        events,
+        _passwords(config()),
         config,
         clock,
-        metrics=metrics,
-        events=events,  # what each user was credited reaches their dashboards
+        nodes=network.control,
+        on_mail=mail.notify,
     )
+    epochs = EpochService(storage, ledger, config)
+    closer = _closer(backends, scores, epochs, config, clock, metrics, events)
     return Services(
         running=running,
         metrics=metrics,
@@ -149,6 +142,34 @@ def build_services(
         mail=mail,
         collector=collector,
     )
+
+
+def _closer(
+    backends: Backends,
+    scores: ScoreService,
+    epochs: EpochService,
+    config: Callable[[], Config],
+    clock: Callable[[], dt.datetime],
+    metrics: Metrics,
+    events: LiveEvents,
+) -> BucketCloser:
+    return BucketCloser(
+        backends.storage,
+        backends.ledger,
+        scores,
+        epochs,
+        backends.store.job_lock,  # one closer across every instance
+        config,
+        clock,
+        metrics=metrics,
+        events=events,  # what each user was credited reaches their dashboards
+    )
+
+
+def _passwords(config: Config) -> Passwords:
+    """Password hashing at the configured cost (a restart applies a new one)."""
+    settings = config.accounts
+    return Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
 
 
 @asynccontextmanager

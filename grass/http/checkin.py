@@ -19,13 +19,13 @@ import attrs
 import cattrs
 from quart import request
 
-from grass.config import Config
 from grass.domain.devices import DeviceType
 from grass.errors import Forbidden, InvalidInput, ValidationFailed
 from grass.http import schema as s
 from grass.http.api import Call, route
 from grass.http.auth import ANONYMOUS
 from grass.ids import is_uuid
+from grass.running import RunningConfig
 from grass.services.node_keys import (
     NodeKeyRequired,
     NodeStores,
@@ -41,11 +41,6 @@ class CheckinGateway(Protocol):
     """What the check-in needs from the node gateway (grass.ws.gateway.Gateway has it)."""
 
     def issue_token(self, user_id: str, device_id: str, ip: str) -> str: ...
-
-
-class LiveConfig(Protocol):
-    @property
-    def current(self) -> Config: ...
 
 
 _UUID_ANY_CASE = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -119,7 +114,7 @@ class CheckinRoutes:
         self,
         gateway: CheckinGateway,
         stores: NodeStores,
-        live: LiveConfig,
+        live: RunningConfig,
         *,
         destinations: Callable[[], list[str]] | None = None,
     ) -> None:

@@ -3,7 +3,7 @@
 ``Gateway.handle`` checks the upgrade request before answering it (Origin, v5 token, the network
 score of the token's device, connections per IP) and refuses with HTTP 403 and a JSON body
 ``{"error": {"code", "message", "details"}}``; otherwise it accepts and runs one
-:class:`~grass.ws.session.Session`. At AUTH it decides whether the node may join (its node key,
+:class:`~grass.ws.session.NodeSession`. At AUTH it decides whether the node may join (its node key,
 or its token's claims, or with legacy auth its bare user id; device owner, paused, score, device
 cap) and registers it: those refusals need the AUTH answer, so they are a close with 1008 (4001
 for a paused device) after the upgrade.
@@ -36,12 +36,12 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from grass import logs
-from grass.config import Config
 from grass.domain.addresses import ClientAddress
 from grass.domain.bearer import is_node_key
 from grass.domain.devices import Device, DeviceType
 from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
 from grass.metrics import Metrics
+from grass.running import RunningConfig
 from grass.services.node_keys import NodeIdentity, UnknownNodeKey, identify_node
 from grass.storage.abc import DeviceStore, UptimeStore, UserStore
 from grass.storage.node_keys import NodeKeyStore
@@ -58,7 +58,7 @@ from grass.ws.registry import (
     ScoreTooLow,
 )
 from grass.ws.server import NodeRequest
-from grass.ws.session import Session, Transport
+from grass.ws.session import NodeSession, NodeTransport
 from grass.ws.timers import Timers
 from grass.ws.uptime import Accrual, UptimeFlusher
 
@@ -75,11 +75,6 @@ CLOSE_TIMEOUT = 5.0
 #: close code (at AUTH). Upgrade checks get the peer address and the v5 token's claims, if any.
 UpgradeCheck = Callable[[str, "tokens.TokenClaims | None"], Awaitable[None]]
 AuthCheck = Callable[[str, str, str], Awaitable[None]]  # user_id, device_id, ip
-
-
-class LiveConfig(Protocol):
-    @property
-    def current(self) -> Config: ...
 
 
 class GatewayStores(Protocol):
@@ -133,7 +128,7 @@ class Gateway:
     def __init__(
         self,
         storage: GatewayStores,
-        live_config: LiveConfig,
+        live_config: RunningConfig,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         *,
@@ -263,7 +258,7 @@ class Gateway:
         return claims
 
     async def run_session(
-        self, transport: Transport, ip: str, claims: tokens.TokenClaims | None
+        self, transport: NodeTransport, ip: str, claims: tokens.TokenClaims | None
     ) -> None:
         """One session over any transport (tests pass a fake one)."""
         session = self._session(transport, ip, claims)
@@ -273,10 +268,12 @@ class Gateway:
         finally:
             self._session_ended()
 
-    def _session(self, transport: Transport, ip: str, claims: tokens.TokenClaims | None) -> Session:
+    def _session(
+        self, transport: NodeTransport, ip: str, claims: tokens.TokenClaims | None
+    ) -> NodeSession:
         node = self.live.current.node
         authorize, on_close = self._hooks
-        return Session(
+        return NodeSession(
             transport,
             NodeConnection(max_message_size=node.max_message_size),
             ip=ip,
@@ -312,7 +309,7 @@ class Gateway:
             raise ClaimsMismatch("the AUTH answer does not match the check-in token")
         return identity
 
-    async def _authorize(self, session: Session, event: Authenticated) -> Accrual:
+    async def _authorize(self, session: NodeSession, event: Authenticated) -> Accrual:
         with self.registry.authorizing() as pending:
             identity, device, active = await self._check_auth(session, event)
             # No await from here to the registration: a revocation or ban announced while
@@ -326,7 +323,7 @@ class Gateway:
             return self._admit(session, event, identity, device, active=active)
 
     async def _check_auth(
-        self, session: Session, event: Authenticated
+        self, session: NodeSession, event: Authenticated
     ) -> tuple[NodeIdentity, Device | None, bool]:
         """Every check of an AUTH answer (they await storage); who it is, its stored device,
         and whether that device is active."""
@@ -357,7 +354,7 @@ class Gateway:
 
     def _admit(
         self,
-        session: Session,
+        session: NodeSession,
         event: Authenticated,
         identity: NodeIdentity,
         device: Device | None,
@@ -392,7 +389,7 @@ class Gateway:
             self._collector.connected()
         return accrual
 
-    async def _closed(self, session: Session) -> None:
+    async def _closed(self, session: NodeSession) -> None:
         if session.accrual is not None:
             self.registry.remove(session)
             self.flusher.retire(session.accrual)

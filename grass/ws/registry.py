@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from grass.errors import Forbidden
-from grass.ws.session import Session
+from grass.ws.session import NodeSession
 
 REPLACED = 4000
 PAUSED = 4001
@@ -122,7 +122,7 @@ class Registry:
         self._max_per_ip = max_connections_per_ip
         self._min_score = min_network_score
         self._score_of = score_of
-        self._by_device: dict[str, Session] = {}
+        self._by_device: dict[str, NodeSession] = {}
         self._by_user: dict[str, set[str]] = {}
         self._by_ip: dict[str, int] = {}
         self._pending: set[Pending] = set()
@@ -174,7 +174,7 @@ class Registry:
         if held is not None and held.user_id != user_id:
             raise DeviceOwnedElsewhere("this device belongs to another user")
 
-    def add(self, session: Session) -> None:
+    def add(self, session: NodeSession) -> None:
         """Register an authenticated session; an older session of the device (the same
         user's: ``check`` refused any other) is closed."""
         device_id, user_id = session.device_id, session.user_id
@@ -187,7 +187,7 @@ class Registry:
         self._by_device[device_id] = session
         self._by_user.setdefault(user_id, set()).add(device_id)
 
-    def remove(self, session: Session) -> None:
+    def remove(self, session: NodeSession) -> None:
         """Forget a session that ended; a newer session of the same device stays."""
         device_id, user_id = session.device_id, session.user_id
         if device_id is None or self._by_device.get(device_id) is not session:
@@ -232,10 +232,10 @@ class Registry:
     def __len__(self) -> int:
         return len(self._by_device)
 
-    def __iter__(self) -> Iterator[Session]:
+    def __iter__(self) -> Iterator[NodeSession]:
         return iter(list(self._by_device.values()))
 
-    def get(self, device_id: str) -> Session | None:
+    def get(self, device_id: str) -> NodeSession | None:
         return self._by_device.get(device_id)
 
     def devices_of(self, user_id: str) -> frozenset[str]:

@@ -1,6 +1,6 @@
 """One node connection: a sans-I/O core that answers inline, and one task for what must wait.
 
-The session speaks to a :class:`Transport` (send text without waiting, receive, ping, close), so
+The session speaks to a :class:`NodeTransport` (send text without waiting, receive, ping, close), so
 it runs on a node socket in production (:class:`grass.ws.transport.NodeSocket`) and on an
 in-memory fake in tests, on virtual time. Close codes it chooses itself (the protocol's own are
 in ``docs/protocol.md``):
@@ -14,12 +14,12 @@ in ``docs/protocol.md``):
 1011  an unexpected error in the session (a bug)
 ====  ======================================================================================
 
-Two halves. :meth:`Session.deliver` handles one message synchronously: a PING is answered (the
-PONG written at once: ``Transport.send`` never waits, what the kernel cannot take yet waits in
+Two halves. :meth:`NodeSession.deliver` handles one message synchronously: a PING is answered (the
+PONG written at once: ``NodeTransport.send`` never waits, what the kernel cannot take yet waits in
 the transport's backlog) and its time stored, errors are answered or close the session. It runs
 wherever the transport decodes the message; the node socket does that in its poller's task
 (``grass.ws.poller``), so a heartbeat wakes no task and leaves no object behind. The session's
-own task (``run``) waits in ``Transport.receive`` for what needs it: the AUTH answer (checking
+own task (``run``) waits in ``NodeTransport.receive`` for what needs it: the AUTH answer (checking
 it awaits storage), the end of the connection, a timer, a close.
 
 Timers: the watchdog (AUTH deadline, then heartbeat deadline) and the round-trip pings are the
@@ -68,11 +68,11 @@ class TransportClosed(Exception):
 
 
 Message = str | bytes | float
-#: Handles one message (see Session.deliver); what it returns ends a ``Transport.receive``.
+#: Handles one message (see NodeSession.deliver); what it returns ends a ``NodeTransport.receive``.
 Deliver = Callable[[Message], Authenticated | None]
 
 
-class Transport(Protocol):
+class NodeTransport(Protocol):
     @property
     def backlog(self) -> int:
         """How many messages sent are not fully written yet (the peer does not take them)."""
@@ -98,12 +98,12 @@ class Transport(Protocol):
         ...
 
 
-Authorize = Callable[["Session", Authenticated], Awaitable[Accrual]]
-OnClose = Callable[["Session"], Awaitable[None]]
-OnEvent = Callable[["Session", HttpResponse], None]
+Authorize = Callable[["NodeSession", Authenticated], Awaitable[Accrual]]
+OnClose = Callable[["NodeSession"], Awaitable[None]]
+OnEvent = Callable[["NodeSession", HttpResponse], None]
 
 
-class Session:
+class NodeSession:
     __slots__ = (
         "_auth_timeout",
         "_authorize",
@@ -131,7 +131,7 @@ class Session:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: NodeTransport,
         conn: NodeConnection,
         *,
         ip: str,

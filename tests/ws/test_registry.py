@@ -17,7 +17,7 @@ from grass.ws.registry import (
     ScoreTooLow,
     StoredDeviceLimit,
 )
-from grass.ws.session import Session
+from grass.ws.session import NodeSession
 from tests.ws.test_session import FakeTransport, clock
 from tests.ws.test_uptime import accrual
 
@@ -32,13 +32,13 @@ def registry(**limits) -> Registry:
     )
 
 
-def session(user_id: str, device_id: str | None = None, *, saved: bool = False) -> Session:
+def session(user_id: str, device_id: str | None = None, *, saved: bool = False) -> NodeSession:
     async def never(*_):
         raise AssertionError("not run")
 
     transport = FakeTransport()
     transport.stalled = True  # the session does not run: nothing it sends is written
-    s = Session(
+    s = NodeSession(
         transport,
         NodeConnection(),
         ip="203.0.113.1",
@@ -163,5 +163,5 @@ def test_targeted_and_broadcast_sends():
     assert _queued(c) == ["all"]
 
 
-def _queued(s: Session) -> list[str]:
+def _queued(s: NodeSession) -> list[str]:
     return list(s.transport.unsent)

@@ -20,7 +20,7 @@ from wsproto.frame_protocol import FrameProtocol
 from grass.storage.abc import StorageUnavailable
 from grass.ws.client import insecure_client_context, open_node_socket
 from grass.ws.protocol import NodeConnection
-from grass.ws.session import Session
+from grass.ws.session import NodeSession
 from grass.ws.transport import NodeSocket
 from grass.ws.uptime import Accrual
 from tests.ws.test_gateway import (
@@ -36,7 +36,7 @@ from tests.ws.test_gateway import (
 
 WEB_ORIGIN = b"Origin: https://example.com\r\n"
 #: What one node connection is made of, freed when it ends.
-LIFECYCLE = (Session, NodeSocket, NodeConnection, Accrual)
+LIFECYCLE = (NodeSession, NodeSocket, NodeConnection, Accrual)
 
 
 def upgrade_request(port: int, extra: bytes = b"") -> bytes:

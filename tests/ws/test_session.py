@@ -18,7 +18,7 @@ from grass.ws.session import (
     AUTH_TIMEOUT,
     HEARTBEAT_TIMEOUT,
     SEND_QUEUE_FULL,
-    Session,
+    NodeSession,
     TransportClosed,
 )
 from grass.ws.uptime import Accrual
@@ -123,7 +123,7 @@ def clock() -> float:
     return EPOCH + trio.current_time()
 
 
-def make_accrual(session: Session, event: Authenticated, *, cap: float = 180.0) -> Accrual:
+def make_accrual(session: NodeSession, event: Authenticated, *, cap: float = 180.0) -> Accrual:
     return Accrual(
         device_id=event.result.browser_id,
         user_id=event.result.user_id,
@@ -137,19 +137,19 @@ def make_accrual(session: Session, event: Authenticated, *, cap: float = 180.0) 
     )
 
 
-class RecordingSession(Session):
-    """A Session (slots only) that takes the test's bookkeeping attribute."""
+class RecordingSession(NodeSession):
+    """A NodeSession (slots only) that takes the test's bookkeeping attribute."""
 
 
-def make_session(transport: FakeTransport, **overrides) -> Session:
-    closed: list[Session] = []
+def make_session(transport: FakeTransport, **overrides) -> NodeSession:
+    closed: list[NodeSession] = []
 
-    async def authorize(session: Session, event: Authenticated) -> Accrual:
+    async def authorize(session: NodeSession, event: Authenticated) -> Accrual:
         if event.result.user_id != USER:
             raise Unauthenticated("unknown user")
         return make_accrual(session, event)
 
-    async def on_close(session: Session) -> None:
+    async def on_close(session: NodeSession) -> None:
         closed.append(session)
         if session.accrual is not None:
             session.accrual.close()
@@ -169,7 +169,7 @@ def make_session(transport: FakeTransport, **overrides) -> Session:
     return session
 
 
-async def run_until_closed(session: Session) -> float:
+async def run_until_closed(session: NodeSession) -> float:
     await session.run()
     return trio.current_time()
 

@@ -64,19 +64,19 @@ class MemoryStorage(MemoryStores):
     async def transaction(self) -> AsyncIterator[MemoryStores]:
         db = self._db
         async with db.lock:
-            db.journal.begin()
+            db.undo_log.begin()
             tx = TxState()
             try:
                 yield MemoryStores(Scope(db, tx))
             except BaseException:
                 tx.finished = True
-                db.journal.rollback()
+                db.undo_log.rollback()
                 raise
             tx.finished = True
             if tx.failed:
-                db.journal.rollback()
+                db.undo_log.rollback()
                 raise TransactionAborted("the unit of work was rolled back: an operation failed")
-            db.journal.commit()
+            db.undo_log.commit()
 
 
 @asynccontextmanager

@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 
 from grass.domain.accounts import AccountToken, Mail
-from grass.storage.memory._tables import Journal, Table
+from grass.storage.memory._tables import Table, UndoLog
 
 #: A failure's key: (login key, time, serial): two failures at one instant are two rows.
 FailureKey = tuple[str, dt.datetime, int]
@@ -15,13 +15,13 @@ FailureKey = tuple[str, dt.datetime, int]
 class AccountTables:
     """The rows, kept beside the other tables of :class:`~grass.storage.memory._db.Db`."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, undo_log: UndoLog) -> None:
         self.tokens: Table[str, AccountToken] = Table(
-            "account_tokens", journal, lambda t: t.token_hash, groups={"user": lambda t: t.user_id}
+            "account_tokens", undo_log, lambda t: t.token_hash, groups={"user": lambda t: t.user_id}
         )
-        self.mail: Table[str, Mail] = Table("mail_outbox", journal, lambda m: m.id)
+        self.mail: Table[str, Mail] = Table("mail_outbox", undo_log, lambda m: m.id)
         self.failures: Table[FailureKey, FailureKey] = Table(
-            "login_failures", journal, lambda f: f, groups={"key": lambda f: f[0]}
+            "login_failures", undo_log, lambda f: f, groups={"key": lambda f: f[0]}
         )
         self.serial = itertools.count()
 

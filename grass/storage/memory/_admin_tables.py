@@ -7,21 +7,21 @@ import itertools
 import attrs
 
 from grass.domain.admin import AuditEntry, Ban, BanKind, FlagOverride
-from grass.storage.memory._tables import Journal, Table
+from grass.storage.memory._tables import Table, UndoLog
 
 
 class AdminTables:
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, undo_log: UndoLog) -> None:
         self.bans: Table[str, Ban] = Table(
             "bans",
-            journal,
+            undo_log,
             lambda b: b.id,
             # Only active bans hold their target, as PostgreSQL's partial unique indexes do.
             unique={"active": lambda b: (b.kind, b.target) if b.lifted_at is None else None},
             groups={"kind": lambda b: b.kind},
         )
-        self.flags: Table[str, FlagOverride] = Table("feature_flags", journal, lambda f: f.name)
-        self.audit: Table[int, AuditEntry] = Table("admin_audit_log", journal, lambda e: e.id or 0)
+        self.flags: Table[str, FlagOverride] = Table("feature_flags", undo_log, lambda f: f.name)
+        self.audit: Table[int, AuditEntry] = Table("admin_audit_log", undo_log, lambda e: e.id or 0)
         #: Like a PostgreSQL identity: numbers are never reused, even after a rollback.
         self.audit_ids = itertools.count(1)
 

@@ -29,7 +29,7 @@ from grass.domain.users import ApiKey, NodeKey, Session, User, WalletLink
 from grass.storage.abc import IntegrityViolation, StorageNotFound, TransactionAborted
 from grass.storage.memory._account_tables import AccountTables
 from grass.storage.memory._admin_tables import AdminTables
-from grass.storage.memory._tables import Journal, Table
+from grass.storage.memory._tables import Table, UndoLog
 from grass.storage.payouts import BucketClose, FrozenLine
 
 R = TypeVar("R")
@@ -38,7 +38,7 @@ R = TypeVar("R")
 class Db:
     def __init__(self) -> None:
         self.lock = trio.Lock()
-        self.journal = j = Journal()
+        self.undo_log = j = UndoLog()
         self.users: Table[str, User] = Table(
             "users",
             j,
@@ -154,13 +154,13 @@ class Scope:
         db, tx = self.db, self.tx
         if tx is None:
             async with db.lock:
-                db.journal.begin()
+                db.undo_log.begin()
                 try:
                     yield db
                 except BaseException:
-                    db.journal.rollback()
+                    db.undo_log.rollback()
                     raise
-                db.journal.commit()
+                db.undo_log.commit()
             return
         if tx.finished:
             raise RuntimeError("this unit of work has already finished")

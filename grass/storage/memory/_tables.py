@@ -1,7 +1,7 @@
-"""In-memory tables with unique and grouping indexes, and an undo journal for rollback.
+"""In-memory tables with unique and grouping indexes, and an undo log for rollback.
 
 Rows are frozen attrs values, so undoing a write is putting the previous row object back:
-the journal records (table, key, previous row or None) for every write and replays it backwards.
+the undo log records (table, key, previous row or None) for every write and replays it backwards.
 
 A row is refused (InvalidValue) where PostgreSQL would refuse it for its text: a string UTF-8
 cannot encode (a lone surrogate) or holding NUL, anywhere in the row. Stored, such a row made
@@ -29,7 +29,7 @@ R = TypeVar("R")
 Undo = Callable[[], None]
 
 
-class Journal:
+class UndoLog:
     def __init__(self) -> None:
         self._undo: list[Undo] | None = None
 
@@ -60,14 +60,14 @@ class Table(Generic[K, R]):
     def __init__(
         self,
         name: str,
-        journal: Journal,
+        undo_log: UndoLog,
         key: Callable[[R], K],
         *,
         unique: Mapping[str, Callable[[R], Hashable | None]] | None = None,
         groups: Mapping[str, Callable[[R], Hashable | None]] | None = None,
     ) -> None:
         self.name = name
-        self._journal = journal
+        self._undo_log = undo_log
         self._key = key
         self._rows: dict[K, R] = {}
         self._unique_of = dict(unique or {})
@@ -128,7 +128,7 @@ class Table(Generic[K, R]):
 
     def _write(self, key: K, row: R | None) -> None:
         previous = self._rows.get(key)
-        self._journal.record(lambda: self._set(key, previous))
+        self._undo_log.record(lambda: self._set(key, previous))
         self._set(key, row)
 
     def _set(self, key: K, row: R | None) -> None:
