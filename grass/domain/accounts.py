@@ -10,6 +10,7 @@ import ipaddress
 import attrs
 
 from grass.domain import _checks as check
+from grass.domain.addresses import parse_address
 
 #: IPv6 addresses are counted per network of this length (one subscriber's usual allocation).
 IPV6_COUNTED_PREFIX = 64
@@ -19,13 +20,10 @@ def address_key(ip: str) -> str:
     """The key an address is counted under by rate limits and lockouts: the address itself for
     IPv4, its /64 for IPv6 (one host holds a whole /64, so per-address keys are free to
     multiply). Text that is not an address is its own key."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = parse_address(ip)
+    if address is None:
         return ip
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/{IPV6_COUNTED_PREFIX}", strict=False))
     return str(address)
 

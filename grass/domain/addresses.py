@@ -36,7 +36,8 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _address(text: str) -> Address | None:
+def parse_address(text: str) -> Address | None:
+    """The address ``text`` spells (IPv4-mapped IPv6 as IPv4), or None: the one IP parser."""
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -48,7 +49,7 @@ def _address(text: str) -> Address | None:
 
 def canonical(text: str) -> str | None:
     """The canonical text of an address, or None when ``text`` is not one."""
-    ip = _address(text)
+    ip = parse_address(text)
     return None if ip is None else str(ip)
 
 
@@ -58,7 +59,7 @@ def _within(ip: Address, networks: Sequence[Network]) -> bool:
 
 def in_networks(text: str, networks: Sequence[Network]) -> bool:
     """Whether ``text`` is an address (IPv4-mapped IPv6 as IPv4) within one of ``networks``."""
-    ip = _address(text)
+    ip = parse_address(text)
     return ip is not None and _within(ip, networks)
 
 
@@ -80,13 +81,13 @@ class ClientAddress:
         networks = self._networks()
         if not networks:
             return False
-        ip = _address(peer)
+        ip = parse_address(peer)
         return ip is not None and _within(ip, networks)
 
     def __call__(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
         """``peer``: the socket's address; ``forwarded_for``: every X-Forwarded-For header.
         Empty when the peer is not an address (a test client's placeholder)."""
-        ip = _address(peer or "")
+        ip = parse_address(peer or "")
         if ip is None:
             return ""
         networks = self._networks()
@@ -94,7 +95,7 @@ class ClientAddress:
             return str(ip)
         hops = [hop for header in forwarded_for for hop in header.split(",")]
         for hop in reversed(hops):
-            found = _address(hop)
+            found = parse_address(hop)
             if found is None:
                 break  # made up: the trusted hop to its right is the best we know
             ip = found

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from grass.domain import _checks as check
+from grass.domain.addresses import parse_address
 from grass.ids import is_short_id
 
 FLAG_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
@@ -160,12 +161,9 @@ class BanList:
 
     def banned_range(self, address: str) -> str | None:
         """The banned range holding ``address`` (canonical, IPv4-mapped counted as IPv4)."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        ip = parse_address(address)
+        if ip is None:
             return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         value, bits = int(ip), ip.max_prefixlen
         for (version, length), starts in self._by_length.items():
             if version != ip.version:

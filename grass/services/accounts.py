@@ -10,7 +10,6 @@ and its nodes are disconnected.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -19,6 +18,7 @@ import trio
 from grass import logs
 from grass.config import Config
 from grass.domain.accounts import AccountToken, TokenPurpose, address_key
+from grass.domain.addresses import canonical
 from grass.domain.bearer import hash_token, new_mail_token, new_session_token
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.referrals import MAX_LEVEL, Referral
@@ -92,10 +92,7 @@ class LoggedIn:
 
 
 def _ip_or_none(ip: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(ip))
-    except ValueError:
-        return None
+    return canonical(ip)
 
 
 class Accounts:

@@ -9,7 +9,6 @@ request came from, recorded in the audit log.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import attrs
 
 from grass import logs
 from grass.domain._checks import InvalidModel
+from grass.domain.addresses import canonical
 from grass.domain.admin import (
     AuditAction,
     AuditEntry,
@@ -382,10 +382,7 @@ class AdminService:
 
 def _address(ip: str | None) -> str | None:
     """The canonical address, or None for what is not one (a test client's placeholder)."""
-    try:
-        return None if ip is None else str(ipaddress.ip_address(ip))
-    except ValueError:
-        return None
+    return None if ip is None else canonical(ip)
 
 
 def _why(reason: str | None) -> dict[str, Any]:

@@ -26,7 +26,6 @@ empty or lists the id; no Origin (desktop clients) is allowed; any other origin 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from grass import logs
-from grass.domain.addresses import ClientAddress
+from grass.domain.addresses import ClientAddress, canonical
 from grass.domain.bearer import is_node_key
 from grass.domain.devices import Device, DeviceType
 from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
@@ -100,16 +99,6 @@ class ClaimsMismatch(Unauthenticated):
 
 class UpgradeTimeout(Unavailable):
     code = "upgrade_timeout"
-
-
-def canonical_ip(address: str) -> str:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 def origin_allowed(origin: str | None, allowed_extension_ids: tuple[str, ...]) -> bool:
@@ -207,9 +196,8 @@ class Gateway:
 
     def _client_ip(self, request: NodeRequest) -> str:
         forwarded = [v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"]
-        return self._client_address(request.remote_address, forwarded) or canonical_ip(
-            request.remote_address
-        )
+        peer = request.remote_address
+        return self._client_address(peer, forwarded) or canonical(peer) or peer
 
     async def handle(self, request: NodeRequest) -> None:
         ip = self._client_ip(request)
@@ -395,4 +383,4 @@ class Gateway:
             self.flusher.retire(session.accrual)
 
 
-__all__ = ["UPGRADE_REFUSED", "Gateway", "IpLimit", "canonical_ip", "origin_allowed"]
+__all__ = ["UPGRADE_REFUSED", "Gateway", "IpLimit", "origin_allowed"]

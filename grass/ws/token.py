@@ -22,13 +22,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
 from typing import Final
 
 import attrs
 
 from grass import jsontext
+from grass.domain.addresses import canonical
 from grass.errors import InvalidInput, ProtocolError, Unauthenticated
 
 VERSION: Final = "v1"
@@ -137,15 +137,12 @@ def _mac(secret: bytes, payload: str) -> bytes:
 
 def _canonical_ip(ip: str, *, strict: bool = True) -> str:
     # One spelling per address: "::ffff:10.0.0.1" (a dual-stack socket) is 10.0.0.1.
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = canonical(ip)
+    if address is None:
         if strict:
-            raise ValueError(f"not an IP address: {ip!r}") from None
+            raise ValueError(f"not an IP address: {ip!r}")
         return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
+    return address
 
 
 def _check_secret(secret: bytes) -> None:

@@ -20,11 +20,11 @@ Aggregations sum in SQL by exact ``bucket_start`` and fold into calendar periods
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Collection, Iterable, Sequence
 
 import attrs
 
+from grass.domain.addresses import canonical
 from grass.domain.pages import (
     DEFAULT_PAGE_SIZE,
     InvalidPage,
@@ -120,11 +120,7 @@ _Key = tuple[dt.datetime, str, str, str]
 
 
 def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+    return canonical(value) is not None
 
 
 def _stats(row: Record) -> UptimeStats:
