@@ -5,29 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import ipaddress
 
 import attrs
 
 from grass.domain import _checks as check
-from grass.domain.addresses import parse_address
+
 
 #: IPv6 addresses are counted per network of this length (one subscriber's usual allocation).
-IPV6_COUNTED_PREFIX = 64
-
-
-def address_key(ip: str) -> str:
-    """The key an address is counted under by rate limits and lockouts: the address itself for
-    IPv4, its /64 for IPv6 (one host holds a whole /64, so per-address keys are free to
-    multiply). Text that is not an address is its own key."""
-    address = parse_address(ip)
-    if address is None:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.ip_network(f"{address}/{IPV6_COUNTED_PREFIX}", strict=False))
-    return str(address)
-
-
 class TokenPurpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"

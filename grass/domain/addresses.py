@@ -6,8 +6,8 @@ proxies wrote may be made up by the client. It is read only when the peer is one
 first other address is the client. A malformed hop ends the walk (the trusted hop to its right
 stands), so a client cannot smuggle text into the limiter or the logs.
 
-Addresses are canonical (an IPv4-mapped IPv6 peer is its IPv4 address, as the node gateway
-writes it). Counting keys (rate limits, lockouts) group IPv6 by /64: one customer gets a whole
+The one IP parser of the code is here (:func:`parse_address`, :func:`canonical`): addresses are
+canonical everywhere (an IPv4-mapped IPv6 peer is its IPv4 address). Counting keys (rate limits, lockouts) group IPv6 by /64: one customer gets a whole
 /64, and a per-address key would give them 2**64 fresh budgets.
 """
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
-
-from grass.domain.accounts import address_key
 
 __all__ = ["ClientAddress", "address_key", "canonical", "in_networks", "parse_networks"]
 
@@ -51,6 +49,21 @@ def canonical(text: str) -> str | None:
     """The canonical text of an address, or None when ``text`` is not one."""
     ip = parse_address(text)
     return None if ip is None else str(ip)
+
+
+IPV6_COUNTED_PREFIX = 64
+
+
+def address_key(ip: str) -> str:
+    """The key an address is counted under by rate limits and lockouts: the address itself for
+    IPv4, its /64 for IPv6 (one host holds a whole /64, so per-address keys are free to
+    multiply). Text that is not an address is its own key."""
+    address = parse_address(ip)
+    if address is None:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{address}/{IPV6_COUNTED_PREFIX}", strict=False))
+    return str(address)
 
 
 def _within(ip: Address, networks: Sequence[Network]) -> bool:

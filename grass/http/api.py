@@ -38,8 +38,7 @@ import attrs
 from quart import Quart, Response, g, request
 
 from grass.config import LimitsConfig
-from grass.domain.accounts import address_key
-from grass.domain.addresses import ClientAddress
+from grass.domain.addresses import ClientAddress, address_key
 from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from grass.errors import GrassError, RateLimited, Unauthenticated
 from grass.http import schema as s

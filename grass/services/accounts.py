@@ -17,8 +17,8 @@ import trio
 
 from grass import logs
 from grass.config import Config
-from grass.domain.accounts import AccountToken, TokenPurpose, address_key
-from grass.domain.addresses import canonical
+from grass.domain.accounts import AccountToken, TokenPurpose
+from grass.domain.addresses import address_key, canonical
 from grass.domain.bearer import hash_token, new_mail_token, new_session_token
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.referrals import MAX_LEVEL, Referral

@@ -9,8 +9,7 @@ import pytest
 import structlog.testing
 
 from grass.config import ConfigError, load_config
-from grass.domain.accounts import address_key
-from grass.domain.addresses import ClientAddress
+from grass.domain.addresses import ClientAddress, address_key
 from grass.domain.bearer import hash_token, new_node_key
 from grass.ws import token as tokens
 from tests.http.conftest import make_actor, open_full_app, quick_config
