@@ -7,8 +7,9 @@ first other address is the client. A malformed hop ends the walk (the trusted ho
 stands), so a client cannot smuggle text into the limiter or the logs.
 
 The one IP parser of the code is here (:func:`parse_address`, :func:`canonical`): addresses are
-canonical everywhere (an IPv4-mapped IPv6 peer is its IPv4 address). Counting keys (rate limits, lockouts) group IPv6 by /64: one customer gets a whole
-/64, and a per-address key would give them 2**64 fresh budgets.
+canonical everywhere (an IPv4-mapped IPv6 peer is its IPv4 address). Counting keys (rate limits,
+lockouts) group IPv6 by /64: one customer gets a whole /64, and a per-address key would give
+them 2**64 fresh budgets.
 """
 
 from __future__ import annotations
