@@ -30,7 +30,7 @@ from grass.storage.memory.referrals import MemoryReferralStore
 from grass.storage.memory.uptime import MemoryUptimeStore
 from grass.storage.memory.users import MemoryUserStore
 
-__all__ = ["MemoryStorage", "MemoryStores", "open_memory_storage"]
+__all__ = ["MemoryStorage", "MemoryStores"]
 
 
 class MemoryStores:
@@ -77,12 +77,6 @@ class MemoryStorage(MemoryStores):
                 db.undo_log.rollback()
                 raise TransactionAborted("the unit of work was rolled back: an operation failed")
             db.undo_log.commit()
-
-
-@asynccontextmanager
-async def open_memory_storage() -> AsyncIterator[MemoryStorage]:
-    """The memory backend as the async context manager ``open_backends`` composes."""
-    yield MemoryStorage()
 
 
 if TYPE_CHECKING:
