@@ -40,10 +40,10 @@ from grass.http.network import NetworkRoutes
 from grass.http.node_keys import NodeKeyRoutes
 from grass.http.wallets import WalletRoutes
 from grass.metrics import Metrics
+from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
+from grass.websocket.server import NodeServer, reason
 from grass.wiring import Services, open_services, utc_now
-from grass.ws.gateway import Gateway
-from grass.ws.server import NodeServer, reason
 
 log = logs.get("grass.app")
 

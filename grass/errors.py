@@ -16,7 +16,7 @@ into a reply without knowing which layer raised it::
     ├── Unavailable                 503  unavailable      (a backend cannot be reached)
     ├── StorageError                     grass.storage.abc:  StorageNotFound, StorageConflict, ...
     ├── LedgerError                      grass.ledger.abc:   LedgerConflict, AnchorFailed, ...
-    └── ProtocolError               -    grass.ws.protocol:  the node protocol's errors
+    └── ProtocolError               -    grass.nodes.protocol:  the node protocol's errors
 
 Layer errors combine a layer base with a kind, e.g.
 ``class StorageConflict(StorageError, Conflict)``, so they map to the kind's status and code.
@@ -124,7 +124,7 @@ class LedgerError(GrassError):
 
 
 class ProtocolError(GrassError):
-    """Base of the node protocol's errors (see grass.ws.protocol)."""
+    """Base of the node protocol's errors (see grass.nodes.protocol)."""
 
     code = "protocol_error"
     ws_close_code: int | None = 1002

@@ -18,6 +18,9 @@ import trio
 from grass.backends import Backends
 from grass.config import Config
 from grass.metrics import Metrics
+from grass.nodes.collector import Collector
+from grass.nodes.gateway import Gateway
+from grass.nodes.network_features import NetworkFeatures
 from grass.running import RunningConfig
 from grass.services.accounts import Accounts
 from grass.services.closer import BucketCloser
@@ -31,9 +34,6 @@ from grass.services.passwords import Passwords
 from grass.services.referrals import ReferralService
 from grass.services.scores import ScoreService
 from grass.services.wallets import Wallets
-from grass.ws.collector import Collector
-from grass.ws.gateway import Gateway
-from grass.ws.network_features import NetworkFeatures
 
 
 def utc_now() -> dt.datetime:
@@ -59,7 +59,7 @@ class Services:
     scores: ScoreService
     closer: BucketCloser
     mail: MailDelivery
-    #: Told of each new node session (keeps collector passes short: grass/ws/collector.py).
+    #: Told of each new node session (keeps collector passes short: grass/nodes/collector.py).
     collector: Collector
     _flusher: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 

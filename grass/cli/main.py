@@ -196,7 +196,7 @@ def _startup_failures(exc: BaseException) -> list[BaseException]:
 
 async def _nodes(args: argparse.Namespace, credential: str) -> None:
     """Run the devices until SIGINT or SIGTERM, then print their counters."""
-    from grass.ws.node_client import run_nodes
+    from grass.nodes.node_client import run_nodes
 
     log = logs.get("grass.node")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -38,7 +38,7 @@ __all__ = ["CheckinRoutes", "ExtensionNotAllowed", "UnknownUser", "parse_checkin
 
 
 class CheckinGateway(Protocol):
-    """What the check-in needs from the node gateway (grass.ws.gateway.Gateway has it)."""
+    """What the check-in needs from the node gateway (grass.nodes.gateway.Gateway has it)."""
 
     def issue_token(self, user_id: str, device_id: str, ip: str) -> str: ...
 

@@ -293,7 +293,7 @@ class Node(asyncio.Protocol):
 
 class Client:
     def __init__(self, port: int, user_ids: str, source: str) -> None:
-        from grass.ws.node_client import NodeIdentity, auth_answer, ping_message
+        from grass.nodes.node_client import NodeIdentity, auth_answer, ping_message
 
         self.port = port
         self.netloc = f"{HOST}:{port}"

@@ -1,4 +1,4 @@
-"""Cost of one PING/PONG round in grass.ws.protocol beside plain json in the same run.
+"""Cost of one PING/PONG round in grass.nodes.protocol beside plain json in the same run.
 
 A round is what the server does per heartbeat: decode the client's PING, encode the PONG (with
 a fresh id), decode the client's echo. The baseline does the same with ``json.loads`` and
@@ -20,8 +20,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from grass.ws import protocol
-from grass.ws.protocol import NodeConnection
+from grass.nodes import protocol
+from grass.nodes.protocol import NodeConnection
 
 PING = '{"id":"5f3c2a1e-1b2c-4d5e-8f90-123456789abc","version":"1.0.0","action":"PING","data":{}}'
 ECHO = '{"id":"9a8b7c6d-1b2c-4d5e-8f90-123456789abc","origin_action":"PONG"}'

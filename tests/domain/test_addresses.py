@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from grass.domain.addresses import address_key, canonical, parse_address
+from grass.nodes import token
 from grass.services import accounts, admin
-from grass.ws import token
 
 MAPPED = "::ffff:10.0.0.1"
 

@@ -23,10 +23,10 @@ from grass.config import Config
 from grass.domain.devices import DeviceType
 from grass.ledger.memory import open_memory_ledger
 from grass.metrics import Metrics
+from grass.nodes.gateway import Gateway
+from grass.nodes.node_client import NodeIdentity, auth_answer, ping_message
 from grass.storage.memory import MemoryStorage
-from grass.ws.gateway import Gateway
-from grass.ws.node_client import NodeIdentity, auth_answer, ping_message
-from grass.ws.server import NodeServer
+from grass.websocket.server import NodeServer
 from tests.engine.helpers import build
 from tests.storage.conftest import T0, add_device, add_user, delta
 

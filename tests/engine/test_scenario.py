@@ -25,11 +25,11 @@ from grass.domain.epochs import EpochStatus
 from grass.domain.referrals import ReferralStatus
 from grass.ledger.memory import open_memory_ledger
 from grass.metrics import Metrics
+from grass.nodes.gateway import Gateway
+from grass.nodes.node_client import NodeIdentity, auth_answer, ping_message
 from grass.running import RunningConfig
 from grass.storage.postgres.storage import PostgresStorage
-from grass.ws.gateway import Gateway
-from grass.ws.node_client import NodeIdentity, auth_answer, ping_message
-from grass.ws.server import NodeServer
+from grass.websocket.server import NodeServer
 from tests.engine.helpers import build
 from tests.storage.conftest import add_user, make_referral
 

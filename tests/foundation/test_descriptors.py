@@ -2,7 +2,7 @@
 address than it has descriptors (the issue: ~20 000 of them, 15 866 from one address, took every
 descriptor, and both the node port and HTTP stopped answering): a well-behaved node and an
 HTTP request are still served, since the node port never takes the descriptors it leaves to
-the rest (``node.descriptor_reserve``; grass.ws.admission)."""
+the rest (``node.descriptor_reserve``; grass.websocket.admission)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import resource
 import httpx
 import trio
 
-from grass.ws.client import open_node_socket
+from grass.websocket.client import open_node_socket
 from tests.foundation.test_cli import grass_serve
 
 DESCRIPTORS = 256  # RLIMIT_NOFILE of the server: a node cap of 128 beside the default reserve

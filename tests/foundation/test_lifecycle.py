@@ -14,7 +14,7 @@ from trio_websocket import ConnectionClosed
 
 from grass.app import Server, run
 from grass.config import Config, Port, Seconds, load_config
-from grass.ws.client import open_node_socket
+from grass.websocket.client import open_node_socket
 
 
 def local_config(**server: object) -> Config:

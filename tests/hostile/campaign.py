@@ -29,10 +29,10 @@ from grass.config import Config, StorageBackend
 from grass.domain.users import Role
 from grass.storage.abc import Storage
 from grass.storage.postgres.storage import open_postgres_storage
-from grass.ws.client import open_node_socket
+from grass.websocket.client import open_node_socket
 from tests.http.conftest import Actor, make_actor, node_key_for, quick_config
 from tests.http.helpers import bearer
-from tests.ws.test_gateway import PING, authenticate
+from tests.nodes.test_gateway import PING, authenticate
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from tests.hostile import wire
 from tests.hostile.campaign import count, hostile_settings
 from tests.hostile.strategies import SAFE_DEPTH
 from tests.hostile.test_http import check_reply
-from tests.ws.test_gateway import RawNode
+from tests.nodes.test_gateway import RawNode
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Campaign 3: the RFC 6455 frame codec (grass/ws/frames.py) and the real transport under
+"""Campaign 3: the RFC 6455 frame codec (grass/websocket/frames.py) and the real transport under
 hostile frame streams.
 
 Volume runs on the sans-I/O ``FrameReader``: well-formed traffic (fragmented messages, control
@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from wsproto.events import CloseConnection, Pong
 
 from grass.errors import ProtocolError
-from grass.ws.frames import CLOSE, PING, PONG, TEXT, FrameReader, close_payload
+from grass.websocket.frames import CLOSE, PING, PONG, TEXT, FrameReader, close_payload
 from tests.hostile import wire
 from tests.hostile.campaign import World, count, hostile_settings, open_world
-from tests.ws.test_frames import frame
-from tests.ws.test_gateway import RawNode
+from tests.nodes.test_gateway import RawNode
+from tests.websocket.test_frames import frame
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,8 @@ from wsproto.events import CloseConnection, TextMessage
 
 from grass.config import Secret, StorageBackend
 from grass.errors import ProtocolError
+from grass.nodes.protocol import Authenticated, HttpResponse, NodeConnection, Ping, PongEcho, State
 from grass.storage.abc import DeviceStore
-from grass.ws.protocol import Authenticated, HttpResponse, NodeConnection, Ping, PongEcho, State
 from tests.hostile import wire
 from tests.hostile.campaign import (
     World,
@@ -39,8 +39,8 @@ from tests.hostile.campaign import (
     open_world,
 )
 from tests.http.helpers import bearer
+from tests.nodes.test_gateway import RawNode, auth_answer, wait_for
 from tests.storage.postgres.conftest import temporary_schema
-from tests.ws.test_gateway import RawNode, auth_answer, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 each with the outcome the server owes it, and a raw node to play them over loopback.
 
 Outcomes come from the sans-I/O cores the server itself runs (``NodeConnection`` for messages,
-the frame rules of ``grass.ws.frames`` for frames): what the loopback campaigns check is that the
+the frame rules of ``grass.websocket.frames`` for frames): what the loopback campaigns check is that the
 whole server (transport, session, gateway) keeps to them, and that nothing else happens (no
 crash, no other connection disturbed).
 """
@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from wsproto.events import CloseConnection, Event, Pong, TextMessage
 
 from grass.errors import ProtocolError
-from grass.ws.frames import BINARY, CLOSE, PING, PONG, TEXT
-from grass.ws.protocol import Authenticated, NodeConnection, Ping
+from grass.nodes.protocol import Authenticated, NodeConnection, Ping
+from grass.websocket.frames import BINARY, CLOSE, PING, PONG, TEXT
 from tests.hostile.strategies import SURROGATES, Pairs, leaves, nesting, values, write
-from tests.ws.test_frames import frame
-from tests.ws.test_gateway import PING as PING_MESSAGE
-from tests.ws.test_gateway import RawNode, auth_answer
+from tests.nodes.test_gateway import PING as PING_MESSAGE
+from tests.nodes.test_gateway import RawNode, auth_answer
+from tests.websocket.test_frames import frame
 
 MAX_MESSAGE = 64 * 1024  # node.max_message_size's default, which the campaigns' server runs
 DEVICE_ID = "0b6f1d52-8e1c-4f0e-9a39-1f1e7f6a2b10"

@@ -26,12 +26,12 @@ from grass.ids import short_id
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger
 from grass.metrics import Metrics
+from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
 from grass.storage.abc import Storage
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.shared import SharedState
 from grass.wiring import Services, build_services
-from grass.ws.gateway import Gateway
 
 
 def quick_config(**sections: dict[str, Any]) -> Config:

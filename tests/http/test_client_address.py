@@ -11,7 +11,7 @@ import structlog.testing
 from grass.config import ConfigError, load_config
 from grass.domain.addresses import ClientAddress, address_key
 from grass.domain.bearer import hash_token, new_node_key
-from grass.ws import token as tokens
+from grass.nodes import token as tokens
 from tests.http.conftest import make_actor, open_full_app, quick_config
 from tests.http.helpers import bearer
 from tests.storage.conftest import make_node_key

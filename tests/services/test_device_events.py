@@ -9,10 +9,10 @@ import json
 import trio
 import trio.testing
 
+from grass.nodes.control import ACCOUNT_DELETED
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.shared import unframe, user_channel
-from grass.ws.control import ACCOUNT_DELETED
-from tests.ws.test_network_control import instance, joined, world
+from tests.nodes.test_network_control import instance, joined, world
 
 
 async def drain(messages, seconds: float = 0.5) -> list[dict]:

@@ -1,0 +1,387 @@
+"""The node gateway: what the node server runs for every upgrade request, and the uptime flusher.
+
+``Gateway.handle`` checks the upgrade request before answering it (Origin, v5 token, the network
+score of the token's device, connections per IP) and refuses with HTTP 403 and a JSON body
+``{"error": {"code", "message", "details"}}``; otherwise it accepts and runs one
+:class:`~grass.nodes.session.NodeSession`.
+At AUTH it decides whether the node may join (its node key,
+or its token's claims, or with legacy auth its bare user id; device owner, paused, score, device
+cap) and registers it: those refusals need the AUTH answer, so they are a close with 1008 (4001
+for a paused device) after the upgrade.
+
+The device cap counts the user's active devices: those connected here and those seen within
+``limits.device_active_window`` (every instance's flusher writes ``last_seen``), not every
+device ever stored, so devices that came once and left do not hold the user's slots for good.
+A device id owned by another user, stored or connected here, is refused: a node never replaces
+another user's node.
+
+Every upgrade refusal is a 403, a bad token included (not a 401): a node cannot act on the
+difference, and the body's ``code`` names the reason. Checks that cannot decide (storage down,
+or no answer by the request's deadline: ``node.connect_timeout`` after the TCP accept) are
+answered with their own status, 503: the node tries again later.
+
+Origin policy: ``chrome-extension://<id>`` is allowed when ``node.allowed_extension_ids`` is
+empty or lists the id; no Origin (desktop clients) is allowed; any other origin is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+
+from grass import logs
+from grass.domain.addresses import ClientAddress, canonical
+from grass.domain.bearer import is_node_key
+from grass.domain.devices import Device, DeviceType
+from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
+from grass.metrics import Metrics
+from grass.nodes import token as tokens
+from grass.nodes.collector import Collector
+from grass.nodes.protocol import Authenticated, NodeConnection
+from grass.nodes.registry import (
+    ClosedDuringAuth,
+    DeviceOwnedElsewhere,
+    DevicePaused,
+    IpLimit,
+    Registry,
+    ScoreOf,
+    ScoreTooLow,
+)
+from grass.nodes.session import NodeSession, NodeTransport
+from grass.nodes.timers import Timers
+from grass.nodes.uptime import Accrual, UptimeFlusher
+from grass.running import RunningConfig
+from grass.services.node_keys import NodeIdentity, UnknownNodeKey, identify_node
+from grass.storage.abc import DeviceStore, UptimeStore, UserStore
+from grass.storage.node_keys import NodeKeyStore
+from grass.websocket.server import NodeRequest
+
+log = logs.get(__name__)
+
+#: The HTTP status of every refusal decided from the upgrade request alone (architecture §4).
+UPGRADE_REFUSED = 403
+
+#: How long shutdown waits for the sessions to end before the final flush.
+CLOSE_TIMEOUT = 5.0
+
+
+#: Hooks other features install: raise a Forbidden (403 at the upgrade) or a GrassError with a
+#: close code (at AUTH). Upgrade checks get the peer address and the v5 token's claims, if any.
+UpgradeCheck = Callable[[str, "tokens.TokenClaims | None"], Awaitable[None]]
+AuthCheck = Callable[[str, str, str], Awaitable[None]]  # user_id, device_id, ip
+
+
+class GatewayStores(Protocol):
+    @property
+    def users(self) -> UserStore: ...
+    @property
+    def devices(self) -> DeviceStore: ...
+    @property
+    def uptime(self) -> UptimeStore: ...
+    @property
+    def node_keys(self) -> NodeKeyStore: ...
+
+
+class OriginRefused(Forbidden):
+    code = "origin_refused"
+    ws_close_code = 1008
+
+
+class ClaimsMismatch(Unauthenticated):
+    code = "token_claims_mismatch"
+    ws_close_code = 1008
+
+
+class UpgradeTimeout(Unavailable):
+    code = "upgrade_timeout"
+
+
+def origin_allowed(origin: str | None, allowed_extension_ids: tuple[str, ...]) -> bool:
+    if origin is None:
+        return True
+    prefix = "chrome-extension://"
+    if not origin.startswith(prefix):
+        return False
+    extension_id = origin[len(prefix) :].rstrip("/")
+    return bool(extension_id) and (
+        not allowed_extension_ids or extension_id in allowed_extension_ids
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        storage: GatewayStores,
+        live_config: RunningConfig,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+        *,
+        score_of: ScoreOf = lambda _: None,
+        on_auth: Callable[[str], None] = lambda _: None,
+        token_key: bytes | None = None,
+        collector: Collector | None = None,
+    ) -> None:
+        self.storage = storage
+        self.live = live_config
+        self.metrics = metrics
+        self.clock = clock
+        config = live_config.current
+        key = token_key or config.secrets.token_key.value.encode()
+        # No configured key: tokens are valid on this process only (and die with it).
+        self.token_key = key if len(key) >= tokens.MIN_SECRET_LENGTH else secrets.token_bytes(32)
+        self._score_of = score_of
+        self.upgrade_checks: list[UpgradeCheck] = []
+        self.auth_checks: list[AuthCheck] = []
+        #: Told each authenticated device id (the scorer scores it again: architecture §5).
+        self._on_auth = on_auth
+        #: Behind http.trusted_proxies (a load balancer in front of the node port), the node's
+        #: address is the one they forwarded: the same rule as the HTTP API and check-in, so a
+        #: v5 token bound to that address at check-in matches here.
+        self._client_address = ClientAddress(lambda: self.live.current.http.trusted_proxies)
+        #: Told of each new session, to keep collector passes short (the server's, not tests').
+        self._collector = collector
+        self.registry = Registry(
+            max_devices_per_user=lambda: self.live.current.limits.max_devices_per_user,
+            max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
+            min_network_score=lambda: self.live.current.limits.min_network_score,
+            score_of=score_of,
+            max_stored_devices_per_user=lambda: (
+                self.live.current.limits.max_stored_devices_per_user
+            ),
+        )
+        self._sessions = 0
+        self._idle = trio.Event()
+        # Bound once: every session shares them (no per-connection method objects).
+        self._hooks = (self._authorize, self._closed)
+        #: Every session's watchdog and round-trip pings, in one task (run by ``run``).
+        self.timers = Timers()
+        self.flusher = UptimeFlusher(
+            storage.devices,
+            storage.uptime,
+            interval=lambda: self.live.current.node.uptime_flush_interval,
+            metrics=metrics,
+        )
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def issue_token(self, user_id: str, device_id: str, ip: str) -> str:
+        ttl = self.live.current.node.checkin_token_ttl
+        return tokens.issue(self.token_key, user_id, device_id, ip, self.clock(), ttl)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The sessions' timers and the uptime flusher; cancel it once the sessions ended, then
+        call ``shutdown`` for the final flush."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.timers.run)
+            await self.flusher.run(task_status=task_status)
+
+    async def shutdown(self, code: int = 1001) -> None:
+        """Close every node session, wait for them to end (bounded), write what they accrued."""
+        self.registry.close_all(code)
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                while self._sessions:
+                    self._idle = trio.Event()
+                    await self._idle.wait()
+            await self.flusher.flush_now()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _client_ip(self, request: NodeRequest) -> str:
+        forwarded = [v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"]
+        peer = request.remote_address
+        return self._client_address(peer, forwarded) or canonical(peer) or peer
+
+    async def handle(self, request: NodeRequest) -> None:
+        ip = self._client_ip(request)
+        try:
+            claims = self._check_upgrade(request, ip)
+            with trio.move_on_at(request.deadline) as checks:
+                for upgrade_check in self.upgrade_checks:
+                    await upgrade_check(ip, claims)
+            if checks.cancelled_caught:
+                raise UpgradeTimeout("the upgrade could not be checked in time")
+            self.registry.open(ip)
+        except (Forbidden, Unauthenticated) as exc:
+            await request.reject(UPGRADE_REFUSED, http_error(exc).body)
+            return
+        except GrassError as exc:  # storage down or slow: not the node's fault
+            error = http_error(exc)
+            log.warning("upgrade not checked", error=str(exc), status=error.status)
+            await request.reject(error.status, error.body)
+            return
+        try:
+            transport = await request.accept()
+            # run_session inlined: every await level lives as long as the connection does.
+            session = self._session(transport, ip, claims)
+            self._sessions += 1
+            try:
+                await session.run()
+            finally:
+                self._session_ended()
+        finally:
+            self.registry.release(ip)
+
+    def _check_upgrade(self, request: NodeRequest, ip: str) -> tokens.TokenClaims | None:
+        config = self.live.current
+        if not origin_allowed(request.header("origin"), config.node.allowed_extension_ids):
+            raise OriginRefused("this origin may not connect")
+        query = parse_qs(urlsplit(request.path or "/").query)
+        token = query.get("token", [""])[0]
+        if not token:
+            return None  # a v4 node: its AUTH answer names it (a node key, or legacy a user id)
+        claims = tokens.verify(self.token_key, token, ip, self.clock())
+        # The token names the device, so its score is known before the upgrade (v4 nodes are
+        # only known at AUTH, where the registry checks the same minimum).
+        score = self._score_of(claims.device_id)
+        if score is not None and score < config.limits.min_network_score:
+            raise ScoreTooLow(f"network score {score:g} is below the minimum")
+        return claims
+
+    async def run_session(
+        self, transport: NodeTransport, ip: str, claims: tokens.TokenClaims | None
+    ) -> None:
+        """One session over any transport (tests pass a fake one)."""
+        session = self._session(transport, ip, claims)
+        self._sessions += 1
+        try:
+            await session.run()
+        finally:
+            self._session_ended()
+
+    def _session(
+        self, transport: NodeTransport, ip: str, claims: tokens.TokenClaims | None
+    ) -> NodeSession:
+        node = self.live.current.node
+        authorize, on_close = self._hooks
+        return NodeSession(
+            transport,
+            NodeConnection(max_message_size=node.max_message_size),
+            ip=ip,
+            authorize=authorize,
+            on_close=on_close,
+            clock=self.clock,
+            auth_timeout=node.auth_timeout,
+            heartbeat_timeout=node.heartbeat_timeout,
+            send_queue_size=node.send_queue_size,
+            context=claims,
+            timers=self.timers,
+        )
+
+    def _session_ended(self) -> None:
+        self._sessions -= 1
+        if not self._sessions:
+            self._idle.set()
+
+    async def _identify(
+        self, credential: str, device_id: str, claims: tokens.TokenClaims | None
+    ) -> NodeIdentity:
+        """Who the AUTH answer's ``user_id`` names: a node key's user (checked against the
+        token's claims, if any), the token's own user, or with legacy auth a bare user id."""
+        if claims is None:
+            legacy = self.live.current.node.allow_legacy_auth
+            return await identify_node(self.storage, credential, allow_legacy=legacy)
+        if is_node_key(credential):
+            identity = await identify_node(self.storage, credential, allow_legacy=False)
+        else:
+            # The token is the proof: the check-in asked for a node key (or legacy auth).
+            identity = NodeIdentity(credential)
+        if identity.user_id != claims.user_id or device_id != claims.device_id:
+            raise ClaimsMismatch("the AUTH answer does not match the check-in token")
+        return identity
+
+    async def _authorize(self, session: NodeSession, event: Authenticated) -> Accrual:
+        with self.registry.authorizing() as pending:
+            identity, device, active = await self._check_auth(session, event)
+            # No await from here to the registration: a revocation or ban announced while
+            # the checks above awaited storage was noted on ``pending`` (grass.nodes.registry).
+            if identity.key_id is not None and identity.key_id in pending.keys:
+                raise UnknownNodeKey("unknown or revoked node key")
+            if (closed := pending.users.get(identity.user_id)) is not None:
+                raise ClosedDuringAuth(*closed)
+            if (closed := pending.devices.get(event.result.browser_id)) is not None:
+                raise ClosedDuringAuth(*closed)
+            return self._admit(session, event, identity, device, active=active)
+
+    async def _check_auth(
+        self, session: NodeSession, event: Authenticated
+    ) -> tuple[NodeIdentity, Device | None, bool]:
+        """Every check of an AUTH answer (they await storage); who it is, its stored device,
+        and whether that device is active."""
+        claims: tokens.TokenClaims | None = session.context  # type: ignore[assignment]
+        result = event.result
+        device_id = result.browser_id
+        identity = await self._identify(result.user_id, device_id, claims)
+        user_id = identity.user_id
+        for auth_check in self.auth_checks:
+            await auth_check(user_id, device_id, session.ip)
+        device = await self.storage.devices.find_device(device_id)
+        if device is not None:
+            if device.user_id != user_id:
+                raise DeviceOwnedElsewhere("this device belongs to another user")
+            if device.paused:
+                raise DevicePaused("this device is paused by its owner")
+        window = self.live.current.limits.device_active_window
+        since = dt.datetime.fromtimestamp(self.clock() - window, dt.UTC)
+        recent = await self.storage.devices.count_recent_devices(user_id, seen_since=since)
+        active = device is not None and device.last_seen >= since
+        # A new device id also needs room among the user's stored devices (their count is
+        # read only then: a device already stored reconnects without it).
+        stored = None if device is not None else await self.storage.devices.count_devices(user_id)
+        self.registry.check(user_id, device_id, recent=recent, active=active, stored=stored)
+        if session.close_code is not None:  # closed while we awaited storage
+            raise Unauthenticated("connection closed during AUTH")
+        return identity, device, active
+
+    def _admit(
+        self,
+        session: NodeSession,
+        event: Authenticated,
+        identity: NodeIdentity,
+        device: Device | None,
+        *,
+        active: bool,
+    ) -> Accrual:
+        """Register an authenticated session (synchronous: nothing can close it meanwhile)."""
+        config = self.live.current
+        result = event.result
+        device_id, user_id = result.browser_id, identity.user_id
+        accrual = Accrual(
+            device_id=device_id,
+            user_id=user_id,
+            ip=session.ip,
+            device_type=DeviceType(result.device_type.value),
+            version=result.version or None,
+            user_agent=result.user_agent or None,
+            now=self.clock(),
+            bucket_seconds=config.rates.bucket_seconds,
+            cap=config.node.heartbeat_timeout,
+            reconnect=device is not None,
+            saved=device is not None,
+            recent=active,
+            key_id=identity.key_id,
+        )
+        session.accrual = accrual
+        self.registry.add(session)
+        self.flusher.add(accrual)
+        self._on_auth(device_id)
+        self.metrics.node_messages.labels("auth").inc()
+        if self._collector is not None:
+            self._collector.connected()
+        return accrual
+
+    async def _closed(self, session: NodeSession) -> None:
+        if session.accrual is not None:
+            self.registry.remove(session)
+            self.flusher.retire(session.accrual)
+
+
+__all__ = ["UPGRADE_REFUSED", "Gateway", "IpLimit", "origin_allowed"]
