@@ -42,7 +42,7 @@ from grass.http.wallets import WalletRoutes
 from grass.metrics import Metrics
 from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
-from grass.websocket.server import NodeServer, reason
+from grass.websocket.server import WebSocketServer, reason
 from grass.wiring import Services, open_services, utc_now
 
 log = logs.get("grass.app")
@@ -82,7 +82,7 @@ class Server:
     node_port: int
     running: RunningConfig
     metrics: Metrics
-    node: NodeServer
+    node: WebSocketServer
     gateway: Gateway
     backends: Backends
     _shutdown: trio.Event = attrs.field(factory=trio.Event)
@@ -216,9 +216,9 @@ async def _serve(
         nursery.cancel_scope.cancel()
 
 
-def _node_server(config: Config, services: Services) -> NodeServer:
+def _node_server(config: Config, services: Services) -> WebSocketServer:
     running = services.running
-    return NodeServer(
+    return WebSocketServer(
         services.gateway.handle,
         host=config.server.node_host,
         port=config.server.node_port,

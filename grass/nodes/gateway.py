@@ -60,7 +60,7 @@ from grass.running import RunningConfig
 from grass.services.node_keys import NodeIdentity, UnknownNodeKey, identify_node
 from grass.storage.abc import DeviceStore, UptimeStore, UserStore
 from grass.storage.node_keys import NodeKeyStore
-from grass.websocket.server import NodeRequest
+from grass.websocket.server import UpgradeRequest
 
 log = logs.get(__name__)
 
@@ -195,12 +195,12 @@ class Gateway:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _client_ip(self, request: NodeRequest) -> str:
+    def _client_ip(self, request: UpgradeRequest) -> str:
         forwarded = [v.decode("latin-1") for k, v in request.headers if k == b"x-forwarded-for"]
         peer = request.remote_address
         return self._client_address(peer, forwarded) or canonical(peer) or peer
 
-    async def handle(self, request: NodeRequest) -> None:
+    async def handle(self, request: UpgradeRequest) -> None:
         ip = self._client_ip(request)
         try:
             claims = self._check_upgrade(request, ip)
@@ -230,7 +230,7 @@ class Gateway:
         finally:
             self.registry.release(ip)
 
-    def _check_upgrade(self, request: NodeRequest, ip: str) -> tokens.TokenClaims | None:
+    def _check_upgrade(self, request: UpgradeRequest, ip: str) -> tokens.TokenClaims | None:
         config = self.live.current
         if not origin_allowed(request.header("origin"), config.node.allowed_extension_ids):
             raise OriginRefused("this origin may not connect")

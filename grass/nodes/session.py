@@ -1,7 +1,7 @@
 """One node connection: a sans-I/O core that answers inline, and one task for what must wait.
 
 The session speaks to a :class:`NodeTransport` (send text without waiting, receive, ping, close), so
-it runs on a node socket in production (:class:`grass.websocket.transport.NodeSocket`) and on an
+it runs on a node socket in production (:class:`grass.websocket.transport.AcceptedSocket`) and on an
 in-memory fake in tests, on virtual time. Close codes it chooses itself (the protocol's own are
 in ``docs/protocol.md``):
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 import h11
 import trio
 
-from grass.websocket.transport import NodeSocket
+from grass.websocket.transport import AcceptedSocket
 
 #: Cleanup of a closing socket is shielded but bounded by this many seconds.
 CLOSE_TIMEOUT: Final = 5.0
@@ -69,7 +69,7 @@ def response(status: int, headers: Sequence[tuple[str, str]], body: bytes = b"")
 
 
 async def refuse(
-    node: NodeSocket[Any],
+    node: AcceptedSocket[Any],
     status: int,
     body: Mapping[str, Any],
     headers: Sequence[tuple[str, str]] = (),

@@ -9,7 +9,7 @@ tracked objects); the poller task wakes it up when its socket has news.
 
 The protocol between :class:`Poller` and a :class:`Pollable` (the node socket): the poller calls
 ``ready()`` for every event (data, end of stream, error), in the poller's task; the socket reads
-and handles what it can right there (``NodeSocket._pump``). Edge-triggered means one event per
+and handles what it can right there (``AcceptedSocket._pump``). Edge-triggered means one event per
 arrival: the socket reads until a short read before it counts on the next event. A socket with
 more to handle than one turn allows asks for ``again()``: it is called once the others had their
 turn, after a checkpoint.

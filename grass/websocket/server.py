@@ -1,8 +1,8 @@
 """The node WebSocket server: accepts sockets, reads upgrades, hands each one to the handler.
 
-The handler receives each upgrade as a :class:`NodeRequest` before anything is answered, so it
+The handler receives each upgrade as a :class:`UpgradeRequest` before anything is answered, so it
 can refuse with an HTTP status and a JSON error body (``reject``) from the request alone, or
-``accept`` and run the connection over the :class:`~grass.websocket.transport.NodeSocket` it
+``accept`` and run the connection over the :class:`~grass.websocket.transport.AcceptedSocket` it
 returns.
 It answers by the request's ``deadline`` (``connect_timeout`` after the TCP accept), which
 bounds what it checks before answering.
@@ -52,11 +52,11 @@ from grass.websocket.handshake import (
     response,
 )
 from grass.websocket.poller import Poller, open_poller
-from grass.websocket.transport import NodeSocket
+from grass.websocket.transport import AcceptedSocket
 
 log = logs.get(__name__)
 
-Handler = Callable[["NodeRequest"], Awaitable[None]]
+Handler = Callable[["UpgradeRequest"], Awaitable[None]]
 
 #: The largest upgrade request head accepted (h11 answers a longer one as malformed).
 MAX_REQUEST_SIZE: Final = 16 * 1024
@@ -86,7 +86,7 @@ def reason(exc: BaseException) -> str:
     return str(exc)
 
 
-class NodeServer:
+class WebSocketServer:
     def __init__(
         self,
         handler: Handler,
@@ -128,7 +128,7 @@ class NodeServer:
         self._starved: int | None = None
         self._listener_scope = trio.CancelScope()
         self._connections_scope: trio.CancelScope | None = None
-        self._accepted: set[NodeSocket[Any]] = set()
+        self._accepted: set[AcceptedSocket[Any]] = set()
         self._done = trio.Event()
         self.port = 0
 
@@ -209,7 +209,7 @@ class NodeServer:
         Not inlined in the accept loop: its locals would hold the last connection."""
         host = address[0] if isinstance(address, tuple) else ""
         key = None if self._proxies.trusted(host) else source_key(host)
-        node: NodeSocket[Any] = NodeSocket(raw, connections, self._ssl, poller)
+        node: AcceptedSocket[Any] = AcceptedSocket(raw, connections, self._ssl, poller)
         if not self._admission.admit(node, key):
             node.abort()
             return
@@ -234,8 +234,8 @@ class NodeServer:
             self._starved = 0
         self._starved += shed
 
-    async def _connection(self, node: NodeSocket[Any], address: Any) -> None:
-        request: NodeRequest | None = None
+    async def _connection(self, node: AcceptedSocket[Any], address: Any) -> None:
+        request: UpgradeRequest | None = None
         deadline = trio.current_time() + self._connect_timeout
         try:
             with trio.move_on_at(deadline):
@@ -262,8 +262,8 @@ class NodeServer:
                 self._metrics.node_closes.labels(str(node.close_code or "none")).inc()
 
     async def _read_upgrade(
-        self, node: NodeSocket[Any], address: Any, deadline: float
-    ) -> NodeRequest:
+        self, node: AcceptedSocket[Any], address: Any, deadline: float
+    ) -> UpgradeRequest:
         await node.start_tls()
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_SIZE)
         while True:
@@ -282,7 +282,7 @@ class NodeServer:
             raise TransportClosed(None)  # ConnectionClosed, or anything but a request
         key = check_upgrade(event)
         remote = address[0] if isinstance(address, tuple) else str(address)
-        return NodeRequest(
+        return UpgradeRequest(
             self,
             node,
             key,
@@ -293,13 +293,13 @@ class NodeServer:
             deadline,
         )
 
-    def _accepted_connection(self, node: NodeSocket[Any]) -> None:
+    def _accepted_connection(self, node: AcceptedSocket[Any]) -> None:
         self._accepted.add(node)
         self._metrics.node_connections.inc()
         self._metrics.node_connections_total.inc()
 
 
-class NodeRequest:
+class UpgradeRequest:
     """One upgrade request, not answered yet: the handler calls ``accept`` or ``reject`` once."""
 
     __slots__ = (
@@ -317,8 +317,8 @@ class NodeRequest:
 
     def __init__(
         self,
-        server: NodeServer,
-        node: NodeSocket[Any],
+        server: WebSocketServer,
+        node: AcceptedSocket[Any],
         key: bytes,
         received: bytes,
         headers: list[tuple[bytes, bytes]],
@@ -336,7 +336,7 @@ class NodeRequest:
         self.remote_address = remote_address
         #: When the handler must have answered (trio time): the end of connect_timeout.
         self.deadline = deadline
-        self.connection: NodeSocket[Any] | None = None
+        self.connection: AcceptedSocket[Any] | None = None
         self.rejected: int | None = None
 
     def header(self, name: str) -> str | None:
@@ -344,7 +344,7 @@ class NodeRequest:
         wanted = name.lower().encode("latin-1")
         return next((v.decode("latin-1") for k, v in self.headers if k == wanted), None)
 
-    async def accept(self) -> NodeSocket[Any]:
+    async def accept(self) -> AcceptedSocket[Any]:
         if self.connection is not None or self.rejected is not None:
             raise RuntimeError("this upgrade request is already answered")
         node = self._socket

@@ -85,7 +85,7 @@ class ControlFrameFlood(ProtocolError, InvalidInput):
     ws_close_code = 1008
 
 
-class NodeSocket(Wire, Generic[T]):
+class AcceptedSocket(Wire, Generic[T]):
     """One accepted connection: the server's ``nursery`` runs its writer when a backlog builds
     up; ``poller``, if given, watches it from the upgrade on."""
 

@@ -26,7 +26,7 @@ from grass.metrics import Metrics
 from grass.nodes.gateway import Gateway
 from grass.nodes.node_client import NodeIdentity, auth_answer, ping_message
 from grass.storage.memory import MemoryStorage
-from grass.websocket.server import NodeServer
+from grass.websocket.server import WebSocketServer
 from tests.engine.helpers import build
 from tests.storage.conftest import T0, add_device, add_user, delta
 
@@ -101,7 +101,7 @@ async def test_the_gate_refuses_on_behaviour_only_and_a_refused_device_gets_back
             score_of=engine.scores.score_of,
             on_auth=engine.scores.connected,
         )
-        server = NodeServer(gateway.handle, host="127.0.0.1", port=0, metrics=metrics)
+        server = WebSocketServer(gateway.handle, host="127.0.0.1", port=0, metrics=metrics)
         port = await nursery.start(server.serve)
         await nursery.start(gateway.run)
         await nursery.start(engine.scores.run)

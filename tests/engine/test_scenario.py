@@ -29,7 +29,7 @@ from grass.nodes.gateway import Gateway
 from grass.nodes.node_client import NodeIdentity, auth_answer, ping_message
 from grass.running import RunningConfig
 from grass.storage.postgres.storage import PostgresStorage
-from grass.websocket.server import NodeServer
+from grass.websocket.server import WebSocketServer
 from tests.engine.helpers import build
 from tests.storage.conftest import add_user, make_referral
 
@@ -176,7 +176,7 @@ async def scenario(storage, clock) -> None:
             score_of=engine.scores.score_of,
             on_auth=on_auth,
         )
-        server = NodeServer(
+        server = WebSocketServer(
             gateway.handle,
             host="127.0.0.1",
             port=0,

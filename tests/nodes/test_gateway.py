@@ -1,4 +1,4 @@
-"""The gateway end to end over real loopback sockets, through NodeServer.
+"""The gateway end to end over real loopback sockets, through WebSocketServer.
 
 Every bad-input case runs beside a well-behaved node, which must keep its heartbeats (a PONG for
 each PING) and its uptime.
@@ -29,7 +29,7 @@ from grass.nodes.gateway import Gateway, origin_allowed
 from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
 from grass.websocket.client import open_node_socket
-from grass.websocket.server import NodeServer
+from grass.websocket.server import WebSocketServer
 from tests.nodes.test_session import FakeTransport
 from tests.storage.conftest import make_node_key, make_user
 
@@ -50,7 +50,7 @@ class Harness:
     port: int
     gateway: Gateway
     storage: MemoryStorage
-    server: NodeServer
+    server: WebSocketServer
     clock: ManualClock
     user_id: str
     #: The user's node key: what its nodes send as the AUTH answer's user_id.
@@ -80,7 +80,7 @@ async def harness(
     clock = ManualClock()
     metrics = Metrics()
     gateway = Gateway(storage, RunningConfig(config), metrics, clock, score_of=score_of)
-    server = NodeServer(
+    server = WebSocketServer(
         gateway.handle,
         host="127.0.0.1",
         port=0,

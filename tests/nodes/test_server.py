@@ -1,4 +1,4 @@
-"""NodeServer on real sockets: upgrade refusals, the opening handshake, handshakes that never
+"""WebSocketServer on real sockets: upgrade refusals, the opening handshake, handshakes that never
 finish, TLS, the fallback without a poller, and no reference cycles per connection."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from grass.nodes.session import NodeSession
 from grass.nodes.uptime import Accrual
 from grass.storage.abc import StorageUnavailable
 from grass.websocket.client import insecure_client_context, open_node_socket
-from grass.websocket.transport import NodeSocket
+from grass.websocket.transport import AcceptedSocket
 from tests.nodes.test_gateway import (
     RawNode,
     authenticate,
@@ -36,7 +36,7 @@ from tests.nodes.test_gateway import (
 
 WEB_ORIGIN = b"Origin: https://example.com\r\n"
 #: What one node connection is made of, freed when it ends.
-LIFECYCLE = (NodeSession, NodeSocket, NodeConnection, Accrual)
+LIFECYCLE = (NodeSession, AcceptedSocket, NodeConnection, Accrual)
 
 
 def upgrade_request(port: int, extra: bytes = b"") -> bytes:
@@ -214,12 +214,12 @@ async def test_open_node_socket_closes_its_stream_when_the_upgrade_is_refused(nu
 
     from grass.metrics import Metrics
     from grass.websocket.client import open_node_socket
-    from grass.websocket.server import NodeServer
+    from grass.websocket.server import WebSocketServer
 
     async def refuse(request) -> None:
         await request.reject(403, {"error": {"code": "forbidden", "message": "no", "details": {}}})
 
-    server = NodeServer(refuse, host="127.0.0.1", port=0, metrics=Metrics())
+    server = WebSocketServer(refuse, host="127.0.0.1", port=0, metrics=Metrics())
     port = await nursery.start(server.serve)
     with pytest.raises(ConnectionRejected) as rejected:
         async with open_node_socket(f"ws://127.0.0.1:{port}/"):

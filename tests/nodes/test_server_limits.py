@@ -19,7 +19,7 @@ from grass.metrics import Metrics
 from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
 from grass.storage.memory import MemoryStorage
-from grass.websocket.server import NodeServer
+from grass.websocket.server import WebSocketServer
 from tests.nodes.test_gateway import (
     Harness,
     ManualClock,
@@ -45,7 +45,9 @@ async def harness(**server_options) -> AsyncIterator[Harness]:
     clock = ManualClock()
     metrics = Metrics()
     gateway = Gateway(storage, RunningConfig(config), metrics, clock)
-    server = NodeServer(gateway.handle, host="127.0.0.1", port=0, metrics=metrics, **server_options)
+    server = WebSocketServer(
+        gateway.handle, host="127.0.0.1", port=0, metrics=metrics, **server_options
+    )
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
         await nursery.start(gateway.run)

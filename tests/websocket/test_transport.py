@@ -1,4 +1,4 @@
-"""NodeSocket on a socket pair, with and without the poller: delivery, control frames, closing
+"""AcceptedSocket on a socket pair, with and without the poller: delivery, control frames, closing
 handshakes, the backlog of a node that does not read, fairness, TLS."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from grass.websocket.poller import Poller
 from grass.websocket.transport import (
     CONTROL_FRAMES_BURST,
     CONTROL_FRAMES_PER_SECOND,
+    AcceptedSocket,
     ControlFrameFlood,
-    NodeSocket,
 )
 from grass.websocket.wire import LINGER_SECONDS
 
@@ -64,7 +64,7 @@ class Peer:
 
 
 @asynccontextmanager
-async def pair(*, poller: bool, tls: bool = False) -> AsyncIterator[tuple[NodeSocket, Peer]]:
+async def pair(*, poller: bool, tls: bool = False) -> AsyncIterator[tuple[AcceptedSocket, Peer]]:
     server_sock, client_sock = socket.socketpair()
     async with trio.open_nursery() as nursery:
         watcher = Poller() if poller else None
@@ -75,7 +75,7 @@ async def pair(*, poller: bool, tls: bool = False) -> AsyncIterator[tuple[NodeSo
             ca = trustme.CA()
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ca.issue_cert("node.test").configure_cert(context)
-        node = NodeSocket(server_sock, nursery, context, watcher)
+        node = AcceptedSocket(server_sock, nursery, context, watcher)
         stream: trio.abc.Stream = trio.SocketStream(trio.socket.from_stdlib_socket(client_sock))
         if tls:
             client_context = ssl.create_default_context()
@@ -197,7 +197,7 @@ def raw_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
     return bytes([(0x80 if fin else 0) | opcode]) + length + b"\0\0\0\0" + payload
 
 
-async def assert_failed_and_dropped(node: NodeSocket, peer: Peer, code: int) -> None:
+async def assert_failed_and_dropped(node: AcceptedSocket, peer: Peer, code: int) -> None:
     """The server's close goes out and its half of the stream ends at once: it waits for no
     close frame. It lingers only until the node hangs up too (what it sent is dropped)."""
     with trio.fail_after(LINGER_SECONDS / 2):  # close returns once the node hung up
