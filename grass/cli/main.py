@@ -35,6 +35,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FORCED = 0, 1, 2, 130
 NODE_KEY_VARIABLE = "GRASS_NODE_KEY"
 
 
+#: A node key file holds one key (a few dozen characters): what is read of it is bounded.
+MAX_KEY_FILE_CHARS = 4096
+
+
 class UsageError(Exception):
     """Bad command-line usage: one line on stderr, exit 2."""
 
@@ -48,11 +52,16 @@ def node_credential(key_file: str | None, user_id: str | None, environ: Mapping[
     if key_file is not None:
         try:
             with open(key_file, encoding="utf-8") as file:
-                key = file.read().strip()
+                key = file.read(MAX_KEY_FILE_CHARS + 1).strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read the node key file {key_file}: {exc}") from None
         if not key:
             raise UsageError(f"the node key file {key_file} is empty")
+        if len(key) > MAX_KEY_FILE_CHARS:
+            raise UsageError(
+                f"the node key file {key_file} holds more than a key"
+                f" (over {MAX_KEY_FILE_CHARS} characters)"
+            )
         return key
     if user_id is not None:
         return user_id

@@ -255,8 +255,11 @@ def test_grass_node_takes_its_key_from_a_file_or_the_environment(tmp_path: Path)
 def test_grass_node_without_a_usable_key_is_a_usage_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("  \n")
+    huge = tmp_path / "huge"
+    huge.write_text("k" * 10_000_000)  # read up to the bound only
     refusals = {
         (str(empty), None): f"the node key file {empty} is empty",
+        (str(huge), None): "holds more than a key",
         (str(tmp_path / "missing"), None): "cannot read the node key file",
         (str(empty), "gnk_given"): "give --node-key-file or --user-id, not both",
         (None, None): "no node key: give --node-key-file PATH or set GRASS_NODE_KEY",
