@@ -116,7 +116,7 @@ def anvil_binary() -> str | None:
     return found[0] if found else shutil.which("anvil")
 
 
-def _unavailable(message: str) -> None:
+def anvil_unavailable(message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message}: CI needs anvil (tests must not skip there)")
     pytest.skip(message)
@@ -134,7 +134,7 @@ def running_anvil(home: Path) -> Iterator[str]:
     """
     binary = anvil_binary()
     if binary is None:
-        _unavailable("no anvil binary: run scripts/install-anvil.sh")
+        anvil_unavailable("no anvil binary: run scripts/install-anvil.sh")
     assert binary is not None
     process = subprocess.Popen(
         [binary, "--host", "127.0.0.1", "--port", "0", "--accounts", "2", "--chain-id", "31337"],
@@ -156,7 +156,7 @@ def running_anvil(home: Path) -> Iterator[str]:
         process.kill()
         process.wait()
         process.stdout.close()
-        _unavailable(f"anvil did not start: {''.join(seen[-5:])}")
+        anvil_unavailable(f"anvil did not start: {''.join(seen[-5:])}")
     # Keep reading its output so that a full pipe never blocks the node.
     drain = threading.Thread(target=process.stdout.read, daemon=True)
     drain.start()
