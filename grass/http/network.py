@@ -16,8 +16,8 @@ from grass.http.auth import USER, user_or_key
 from grass.services.network import (
     DeviceNotFound,
     DeviceState,
-    DeviceView,
-    IpView,
+    DeviceSummary,
+    IpSummary,
     NetworkService,
     NetworkSummary,
 )
@@ -46,7 +46,7 @@ class DeviceScore:
 
 
 @attrs.frozen(kw_only=True)
-class NetworkDevice:
+class DeviceView:
     """One of my devices. ``points`` are micro-points (1 point = 1 000 000)."""
 
     device_id: str
@@ -65,7 +65,7 @@ class NetworkDevice:
 
 
 @attrs.frozen(kw_only=True)
-class NetworkIp:
+class IpView:
     """One of my IPs (Grass's active-IPs view); its score is the mean of its devices'."""
 
     ip: str
@@ -120,8 +120,8 @@ def _score(score: NetworkScore | None) -> DeviceScore | None:
     )
 
 
-def device_out(v: DeviceView) -> NetworkDevice:
-    return NetworkDevice(
+def device_out(v: DeviceSummary) -> DeviceView:
+    return DeviceView(
         device_id=v.device_id,
         name=v.name,
         type=v.type,
@@ -138,8 +138,8 @@ def device_out(v: DeviceView) -> NetworkDevice:
     )
 
 
-def _ip_out(v: IpView) -> NetworkIp:
-    return NetworkIp(
+def _ip_out(v: IpSummary) -> IpView:
+    return IpView(
         ip=v.ip,
         devices=list(v.devices),
         devices_online=v.devices_online,
@@ -170,9 +170,9 @@ class NetworkRoutes:
         tag="network",
         auth=READ,
         query=PageQuery,
-        page_of=NetworkDevice,
+        page_of=DeviceView,
     )
-    async def list_devices(self, call: Call) -> Page[NetworkDevice]:
+    async def list_devices(self, call: Call) -> Page[DeviceView]:
         page = await self._network.list_devices(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
@@ -185,10 +185,10 @@ class NetworkRoutes:
         summary="One of my devices",
         tag="network",
         auth=READ,
-        response=NetworkDevice,
+        response=DeviceView,
         errors=(DeviceNotFound,),
     )
-    async def get_device(self, call: Call) -> NetworkDevice:
+    async def get_device(self, call: Call) -> DeviceView:
         return device_out(await self._network.get_device(call.user_id, call.path["device_id"]))
 
     @route(
@@ -199,10 +199,10 @@ class NetworkRoutes:
         tag="network",
         auth=USER,
         body=DeviceRename,
-        response=NetworkDevice,
+        response=DeviceView,
         errors=(DeviceNotFound,),
     )
-    async def rename_device(self, call: Call) -> NetworkDevice:
+    async def rename_device(self, call: Call) -> DeviceView:
         view = await self._network.rename(call.user_id, call.path["device_id"], call.body.name)
         return device_out(view)
 
@@ -215,10 +215,10 @@ class NetworkRoutes:
         "earns nothing.",
         tag="network",
         auth=USER,
-        response=NetworkDevice,
+        response=DeviceView,
         errors=(DeviceNotFound,),
     )
-    async def pause_device(self, call: Call) -> NetworkDevice:
+    async def pause_device(self, call: Call) -> DeviceView:
         return device_out(await self._network.pause(call.user_id, call.path["device_id"]))
 
     @route(
@@ -228,10 +228,10 @@ class NetworkRoutes:
         summary="Resume sharing on a device",
         tag="network",
         auth=USER,
-        response=NetworkDevice,
+        response=DeviceView,
         errors=(DeviceNotFound,),
     )
-    async def resume_device(self, call: Call) -> NetworkDevice:
+    async def resume_device(self, call: Call) -> DeviceView:
         return device_out(await self._network.resume(call.user_id, call.path["device_id"]))
 
     @route(
@@ -255,9 +255,9 @@ class NetworkRoutes:
         tag="network",
         auth=READ,
         query=PageQuery,
-        page_of=NetworkIp,
+        page_of=IpView,
     )
-    async def list_ips(self, call: Call) -> Page[NetworkIp]:
+    async def list_ips(self, call: Call) -> Page[IpView]:
         page = await self._network.list_ips(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )

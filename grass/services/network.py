@@ -34,8 +34,8 @@ from grass.storage.shared import Presence
 __all__ = [
     "DeviceNotFound",
     "DeviceState",
-    "DeviceView",
-    "IpView",
+    "DeviceSummary",
+    "IpSummary",
     "NetworkService",
     "NetworkSummary",
     "NodeControl",
@@ -92,7 +92,7 @@ class DeviceState(enum.StrEnum):
 
 
 @attrs.frozen(kw_only=True)
-class DeviceView:
+class DeviceSummary:
     device_id: str
     name: str | None
     type: DeviceType
@@ -110,7 +110,7 @@ class DeviceView:
 
 
 @attrs.frozen(kw_only=True)
-class IpView:
+class IpSummary:
     ip: str
     devices: tuple[str, ...]
     devices_online: int
@@ -159,19 +159,19 @@ class NetworkService:
 
     async def list_devices(
         self, user_id: str, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
-    ) -> Page[DeviceView]:
+    ) -> Page[DeviceSummary]:
         """Order: first seen, then id (a device keeps its place as others join)."""
         page = await self._storage.devices.list_devices(user_id, cursor=cursor, limit=limit)
-        views = await self._views(user_id, page.items)
+        views = await self._summaries(user_id, page.items)
         return Page(tuple(views), page.next_cursor)
 
-    async def get_device(self, user_id: str, device_id: str) -> DeviceView:
-        (view,) = await self._views(user_id, [await self._owned(user_id, device_id)])
+    async def get_device(self, user_id: str, device_id: str) -> DeviceSummary:
+        (view,) = await self._summaries(user_id, [await self._owned(user_id, device_id)])
         return view
 
     async def list_ips(
         self, user_id: str, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
-    ) -> Page[IpView]:
+    ) -> Page[IpSummary]:
         """The user's current IPs with their devices. Order: the IP's text."""
         check_limit(limit)
         after = None if cursor is None else str(decode_cursor(cursor, (str,))[0])
@@ -198,7 +198,7 @@ class NetworkService:
                 self._clock(),
             )
             views.append(
-                IpView(
+                IpSummary(
                     ip=ip,
                     devices=members,
                     devices_online=sum(1 for d in members if d in online),
@@ -229,7 +229,7 @@ class NetworkService:
 
     # -- the owner's actions ----------------------------------------------------------------
 
-    async def rename(self, user_id: str, device_id: str, name: str | None) -> DeviceView:
+    async def rename(self, user_id: str, device_id: str, name: str | None) -> DeviceSummary:
         """A blank name goes back to the default (None)."""
         device = await self._owned(user_id, device_id)
         cleaned = name.strip() if name is not None else None
@@ -238,7 +238,7 @@ class NetworkService:
         await self._changed(user_id, device_id, "renamed")
         return await self.get_device(user_id, device_id)
 
-    async def pause(self, user_id: str, device_id: str) -> DeviceView:
+    async def pause(self, user_id: str, device_id: str) -> DeviceSummary:
         """Stop sharing: stored first (so a reconnect is refused), then the node is closed;
         a cancellation cannot separate the two."""
         device = await self._owned(user_id, device_id)
@@ -249,7 +249,7 @@ class NetworkService:
         await self._changed(user_id, device_id, "paused")
         return await self.get_device(user_id, device_id)
 
-    async def resume(self, user_id: str, device_id: str) -> DeviceView:
+    async def resume(self, user_id: str, device_id: str) -> DeviceSummary:
         """Share again: the node is let back in on its next connection."""
         device = await self._owned(user_id, device_id)
         if device.paused:
@@ -299,7 +299,7 @@ class NetworkService:
             tz = "UTC"
         return period_start(self._clock(), Period.DAY, tz)
 
-    async def _views(self, user_id: str, devices: Sequence[Device]) -> list[DeviceView]:
+    async def _summaries(self, user_id: str, devices: Sequence[Device]) -> list[DeviceSummary]:
         if not devices:
             return []
         today = await self._today(user_id)
@@ -309,7 +309,7 @@ class NetworkService:
         points = await self._storage.earnings.earnings_by_device(user_id)
         online = await self._presence.lookup([d.device_id for d in devices])
         return [
-            DeviceView(
+            DeviceSummary(
                 device_id=d.device_id,
                 name=d.name,
                 type=d.type,
