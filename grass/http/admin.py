@@ -25,7 +25,7 @@ from grass.services.admin import (
     InvalidRange,
     UserNotFound,
 )
-from grass.services.flags import FlagSource, FlagView
+from grass.services.flags import FlagSource, FlagState
 
 TAG = "admin"
 #: What a range is made of; whether it is one (and its host bits are zero) the service says.
@@ -135,7 +135,7 @@ def _ban(b: Ban) -> AdminBan:
     )
 
 
-def _flag(v: FlagView) -> AdminFlag:
+def _flag(v: FlagState) -> AdminFlag:
     return AdminFlag(
         name=v.name,
         enabled=v.enabled,

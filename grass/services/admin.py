@@ -32,7 +32,7 @@ from grass.domain.users import Role, User, UserStatus
 from grass.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from grass.ids import is_short_id, short_id
 from grass.services.bans import BanGuard
-from grass.services.flags import FeatureFlags, FlagView
+from grass.services.flags import FeatureFlags, FlagState
 from grass.services.live import LiveEvents
 from grass.services.network import NodeControl, utc_now
 from grass.services.unsplit import store_and_announce
@@ -282,20 +282,20 @@ class AdminService:
 
     async def list_flags(
         self, actor_id: str, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
-    ) -> Page[FlagView]:
+    ) -> Page[FlagState]:
         """Every flag the config names or an override sets. Order: name."""
         await self.require_admin(actor_id)
         check_limit(limit)
         after = None if cursor is None else str(decode_cursor(cursor, (str,))[0])
         await self._flags.reload()
-        views = [v for v in self._flags.views() if after is None or v.name > after]
-        page = views[:limit]
-        more = len(views) > limit
+        states = [v for v in self._flags.states() if after is None or v.name > after]
+        page = states[:limit]
+        more = len(states) > limit
         return Page(tuple(page), encode_cursor([page[-1].name]) if more else None)
 
     async def set_flag(
         self, actor_id: str, name: str, enabled: bool, *, ip: str | None = None
-    ) -> FlagView:
+    ) -> FlagState:
         await self.require_admin(actor_id)
         flag = FlagOverride(
             name=name, enabled=enabled, updated_by=actor_id, updated_at=self._clock()
@@ -306,7 +306,7 @@ class AdminService:
                 tx, actor_id, AuditAction.FLAG_SET, "flag", name, {"enabled": enabled}, ip
             )
         await self._flags_changed()
-        return next(v for v in self._flags.views() if v.name == name)
+        return next(v for v in self._flags.states() if v.name == name)
 
     async def clear_flag(self, actor_id: str, name: str, *, ip: str | None = None) -> None:
         """Drop an override: the config's value applies again. NotFound when there is none."""

@@ -23,7 +23,7 @@ class FlagSource(enum.StrEnum):
 
 
 @attrs.frozen(kw_only=True)
-class FlagView:
+class FlagState:
     name: str
     enabled: bool
     source: FlagSource
@@ -56,13 +56,13 @@ class FeatureFlags:
         values.update({name: o.enabled for name, o in self._overrides.items()})
         return values
 
-    def views(self) -> list[FlagView]:
+    def states(self) -> list[FlagState]:
         base = self._base()
-        views = []
+        states = []
         for name in sorted(set(base) | set(self._overrides)):
             override = self._overrides.get(name)
-            views.append(
-                FlagView(
+            states.append(
+                FlagState(
                     name=name,
                     enabled=override.enabled if override else base[name],
                     source=FlagSource.OVERRIDE if override else FlagSource.CONFIG,
@@ -70,4 +70,4 @@ class FeatureFlags:
                     override=override,
                 )
             )
-        return views
+        return states
