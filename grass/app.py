@@ -31,7 +31,6 @@ from grass.http.accounts import AuthRoutes
 from grass.http.admin import AdminRoutes
 from grass.http.api import Guard, api_of
 from grass.http.app import begin_shutdown, create_app
-from grass.http.auth import Authenticator
 from grass.http.checkin import CheckinRoutes
 from grass.http.earnings import EarningsRoutes, ReferralRoutes
 from grass.http.live import LiveHub, add_live_route
@@ -42,6 +41,7 @@ from grass.http.wallets import WalletRoutes
 from grass.metrics import Metrics
 from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
+from grass.services.authentication import Authenticator
 from grass.websocket.server import WebSocketServer, reason
 from grass.wiring import Services, open_services, utc_now
 

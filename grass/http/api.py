@@ -42,8 +42,9 @@ from grass.domain.addresses import ClientAddress, address_key
 from grass.domain.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from grass.errors import GrassError, RateLimited, Unauthenticated
 from grass.http import schema as s
-from grass.http.auth import Authenticator, Policy, Principal, TokenEnded, authorize
+from grass.http.auth import Policy, authorize
 from grass.http.inputs import check_path, parse_body, parse_query
+from grass.services.authentication import Authenticator, Principal, TokenEnded
 from grass.storage.shared import RateLimiter
 
 T = TypeVar("T")

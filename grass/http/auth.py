@@ -1,54 +1,33 @@
-"""Who is calling: bearer tokens, the principal they resolve to, and route auth policies.
+"""Who may call a route: policies, checked against the caller before the handler runs.
 
-Two kinds of bearer token arrive in ``Authorization: Bearer <token>``, told apart by prefix:
-
-- ``gs_...`` a login session (grass.domain.users.Session): full access to the user's own
-  objects, revocable, expiring;
-- ``gk_...`` a read-only API key (grass.domain.users.ApiKey): accepted only by routes whose
-  policy names one of the key's scopes.
-
-Only the SHA-256 of a token is ever stored or looked up. A policy is checked before the
-handler runs; object-level checks (a user sees only their own objects, 404 otherwise) are the
-handler's, through :func:`owned`.
+The caller (a :class:`~grass.services.authentication.Principal`) comes from the bearer token,
+resolved by grass.services.authentication. A route's policy says whether it needs one, whether
+API keys (and which scopes) are accepted, and whether only admins may call it. Object-level
+checks (a user sees only their own objects, 404 otherwise) are the handler's, through
+:func:`owned`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-from collections.abc import Callable
 
 import attrs
 
-from grass.domain.bearer import (
-    API_KEY_PREFIX,
-    SESSION_PREFIX,
-    hash_token,
-    new_api_key,
-    new_session_token,
-)
-from grass.domain.users import ApiKey, ApiScope, Role, User, UserStatus
+from grass.domain.users import ApiScope
 from grass.errors import Forbidden, NotFound, Unauthenticated
 from grass.services.admin import NotAdmin
-from grass.storage.abc import StorageNotFound, UserStore
+from grass.services.authentication import Principal
 
 __all__ = [
     "ADMIN",
     "ANONYMOUS",
     "USER",
     "Access",
-    "Authenticator",
     "Policy",
-    "Principal",
     "authorize",
-    "hash_token",
-    "new_api_key",
-    "new_session_token",
     "owned",
     "user_or_key",
 ]
-#: A key's ``last_used_at`` is written at most this often: reads must not become writes.
-TOUCH_INTERVAL = dt.timedelta(minutes=1)
 
 
 class Access(enum.StrEnum):
@@ -92,77 +71,12 @@ def user_or_key(*scopes: ApiScope) -> Policy:
     return Policy(Access.USER, frozenset(scopes))
 
 
-@attrs.frozen
-class Principal:
-    """The authenticated caller."""
-
-    user: User
-    #: Set for a session; the hash of its token (the session's key in the store).
-    session_hash: str | None = None
-    api_key: ApiKey | None = None
-
-    @property
-    def user_id(self) -> str:
-        return self.user.id
-
-    @property
-    def is_admin(self) -> bool:
-        return self.session_hash is not None and self.user.role is Role.ADMIN
-
-
 class ApiKeyRefused(Forbidden):
     code = "api_key_not_allowed"
 
 
 class ScopeMissing(Forbidden):
     code = "insufficient_scope"
-
-
-class AccountInactive(Forbidden):
-    code = "account_inactive"
-
-
-class InvalidToken(Unauthenticated):
-    code = "invalid_token"
-
-
-class TokenEnded(InvalidToken):
-    """A token that was real: an ended session, a revoked key. A stale tab or a reconnecting
-    socket, not a guess: it does not spend the address's auth budget."""
-
-
-class Authenticator:
-    """Resolves bearer tokens through the user store (sessions and keys are both hashed)."""
-
-    def __init__(self, users: UserStore, clock: Callable[[], dt.datetime]) -> None:
-        self._users = users
-        self._clock = clock
-
-    async def resolve(self, bearer: str) -> Principal:
-        digest = hash_token(bearer)
-        now = self._clock()
-        try:
-            if bearer.startswith(SESSION_PREFIX):
-                session = await self._users.get_session(digest)
-                if not session.is_active(now):
-                    raise TokenEnded("the session has ended; log in again")
-                user = await self._users.get_user(session.user_id)
-                principal = Principal(user, session_hash=digest)
-            elif bearer.startswith(API_KEY_PREFIX):
-                key = await self._users.get_api_key_by_hash(digest)
-                if key.revoked_at is not None:
-                    raise TokenEnded("the API key was revoked")
-                user = await self._users.get_user(key.user_id)
-                if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
-                    await self._users.touch_api_key(key.id, now)
-                principal = Principal(user, api_key=key)
-            else:
-                raise InvalidToken("unknown token")
-        except StorageNotFound:
-            raise InvalidToken("unknown token") from None
-        if user.status is not UserStatus.ACTIVE:
-            raise AccountInactive(f"the account is {user.status.value}")
-        return principal
 
 
 def authorize(policy: Policy, principal: Principal | None) -> None:

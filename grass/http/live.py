@@ -29,8 +29,8 @@ from grass.config import HttpConfig
 from grass.domain.users import ApiScope
 from grass.errors import Forbidden, GrassError, InvalidInput, Unauthenticated
 from grass.http.api import Api, api_of
-from grass.http.auth import Principal, TokenEnded
 from grass.services import live as events
+from grass.services.authentication import Principal, TokenEnded
 from grass.storage.shared import (
     EventLog,
     PubSub,

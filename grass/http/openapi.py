@@ -27,10 +27,12 @@ from grass.errors import (
 )
 from grass.http import schema as s
 from grass.http.api import ANONYMOUS_ROUTES_TAG, Api, Call, Route, route
-from grass.http.auth import ANONYMOUS, Access, AccountInactive, InvalidToken
+from grass.http.auth import ANONYMOUS, Access
 from grass.http.inputs import MAX_PATH_PARAMETER
 from grass.jsontext import JsonTooDeep, NotText
+from grass.services.accounts import AccountInactive
 from grass.services.admin import NotAdmin
+from grass.services.authentication import InvalidToken
 
 #: The largest request body (grass.http.app); a larger one is refused with 413.
 MAX_BODY_BYTES = 1024 * 1024

@@ -19,9 +19,8 @@ import pytest
 from grass.app import HttpApp, build_http_app
 from grass.backends import Backends, open_backends, store_of
 from grass.config import Config
-from grass.domain.bearer import new_node_key
+from grass.domain.bearer import hash_token, new_api_key, new_node_key, new_session_token
 from grass.domain.users import ApiKey, ApiScope, Credentials, NodeKey, Role, Session, User
-from grass.http.auth import hash_token, new_api_key, new_session_token
 from grass.ids import short_id
 from grass.ledger.abc import Ledger
 from grass.ledger.memory import open_memory_ledger

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from grass.config import LimitsConfig
 from grass.http.api import Guard
-from grass.http.auth import Authenticator
+from grass.services.authentication import Authenticator
 from grass.storage.abc import UserStore
 from grass.storage.inprocess import InProcessLimiter
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from grass.http.api import api_of
-from grass.http.auth import ADMIN, Access, Principal, authorize
+from grass.http.auth import ADMIN, Access, authorize
 from grass.http.openapi import document
 from grass.services.admin import NotAdmin
+from grass.services.authentication import Principal
 from tests.http.conftest import make_actor
 
 

@@ -15,8 +15,8 @@ try:  # the test client's close, by release (the lock has quart 0.23 on Python 3
 except ImportError:
     from quart.wrappers.base import ClientDisconnectedError as WebsocketDisconnectError
 
+from grass.domain.bearer import hash_token, new_api_key
 from grass.domain.users import ApiKey, ApiScope, Role
-from grass.http.auth import hash_token, new_api_key
 from grass.ids import new_uuid, short_id
 from grass.services.live import LiveEvents
 from tests.http.conftest import PASSWORD, make_actor, now, open_full_app, quick_config

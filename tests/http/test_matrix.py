@@ -15,10 +15,11 @@ import datetime as dt
 import attrs
 import pytest
 
+from grass.domain.bearer import hash_token, new_api_key, new_session_token
 from grass.domain.devices import Device, DeviceType
 from grass.domain.users import ApiKey, ApiScope, Role, Session, UserStatus
 from grass.http.api import Route, api_of
-from grass.http.auth import Access, hash_token, new_api_key, new_session_token
+from grass.http.auth import Access
 from grass.ids import new_uuid, short_id
 from tests.http.conftest import Actor, FullApp, make_actor, open_full_app
 from tests.http.helpers import bearer

@@ -7,10 +7,10 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from grass.http.api import Call
-from grass.http.auth import Principal
 from grass.http.wallets import ClaimView, WalletRoutes
 from grass.ledger.abc import Credit
 from grass.ledger.merkle import verify
+from grass.services.authentication import Principal
 from grass.services.wallets import Claim
 from tests.http.conftest import make_actor
 from tests.http.helpers import bearer
