@@ -8,9 +8,10 @@ import uuid
 import pytest
 import structlog.testing
 
-from grass.config import ConfigError, load_config
+from grass.config import load_config
 from grass.domain.addresses import ClientAddress, address_key
 from grass.domain.bearer import hash_token, new_node_key
+from grass.errors import ConfigError
 from grass.nodes import token as tokens
 from tests.http.conftest import make_actor, open_full_app, quick_config
 from tests.http.helpers import bearer
