@@ -149,38 +149,12 @@ class FrameReader:
             if not b1 & 0x80:
                 raise self._fail("client frames must be masked")
             opcode, fin, length, head = b0 & 0x0F, b0 & 0x80, b1 & 0x7F, 6
-            if opcode >= 0x8:
-                if opcode > PONG:
-                    raise self._fail(f"reserved opcode {opcode:#x}")
-                if not fin:
-                    raise self._fail("fragmented control frame")
-                if length > 125:
-                    raise self._fail("control frame payload over 125 bytes")
-            elif opcode == CONTINUATION:
-                if self._opcode is None:
-                    raise self._fail("continuation frame without a message to continue")
-                if self._fragments >= self._max_fragments:
-                    self.stop()
-                    raise MessageTooBig(f"message in more than {self._max_fragments} frames")
-            elif opcode <= BINARY:
-                if self._opcode is not None:
-                    raise self._fail("new message before the fragmented one was finished")
-            else:
-                raise self._fail(f"reserved opcode {opcode:#x}")
-            if length == 126:
-                if avail < 4:
+            if not (TEXT <= opcode <= BINARY and self._opcode is None):
+                self._check_opcode(opcode, fin, length)  # control, continuation or an error
+            if length > 125:
+                if avail < (4 if length == 126 else 10):
                     return None
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 8
-                if length < 126:
-                    raise self._fail("payload length not minimally encoded")
-            elif length == 127:
-                if avail < 10:
-                    return None
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 14
-                if length >> 63:
-                    raise self._fail("payload length over 2^63")
-                if length < 65536:
-                    raise self._fail("payload length not minimally encoded")
+                length, head = self._extended_length(buf, pos, length)
             if opcode < 0x8 and self._size + length > self._max:
                 # Refused from the header alone: the payload is never buffered.
                 self.stop()
@@ -212,6 +186,44 @@ class FrameReader:
             if message is not None:
                 return message
         return None
+
+    def _check_opcode(self, opcode: int, fin: int, length: int) -> None:
+        """Refuse a frame its opcode does not allow here: a control frame fragmented or over 125
+        bytes, a continuation with no message to continue or past ``max_fragments``, a new
+        message inside a fragmented one, a reserved opcode. (The hot path does not call this
+        for a text or binary frame that starts a message.)"""
+        if opcode >= 0x8:
+            if opcode > PONG:
+                raise self._fail(f"reserved opcode {opcode:#x}")
+            if not fin:
+                raise self._fail("fragmented control frame")
+            if length > 125:
+                raise self._fail("control frame payload over 125 bytes")
+        elif opcode == CONTINUATION:
+            if self._opcode is None:
+                raise self._fail("continuation frame without a message to continue")
+            if self._fragments >= self._max_fragments:
+                self.stop()
+                raise MessageTooBig(f"message in more than {self._max_fragments} frames")
+        elif opcode <= BINARY:
+            raise self._fail("new message before the fragmented one was finished")
+        else:
+            raise self._fail(f"reserved opcode {opcode:#x}")
+
+    def _extended_length(self, buf: bytes | bytearray, pos: int, length: int) -> tuple[int, int]:
+        """The (payload length, header length) of a frame whose 7-bit length is 126 (16-bit
+        length follows) or 127 (64-bit), all of its header being in ``buf``."""
+        if length == 126:
+            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            if length < 126:
+                raise self._fail("payload length not minimally encoded")
+            return length, 8
+        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        if length >> 63:
+            raise self._fail("payload length over 2^63")
+        if length < 65536:
+            raise self._fail("payload length not minimally encoded")
+        return length, 14
 
     def _check_ahead(self, buf: bytes | bytearray, start: int, have: int) -> None:
         """Check the UTF-8 of the part of a text frame that arrived so far, so that a bad byte
