@@ -76,6 +76,17 @@ def create_app(
     app.extensions["grass.shutting_down"] = False
     api = Api(app, guard)
     app.extensions["grass.api"] = api
+    _add_request_hooks(app, metrics, guard, cors_origins)
+    _add_error_handlers(app)
+    api.add_resource(MetaRoutes(app, metrics, readiness))
+    api.add_resource(OpenApiRoutes(api))
+    return app
+
+
+def _add_request_hooks(
+    app: QuartTrio, metrics: Metrics, guard: Guard, cors_origins: Callable[[], Collection[str]]
+) -> None:
+    """What every request goes through: its id, client address, CORS, metrics and log line."""
 
     def allowed_origin() -> str | None:
         origin = request.headers.get("Origin")
@@ -95,18 +106,7 @@ def create_app(
             # an unread body left on a kept-alive connection stalls the client's next request.
             await request.get_data()
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            # A browser's CORS preflight: answered here, for every route.
-            if allowed_origin() is None:
-                return json_error(403, "origin_not_allowed", "this origin may not call the API")
-            return Response(
-                b"",
-                status=204,
-                headers={
-                    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
-                    "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
-                    "Access-Control-Max-Age": "600",
-                },
-            )
+            return _preflight(allowed_origin() is not None)
         return None
 
     @app.after_request
@@ -135,6 +135,25 @@ def create_app(
     async def _unbind(_: BaseException | None) -> None:
         structlog.contextvars.unbind_contextvars("request_id")
 
+
+def _preflight(origin_allowed: bool) -> Any:
+    """The answer to a browser's CORS preflight, the same for every route."""
+    if not origin_allowed:
+        return json_error(403, "origin_not_allowed", "this origin may not call the API")
+    return Response(
+        b"",
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+            "Access-Control-Max-Age": "600",
+        },
+    )
+
+
+def _add_error_handlers(app: QuartTrio) -> None:
+    """Every error answers in the API's one JSON shape; a 5xx is logged with its traceback."""
+
     @app.errorhandler(HTTPException)
     async def _http_exception(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
@@ -150,10 +169,6 @@ def create_app(
         if reply.status >= 500:
             log.error("unhandled error", exc_info=exc)
         return reply.body, reply.status, reply.headers
-
-    api.add_resource(MetaRoutes(app, metrics, readiness))
-    api.add_resource(OpenApiRoutes(api))
-    return app
 
 
 #: What every meta route declares: documented under its own tag, open, never rate-limited.
