@@ -36,9 +36,22 @@ R = TypeVar("R")
 
 
 class Db:
+    """Every table of the memory backend, on one undo log, behind one lock."""
+
     def __init__(self) -> None:
         self.lock = trio.Lock()
         self.undo_log = j = UndoLog()
+        self._add_user_tables(j)
+        self._add_device_tables(j)
+        self._add_earning_tables(j)
+        self.notifications: Table[str, Notification] = Table(
+            "notifications", j, lambda n: n.id, groups={"user": lambda n: n.user_id}
+        )
+        self.accounts = AccountTables(j)
+        self.admin = AdminTables(j)
+
+    def _add_user_tables(self, j: UndoLog) -> None:
+        """Users and what they sign in and connect with: sessions, API keys, node keys, wallets."""
         self.users: Table[str, User] = Table(
             "users",
             j,
@@ -65,6 +78,9 @@ class Db:
         self.wallets: Table[str, WalletLink] = Table(
             "wallets", j, lambda w: w.user_id, unique={"address": lambda w: w.address}
         )
+
+    def _add_device_tables(self, j: UndoLog) -> None:
+        """Devices, and the uptime they accrue per bucket."""
         self.devices: Table[str, Device] = Table(
             "devices",
             j,
@@ -81,6 +97,9 @@ class Db:
                 "device": lambda b: b.device_id,
             },
         )
+
+    def _add_earning_tables(self, j: UndoLog) -> None:
+        """What uptime earns: entries, the referrals they pay, epochs, closed buckets' lines."""
         self.earnings: Table[str, EarningEntry] = Table(
             "earnings",
             j,
@@ -95,9 +114,6 @@ class Db:
             unique={"referee_level": lambda r: (r.referee_id, r.level)},
             groups={"referrer": lambda r: r.referrer_id, "referee": lambda r: r.referee_id},
         )
-        self.notifications: Table[str, Notification] = Table(
-            "notifications", j, lambda n: n.id, groups={"user": lambda n: n.user_id}
-        )
         self.epochs: Table[int, Epoch] = Table("epochs", j, lambda e: e.number)
         self.closes: Table[dt.datetime, BucketClose] = Table(
             "bucket_closes", j, lambda c: c.bucket_start
@@ -108,8 +124,6 @@ class Db:
             lambda f: (f.bucket_start, f.device_id, f.ip),
             groups={"bucket": lambda f: f.bucket_start},
         )
-        self.accounts = AccountTables(j)
-        self.admin = AdminTables(j)
 
     def require_user(self, user_id: str) -> None:
         if user_id not in self.users:
