@@ -9,9 +9,15 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
+    """Every metric of one server, on its own registry (``render`` is what /metrics serves)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._add_node_metrics(self.registry)
+        self._add_service_metrics(self.registry)
+
+    def _add_node_metrics(self, r: CollectorRegistry) -> None:
+        """The node port: connections open, accepted, pending, dropped and closed; messages."""
         self.node_connections = Gauge(
             "grass_node_connections_open", "Open node WebSocket connections", registry=r
         )
@@ -47,6 +53,9 @@ class Metrics:
             ["error"],
             registry=r,
         )
+
+    def _add_service_metrics(self, r: CollectorRegistry) -> None:
+        """HTTP requests, config reloads, the bucket closer, and rows the stores refused."""
         self.http_requests = Counter(
             "grass_http_requests_total",
             "HTTP requests",
@@ -70,7 +79,6 @@ class Metrics:
             "Uptime seconds found in buckets past closer.correction_window, not paid",
             registry=r,
         )
-
         self.rows_refused = Counter(
             "grass_storage_rows_refused_total",
             "Rows a batch write dropped because the store refused their content (each logged"
