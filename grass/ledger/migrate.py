@@ -100,6 +100,55 @@ async def _replay_link(target: AnchoredLedger, link: Link) -> None:
     await target.link_account(link.user_id, link.account)
 
 
+async def _move_epoch(
+    source: AnchoredLedger,
+    target: AnchoredLedger,
+    record: Settlement,
+    moves: list[EpochMove],
+    progress: Progress,
+) -> EpochMove:
+    """Settle (journals apart) or re-anchor (one journal) one confirmed epoch on the target,
+    its roots checked to be one value before the target's anchor is touched, and after."""
+    epoch = record.epoch
+    shared = source.journal is target.journal
+    expected = await source.journal_root(epoch, progress=progress)
+    # Checked before the target's anchor is touched: a wrong root posted on a chain stays.
+    ahead = {
+        "recorded on the source": record.root,
+        "recomputed from the source's journal": expected,
+        # A source whose anchor lost or changed the root is not what the journal says was
+        # settled: moving it would hide that the source disagrees.
+        "held by the source's anchor": await source.anchor.anchored(epoch),
+    }
+    existing = None if shared else await target.journal.settlement(epoch)
+    if not shared:
+        ahead["recomputed from the target's journal"] = await target.journal_root(
+            epoch, progress=progress
+        )
+        if existing is not None:  # a re-run: settle would post this record's root
+            ahead["recorded on the target"] = existing.root
+    _check(epoch, ahead, moves)
+    before = await target.anchor.anchored(epoch)
+    moved = await target.settle(epoch, progress=progress)
+    if before is not None and before == moved.root:
+        action = ALREADY_THERE
+    else:
+        action = REANCHORED if shared or existing is not None else SETTLED
+    after = {
+        "recomputed from the source's journal": expected,
+        "recorded on the target": moved.root,
+        "held by the target's anchor": await target.anchor.anchored(epoch),
+    }
+    _check(epoch, after, moves)
+    return EpochMove(
+        epoch=epoch,
+        root=record.root,
+        action=action,
+        source_ref=await source.anchor.ref(epoch),
+        target_ref=moved.anchor_ref,
+    )
+
+
 async def migrate_ledger(
     source: AnchoredLedger,
     target: AnchoredLedger,
@@ -120,44 +169,7 @@ async def migrate_ledger(
         epoch = record.epoch
         while links and links[0].first_epoch <= epoch:
             await _replay_link(target, links.pop(0))
-        expected = await source.journal_root(epoch, progress=progress)
-        # Checked before the target's anchor is touched: a wrong root posted on a chain stays.
-        ahead = {
-            "recorded on the source": record.root,
-            "recomputed from the source's journal": expected,
-            # A source whose anchor lost or changed the root is not what the journal says was
-            # settled: moving it would hide that the source disagrees.
-            "held by the source's anchor": await source.anchor.anchored(epoch),
-        }
-        existing = None if shared else await target.journal.settlement(epoch)
-        if not shared:
-            ahead["recomputed from the target's journal"] = await target.journal_root(
-                epoch, progress=progress
-            )
-            if existing is not None:  # a re-run: settle would post this record's root
-                ahead["recorded on the target"] = existing.root
-        _check(epoch, ahead, moves)
-        before = await target.anchor.anchored(epoch)
-        moved = await target.settle(epoch, progress=progress)
-        if before is not None and before == moved.root:
-            action = ALREADY_THERE
-        else:
-            action = REANCHORED if shared or existing is not None else SETTLED
-        after = {
-            "recomputed from the source's journal": expected,
-            "recorded on the target": moved.root,
-            "held by the target's anchor": await target.anchor.anchored(epoch),
-        }
-        _check(epoch, after, moves)
-        moves.append(
-            EpochMove(
-                epoch=epoch,
-                root=record.root,
-                action=action,
-                source_ref=await source.anchor.ref(epoch),
-                target_ref=moved.anchor_ref,
-            )
-        )
+        moves.append(await _move_epoch(source, target, record, moves, progress))
         progress("epochs", i + 1, len(confirmed))
     # Links made after the last settled epoch apply from the next one: replay them too.
     for link in links:
