@@ -42,22 +42,15 @@ from grass import logs
 from grass.config import Config
 from grass.domain import closing
 from grass.domain import payouts as rules
-from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.referrals import ReferralStatus
 from grass.ledger.abc import Credit, Ledger
 from grass.metrics import Metrics
+from grass.services.bucket_inputs import read_bucket_inputs, unpaid_milestones
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
 from grass.storage.abc import EarningsStore, ReferralStore
-from grass.storage.payouts import (
-    BucketClose,
-    ChainLink,
-    JobLock,
-    KeyedPayout,
-    LineScore,
-    PayoutStore,
-)
+from grass.storage.payouts import BucketClose, ChainLink, JobLock, KeyedPayout, PayoutStore
 
 log = logs.get(__name__)
 
@@ -258,7 +251,9 @@ class BucketCloser:
         stores = self._stores
         rates = rules.rates_of(self._config().rates)
         end = start + self._bucket_length()
-        (lines, priced), chains, reached = await self._inputs(start, end, rates)
+        (lines, priced), chains, reached = await read_bucket_inputs(
+            stores.payouts, self._scores, start, end, rates
+        )
         uptime = rules.uptime_payouts(lines, rates)
         paid = await stores.payouts.paid_slots(start)
         owed = rules.top_up(uptime, paid)
@@ -269,7 +264,7 @@ class BucketCloser:
             rates,
         )
         owed.extend(rules.top_up(referral, paid))
-        milestones = await self._milestones(chains, reached, rates)
+        milestones = await unpaid_milestones(stores.earnings, chains, reached, rates)
         prefix = rules.bucket_key_prefix(start, revision)
         keyed = [KeyedPayout(key=prefix + p.slot, payout=p) for p in owed]
         keyed.extend(milestones)
@@ -302,98 +297,6 @@ class BucketCloser:
             entries=len(keyed),
             amount=sum(k.payout.amount for k in keyed),
         )
-
-    async def _inputs(
-        self, start: dt.datetime, end: dt.datetime, rates: rules.Rates
-    ) -> tuple[
-        tuple[list[rules.UptimeLine], list[rules.UptimeLine]],
-        dict[str, tuple[ChainLink, ...]],
-        set[str],
-    ]:
-        """The bucket's priced lines, its users' referral chains and the referees past the
-        milestone, read side by side (on PostgreSQL, three queries on two cores).
-
-        Uptime flushed between the reads can only be missed by one of them, and then it is in
-        none of what this revision paid for: its close records the seconds seen before any
-        read, so the next tick corrects the bucket."""
-        payouts = self._stores.payouts
-        lines: tuple[list[rules.UptimeLine], list[rules.UptimeLine]] = ([], [])
-        chains: dict[str, tuple[ChainLink, ...]] = {}
-        reached: set[str] = set()
-
-        async def read_lines() -> None:
-            nonlocal lines
-            lines = await self._priced_lines(start, end, rates)
-
-        async def read_chains() -> None:
-            nonlocal chains
-            chains = await payouts.bucket_chains(start)
-
-        async def read_reached() -> None:
-            nonlocal reached
-            reached = await payouts.bucket_milestones(start, seconds=rates.milestone_seconds)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for read in (read_lines, read_chains, read_reached):
-                    nursery.start_soon(read)
-        except BaseExceptionGroup as group:
-            # One read failed (the nursery cancelled the others): its error, with its type
-            # (StorageUnavailable for a database that is down), not a group around it.
-            raise _single(group) from None
-        return lines, chains, reached
-
-    async def _priced_lines(
-        self, start: dt.datetime, end: dt.datetime, rates: rules.Rates
-    ) -> tuple[list[rules.UptimeLine], list[rules.UptimeLine]]:
-        """The bucket's lines with the score and type they are paid at, and those of them
-        priced now (never paid before: frozen by this revision)."""
-        rows = await self._stores.payouts.bucket_lines(start)
-        missing = {line.device_id for line, how in rows if how is LineScore.MISSING}
-        scores = await self._scores.score_devices(missing, end) if missing else {}
-        lines = []
-        priced = []
-        for line, how in rows:
-            if how is LineScore.MISSING:
-                score = scores.get(line.device_id)
-                # No score comes back only for a device that is gone (removed before a revision
-                # priced its line): neither its score nor its type is known any more, so the
-                # line is priced at score 0 and the lowest multiplier, and frozen so. Any
-                # default above what the device could have scored would pay a removed device
-                # more than a kept one.
-                line = rules.UptimeLine(
-                    device_id=line.device_id,
-                    user_id=line.user_id,
-                    ip=line.ip,
-                    seconds=line.seconds,
-                    device_type=line.device_type if score is not None else _lowest(rates),
-                    score=0 if score is None else score.value,
-                )
-            lines.append(line)
-            if how is not LineScore.FROZEN and line.seconds > 0:
-                priced.append(line)
-        return lines, priced
-
-    async def _milestones(
-        self,
-        chains: Mapping[str, Sequence[ChainLink]],
-        reached: set[str],
-        rates: rules.Rates,
-    ) -> list[KeyedPayout]:
-        """Referees of the bucket, not yet qualified, whose uptime written so far (every
-        bucket, every device) reached the milestone: counting beyond this bucket means late
-        uptime in an earlier bucket can never hide a milestone reached in a later one."""
-        level1 = {
-            u: r.referrer_id
-            for u, links in chains.items()
-            for r in links
-            if r.level == 1 and r.status is not ReferralStatus.QUALIFIED and u in reached
-        }
-        return [
-            KeyedPayout(key=key, payout=payout)
-            for key, payout in rules.milestone_payouts(level1, level1, rates)
-            if await self._stores.earnings.find_earning(key) is None
-        ]
 
     async def _statuses(
         self,
@@ -447,25 +350,6 @@ class BucketCloser:
     async def _step(self, name: str, bucket: dt.datetime) -> None:
         if self.step_hook is not None:
             await self.step_hook(name, bucket)
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception of a group (nested groups included), else the group itself."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else group
-
-
-def _lowest(rates: rules.Rates) -> DeviceType:
-    """The device type of the lowest multiplier (ties: the first in DeviceType's order)."""
-    types = list(DeviceType)
-    return min(types, key=lambda t: (rates.multipliers[t], types.index(t)))
 
 
 def _credit_rows(entries: Iterable[EarningEntry]) -> Iterable[tuple[str, str, int, str]]:
