@@ -17,9 +17,9 @@ import trio
 
 from grass import logs
 from grass.config import Config
-from grass.domain.accounts import AccountToken, TokenPurpose
-from grass.domain.addresses import address_key, canonical
-from grass.domain.bearer import hash_token, new_mail_token, new_session_token
+from grass.domain.accounts import TokenPurpose
+from grass.domain.addresses import canonical
+from grass.domain.bearer import hash_token, new_session_token
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.referrals import MAX_LEVEL, Referral
 from grass.domain.users import Credentials, Session, User, UserStatus
@@ -34,8 +34,9 @@ from grass.errors import (
     ValidationFailed,
 )
 from grass.ids import short_id
+from grass.services.account_mail import reset_mail, verification_mail
 from grass.services.live import LiveEvents
-from grass.services.mail import new_mail
+from grass.services.lockout import LockoutKey, LoginLockout
 from grass.services.network import NodeControl
 from grass.services.passwords import Passwords
 from grass.services.roles import Roles
@@ -115,6 +116,7 @@ class Accounts:
         self._nodes = nodes
         self._on_mail = on_mail
         self._roles = Roles(storage, clock)
+        self._lockout = LoginLockout(storage.accounts, config)
 
     # --- registration and verification ---------------------------------------------------
 
@@ -167,25 +169,9 @@ class Accounts:
         return user
 
     async def _queue_verification(self, tx: Stores, user: User, now: dt.datetime) -> None:
-        secret = new_mail_token()
-        ttl = self._config().accounts.verify_token_ttl
-        await tx.accounts.create_token(
-            AccountToken(
-                token_hash=hash_token(secret),
-                user_id=user.id,
-                purpose=TokenPurpose.VERIFY_EMAIL,
-                created_at=now,
-                expires_at=now + dt.timedelta(seconds=ttl),
-            )
-        )
-        link = f"{self._config().http.public_url}/verify-email?token={secret}"
-        body = (
-            f"Welcome to grass.\n\nConfirm your email address by opening this link within "
-            f"{int(ttl // 3600)} hours:\n\n{link}\n\nOr send this token: {secret}\n"
-        )
-        await tx.accounts.enqueue_mail(
-            new_mail(user.email, "Confirm your email address", body, now)
-        )
+        token, mail = verification_mail(self._config(), user, now)
+        await tx.accounts.create_token(token)
+        await tx.accounts.enqueue_mail(mail)
 
     async def resend_verification(self, user_id: str) -> None:
         now = self._clock()
@@ -215,11 +201,7 @@ class Accounts:
     async def login(self, email: str, password: str, ip: str, user_agent: str | None) -> LoggedIn:
         settings = self._config().accounts
         now = self._clock()
-        keys = [
-            self._account_key(email),
-            # IPv6 per /64: a host holds a whole /64, one address each try would dodge the count.
-            (f"ip:{address_key(ip)}", settings.max_failures_per_ip),
-        ]
+        keys = [self._lockout.account_key(email), self._lockout.address_key(ip)]
         await self._begin_attempt(keys, now)
         user = await self._storage.users.find_user_by_email(email)
         stored = user.credentials.password_hash if user else None
@@ -228,7 +210,7 @@ class Accounts:
         matched = await self._passwords.verify(stored, password)
         if user is None or not matched:
             raise InvalidCredentials("wrong email or password")  # recorded as it began
-        await self._attempt_succeeded(keys, now)
+        await self._lockout.succeeded(keys, now)
         if user.status is not UserStatus.ACTIVE:
             raise AccountInactive(f"the account is {user.status.value}")
         user = await self._roles.at_login(user, settings.admin_emails, _ip_or_none(ip))
@@ -290,25 +272,10 @@ class Accounts:
         user = await self._storage.users.find_user_by_email(email)
         if user is None or user.status is not UserStatus.ACTIVE:
             return
-        secret = new_mail_token()
-        ttl = self._config().accounts.reset_token_ttl
-        link = f"{self._config().http.public_url}/reset-password?token={secret}"
-        body = (
-            f"Someone asked to reset the password of your grass account.\n\nIf it was you, open "
-            f"this link within {max(1, int(ttl // 60))} minutes:\n\n{link}\n\n"
-            f"Or send this token: {secret}\n\nIf it was not you, ignore this mail.\n"
-        )
+        token, mail = reset_mail(self._config(), user, now)
         async with self._storage.transaction() as tx:
-            await tx.accounts.create_token(
-                AccountToken(
-                    token_hash=hash_token(secret),
-                    user_id=user.id,
-                    purpose=TokenPurpose.RESET_PASSWORD,
-                    created_at=now,
-                    expires_at=now + dt.timedelta(seconds=ttl),
-                )
-            )
-            await tx.accounts.enqueue_mail(new_mail(user.email, "Reset your password", body, now))
+            await tx.accounts.create_token(token)
+            await tx.accounts.enqueue_mail(mail)
         self._on_mail()
 
     async def reset_password(self, token: str, new_password: str) -> None:
@@ -336,49 +303,16 @@ class Accounts:
         await self._storage.accounts.clear_login_failures(f"account:{user.email}")
         await self._announce(used.user_id, revoked)
 
-    def _account_key(self, email: str) -> tuple[str, int]:
-        return (
-            f"account:{email.strip().lower()}",
-            self._config().accounts.max_failures_per_account,
-        )
-
-    async def _begin_attempt(self, keys: Sequence[tuple[str, int]], now: dt.datetime) -> None:
-        """Count a password attempt under each (key, limit), or refuse it with LoginLocked.
-
-        Every attempt is recorded as a failure before the lockout is checked, and taken back
-        by :meth:`_attempt_succeeded` if it was not one: attempts made at the same time count
-        each other, so no more than the limit of them reach the password check, however many
-        arrive at once."""
-        failures = self._storage.accounts
-        for key, _ in keys:
-            await failures.add_login_failure(key, now)
-        window = dt.timedelta(seconds=self._config().accounts.lockout_seconds)
-        # A failure counts for ``window`` after it happened (a half-open interval).
-        since = now - window + dt.timedelta(microseconds=1)
-        for key, most in keys:
-            if most <= 0:
-                continue
-            recent = await failures.login_failures(key, since, most + 1)
-            if len(recent) > most:  # this attempt and ``most`` others
-                for taken_back, _ in keys:
-                    await failures.remove_login_failure(taken_back, now)
-                retry = (recent[most] + window - now).total_seconds()
-                raise LoginLocked(
-                    "too many failed logins; try again later", retry_after=max(retry, 1.0)
-                )
-
-    async def _attempt_succeeded(self, keys: Sequence[tuple[str, int]], now: dt.datetime) -> None:
-        """The password was right: the account's failures are forgotten, the attempt taken
-        back from the other keys (an address's failures are other accounts' too)."""
-        account, *others = keys
-        await self._storage.accounts.clear_login_failures(account[0])
-        for key, _ in others:
-            await self._storage.accounts.remove_login_failure(key, now)
+    async def _begin_attempt(self, keys: Sequence[LockoutKey], now: dt.datetime) -> None:
+        """Count a password attempt (:class:`LoginLockout`), or refuse it with LoginLocked."""
+        retry = await self._lockout.count_attempt(keys, now)
+        if retry is not None:
+            raise LoginLocked("too many failed logins; try again later", retry_after=retry)
 
     async def _check_password(self, user: User, password: str, field: str) -> None:
         """A password re-entered by a logged-in user: counted against the account's lockout
         like a login, so a stolen session cannot guess it either."""
-        keys = [self._account_key(user.email)]
+        keys = [self._lockout.account_key(user.email)]
         now = self._clock()
         await self._begin_attempt(keys, now)
         if not await self._passwords.verify(user.credentials.password_hash, password):
@@ -386,7 +320,7 @@ class Accounts:
                 f"the {field.replace('_', ' ')} is wrong",
                 details={"fields": {field: "wrong password"}},
             )
-        await self._attempt_succeeded(keys, now)
+        await self._lockout.succeeded(keys, now)
 
     async def change_password(
         self, user_id: str, session_hash: str | None, current: str, new: str
