@@ -46,7 +46,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from grass.errors import Conflict, InvalidInput, LedgerError, NotFound, Unavailable
-from grass.ledger.merkle import keccak256
+from grass.ledger.keccak import keccak256
 
 #: ``progress(phase, done, total)``, called as long work advances (``total`` None when not
 #: known yet). Phases: "read" (leaves read from the journal), "tree" (hashes of the tree),

@@ -17,7 +17,8 @@ import attrs
 from eth_abi.abi import decode as abi_decode
 
 from grass.errors import LedgerError, NotFound
-from grass.ledger.merkle import keccak256, to_checksum_address
+from grass.ledger.keccak import keccak256
+from grass.ledger.merkle import to_checksum_address
 
 DISTRIBUTOR = "CumulativeMerkleDistributor"
 #: A bare ERC-20 for tests and local demos (the distributor can pay it out on claims).

@@ -23,41 +23,13 @@ its query), which spares a Python int and two bytes objects per user.
 
 from __future__ import annotations
 
-import importlib
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from operator import itemgetter, methodcaller
-from typing import Final, Protocol
+from typing import Final
 
 from grass.errors import InvalidInput, LedgerError, NotFound
-
-
-class _Hasher(Protocol):
-    def digest(self) -> bytes: ...
-
-
-def _pick_keccak() -> tuple[str, Callable[[bytes], _Hasher]]:
-    # safe-pysha3's C extension is about 6x faster per call than pycryptodome (which eth-hash
-    # uses): on 53- and 65-byte inputs the per-call overhead is the whole cost.
-    try:
-        new: Callable[[bytes], _Hasher] = importlib.import_module("_pysha3").keccak_256
-    except ImportError:
-        from Crypto.Hash import keccak as _cryptodome_keccak
-
-        def new(data: bytes) -> _Hasher:
-            return _cryptodome_keccak.new(data=data, digest_bits=256)
-
-        return "pycryptodome", new
-    return "pysha3", new
-
-
-#: Which keccak implementation is in use ("pysha3" or "pycryptodome"); benchmarks print it.
-KECCAK_BACKEND, _keccak_new = _pick_keccak()
-
-
-def keccak256(data: bytes) -> bytes:
-    return _keccak_new(data).digest()
-
+from grass.ledger.keccak import keccak256, new_keccak
 
 LEAF_PREFIX: Final = b"\x00"
 NODE_PREFIX: Final = b"\x01"
@@ -169,7 +141,7 @@ def node_hash(a: bytes, b: bytes) -> bytes:
 def _hash_pairs(nodes: list[bytes]) -> list[bytes]:
     # node_hash inlined: two fewer Python calls per node is a third of the time per level. An
     # odd last node is the caller's: it is promoted only at the end of a whole level.
-    new, prefix = _keccak_new, NODE_PREFIX
+    new, prefix = new_keccak, NODE_PREFIX
     pairs = iter(nodes)
     return [
         new(prefix + a + b).digest() if a < b else new(prefix + b + a).digest()
@@ -179,7 +151,7 @@ def _hash_pairs(nodes: list[bytes]) -> list[bytes]:
 
 def _hash_leaves(data: list[bytes]) -> list[bytes]:
     # map() over C callables: no interpreter frame per leaf.
-    return list(map(_DIGEST, map(_keccak_new, data)))
+    return list(map(_DIGEST, map(new_keccak, data)))
 
 
 def _is_clean(balances: object) -> bool:

@@ -30,8 +30,9 @@ from _pg import DEFAULT_DSN, throwaway_database
 
 from grass.ledger.abc import Credit, derived_account
 from grass.ledger.anchored import AnchoredLedger
+from grass.ledger.keccak import KECCAK_BACKEND
 from grass.ledger.memory import open_memory_ledger
-from grass.ledger.merkle import KECCAK_BACKEND, MerkleTree
+from grass.ledger.merkle import MerkleTree
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
 from grass.storage.postgres import Connection, Database
 

@@ -16,7 +16,8 @@ import os
 import random
 import time
 
-from grass.ledger.merkle import KECCAK_BACKEND, MerkleTree, keccak256, verify
+from grass.ledger.keccak import KECCAK_BACKEND, keccak256
+from grass.ledger.merkle import MerkleTree, verify
 
 
 def _baseline(calls: int) -> float:

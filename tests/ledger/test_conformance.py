@@ -23,9 +23,9 @@ from grass.ledger.abc import (
     VerificationFailed,
     derived_account,
 )
+from grass.ledger.keccak import keccak256
 from grass.ledger.merkle import (
     MerkleTree,
-    keccak256,
     verify,
 )
 

@@ -16,8 +16,9 @@ from grass.ledger.abc import (
     VerificationFailed,
 )
 from grass.ledger.anchored import AnchoredLedger
+from grass.ledger.keccak import keccak256
 from grass.ledger.memory import MemoryAnchor, MemoryJournal, open_memory_ledger
-from grass.ledger.merkle import keccak256, verify
+from grass.ledger.merkle import verify
 from grass.ledger.migrate import migrate_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal

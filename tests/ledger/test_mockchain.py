@@ -8,7 +8,8 @@ import pytest
 import trio
 
 from grass.ledger.abc import AnchorFailed, Credit, SettlementStatus
-from grass.ledger.merkle import MerkleTree, keccak256
+from grass.ledger.keccak import keccak256
+from grass.ledger.merkle import MerkleTree
 from grass.ledger.mockchain import OWNER, MockChain, MockchainAnchor, open_mockchain_ledger
 
 ROOT1 = keccak256(b"one")

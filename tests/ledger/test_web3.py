@@ -29,8 +29,8 @@ from grass.ledger.abc import (
     StepHook,
 )
 from grass.ledger.anchored import AnchoredLedger
+from grass.ledger.keccak import keccak256
 from grass.ledger.memory import MemoryJournal
-from grass.ledger.merkle import keccak256
 from grass.ledger.postgres import PostgresJournal
 from grass.ledger.web3 import (
     DistributorClient,

@@ -24,7 +24,8 @@ from typing import Any
 import attrs
 import trio
 
-from grass.ledger.merkle import keccak256, verify
+from grass.ledger.keccak import keccak256
+from grass.ledger.merkle import verify
 
 OWNER = "0x" + "0" * 39 + "1"
 
