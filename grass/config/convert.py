@@ -137,10 +137,13 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
+#: Raw settings (a TOML table, environment text) to a ``Config``, every value checked; and back.
 converter = _make_converter()
 
 
 def describe_errors(error: cattrs.BaseValidationError, sources: Mapping[str, str]) -> list[str]:
+    """One message per key the converter refused, ``section.key (from SOURCE): why``; a key
+    that is not a setting is an ``unknown setting``. ``sources`` names where each key was set."""
     problems: list[str] = []
     for line in cattrs.transform_error(error, path="$", format_exception=_format):
         # "expected an integer, got 'x' @ $.server.http_port" -> "server.http_port: expected ..."
