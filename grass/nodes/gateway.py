@@ -39,10 +39,11 @@ from grass import logs
 from grass.domain.addresses import ClientAddress, canonical
 from grass.domain.bearer import is_node_key
 from grass.domain.devices import Device, DeviceType
+from grass.domain.uptime import Accrual
 from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
 from grass.metrics import Metrics
 from grass.nodes import token as tokens
-from grass.nodes.collector import Collector
+from grass.nodes.collector import Collector, paused
 from grass.nodes.protocol import Authenticated, NodeConnection
 from grass.nodes.registry import (
     ClosedDuringAuth,
@@ -55,8 +56,8 @@ from grass.nodes.registry import (
 )
 from grass.nodes.session import NodeSession, NodeTransport
 from grass.nodes.timers import Timers
-from grass.nodes.uptime import Accrual, UptimeFlusher
 from grass.running import RunningConfig
+from grass.services.flusher import UptimeFlusher
 from grass.services.node_keys import NodeIdentity, UnknownNodeKey, identify_node
 from grass.storage.abc import DeviceStore, UptimeStore, UserStore
 from grass.storage.node_keys import NodeKeyStore
@@ -166,6 +167,7 @@ class Gateway:
             storage.uptime,
             interval=lambda: self.live.current.node.uptime_flush_interval,
             metrics=metrics,
+            pause=paused,
         )
 
     # -- tokens -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Protocol
 import trio
 
 from grass import logs
+from grass.domain.uptime import Accrual
 from grass.errors import GrassError, ProtocolError, ws_error
 from grass.nodes.protocol import (
     Authenticated,
@@ -48,7 +49,6 @@ from grass.nodes.protocol import (
     State,
 )
 from grass.nodes.timers import Entry, Timers
-from grass.nodes.uptime import Accrual
 from grass.websocket.errors import TransportClosed
 from grass.websocket.transport import Message
 

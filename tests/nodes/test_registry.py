@@ -18,8 +18,8 @@ from grass.nodes.registry import (
     StoredDeviceLimit,
 )
 from grass.nodes.session import NodeSession
+from tests.domain.test_uptime import accrual
 from tests.nodes.test_session import FakeTransport, clock
-from tests.nodes.test_uptime import accrual
 
 
 def registry(**limits) -> Registry:

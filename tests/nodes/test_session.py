@@ -12,6 +12,7 @@ import trio.lowlevel
 import trio.testing
 
 from grass.domain.devices import DeviceType
+from grass.domain.uptime import Accrual
 from grass.errors import Unauthenticated
 from grass.nodes.protocol import Authenticated, NodeConnection
 from grass.nodes.session import (
@@ -20,7 +21,6 @@ from grass.nodes.session import (
     SEND_QUEUE_FULL,
     NodeSession,
 )
-from grass.nodes.uptime import Accrual
 from grass.websocket.errors import TransportClosed
 
 EPOCH = (

@@ -1,77 +1,20 @@
-"""Uptime accrual per session and the one flusher: buckets, caps, batches, retries."""
+"""The uptime flusher: one batch per store per flush, retries, rows a store refuses."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import trio
 
-from grass.domain.devices import DeviceStatus, DeviceType
-from grass.domain.uptime import UptimeFlushResult
-from grass.ids import short_id
+from grass.domain.devices import DeviceStatus
+from grass.domain.uptime import Accrual, UptimeFlushResult
 from grass.metrics import Metrics
-from grass.nodes import uptime as uptime_module
-from grass.nodes.uptime import COLLECT_SLICE, Accrual, UptimeFlusher
+from grass.services import flusher as flusher_module
+from grass.services.flusher import COLLECT_SLICE, UptimeFlusher
 from grass.storage.abc import InvalidValue, StorageUnavailable
 from grass.storage.memory import MemoryStorage
+from tests.domain.test_uptime import T0, accrual
 from tests.storage.conftest import make_user
-
-HOUR = 3600
-T0 = 1_700_002_800.0  # a bucket boundary (divisible by 3600)
-
-
-def accrual(
-    now: float = T0, *, cap: float = 180.0, user_id: str | None = None, cls=Accrual, **kw
-) -> Accrual:
-    return cls(
-        device_id=kw.pop("device_id", str(uuid.uuid4())),
-        user_id=user_id or short_id(),
-        ip=kw.pop("ip", "203.0.113.9"),
-        device_type=DeviceType.EXTENSION,
-        version=kw.pop("version", "4.0"),
-        user_agent="ua",
-        now=now,
-        bucket_seconds=kw.pop("bucket_seconds", HOUR),
-        cap=cap,
-        **kw,
-    )
-
-
-def seconds_by_bucket(deltas) -> dict[float, int]:
-    return {d.bucket_start.timestamp(): d.stats.seconds for d in deltas}
-
-
-def test_seconds_between_heartbeats_split_across_buckets():
-    a = accrual(T0 + HOUR - 100)
-    a.heartbeat(T0 + HOUR - 40)  # 60 s, all in the first bucket
-    a.heartbeat(T0 + HOUR + 60)  # 40 s before the boundary, 60 s after
-    assert seconds_by_bucket(a.take()) == {T0: 100, T0 + HOUR: 60}
-    assert a.take() == []  # taking zeroes
-
-
-def test_a_gap_is_capped_at_the_heartbeat_timeout():
-    a = accrual(T0, cap=180)
-    a.heartbeat(T0 + 500)
-    assert seconds_by_bucket(a.take()) == {T0: 180}
-
-
-def test_fractions_are_kept_for_the_next_take():
-    a = accrual(T0)
-    a.heartbeat(T0 + 10.6)
-    assert seconds_by_bucket(a.take()) == {T0: 10}
-    a.heartbeat(T0 + 20.0)
-    assert seconds_by_bucket(a.take()) == {T0: 10}  # 0.6 + 9.4
-
-
-def test_nothing_accrues_after_close_and_a_short_bucket_length_works():
-    a = accrual(T0, bucket_seconds=60, cap=1000)
-    a.heartbeat(T0 + 150)  # 60 + 60 + 30 over three buckets
-    a.close()
-    a.heartbeat(T0 + 300)
-    assert seconds_by_bucket(a.take()) == {T0: 60, T0 + 60: 60, T0 + 120: 30}
-    assert a.device_row().status is DeviceStatus.OFFLINE
-    assert a.device_row().last_seen == dt.datetime.fromtimestamp(T0 + 150, dt.UTC)
 
 
 class RecordingStores:
@@ -259,7 +202,7 @@ async def test_a_refused_device_row_is_dropped_and_every_other_row_written_once(
     bad = accrual(T0, user_id=user.id, version="4\udfff")
     accruals.insert(3, bad)
     logged = Warnings()
-    monkeypatch.setattr(uptime_module, "log", logged)
+    monkeypatch.setattr(flusher_module, "log", logged)
     for minute in (1, 2, 3):
         for a in accruals:
             flusher.add(a)

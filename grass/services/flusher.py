@@ -1,36 +1,32 @@
-"""Uptime accrual (architecture §5): per-session counters in memory, written by one flusher task.
+"""The uptime flusher (architecture §4): the one loop that writes what the sessions accrued.
 
-A session's :class:`Accrual` adds the wall-clock seconds between consecutive heartbeats, each gap
-capped at the heartbeat timeout (so more pings never earn more), into the bucket the seconds fall
-in; a gap crossing a bucket boundary is split. A heartbeat costs a few float operations: only a
-bucket boundary (once an hour) allocates.
-
-The :class:`UptimeFlusher` owns every accrual. Each interval it takes what they hold (taking
-zeroes them), writes device rows in ONE ``upsert_devices`` call, then all deltas in ONE
-``add_uptime`` call (rows first: uptime of a device without a row would be skipped). A flush
-that fails because the store is unavailable keeps what it did not write (``_rows``,
-``_carry``) for the next one, so nothing is lost and nothing is written twice; a crash loses
-at most one interval. A batch refused for a row's content (grass.storage.batches) is written
-by halves around that row, which is dropped, counted (``grass_storage_rows_refused_total``) and
-logged once: one node's bad row never blocks the others' uptime, nor the final flush. A device
-row refused is not sent again while its content stays the same.
+It owns every live session's :class:`~grass.domain.uptime.Accrual` (the node gateway adds and
+retires them). Each interval it takes what they hold (taking zeroes them), writes device rows in
+ONE ``upsert_devices`` call, then all deltas in ONE ``add_uptime`` call (rows first: uptime of a
+device without a row would be skipped). A flush that fails because the store is unavailable
+keeps what it did not write (``_rows``, ``_carry``) for the next one, so nothing is lost and
+nothing is written twice; a crash loses at most one interval. A batch refused for a row's
+content (grass.storage.batches) is written by halves around that row, which is dropped, counted
+(``grass_storage_rows_refused_total``) and logged once: one node's bad row never blocks the
+others' uptime, nor the final flush. A device row refused is not sent again while its content
+stays the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import attrs
 import trio
 
 from grass import logs
-from grass.domain.devices import Device, DeviceStatus, DeviceType
-from grass.domain.uptime import UptimeDelta, UptimeFlushResult, UptimeStats
+from grass.domain.devices import Device, DeviceType
+from grass.domain.uptime import Accrual, UptimeDelta, UptimeFlushResult
 from grass.metrics import Metrics
-from grass.nodes import collector
 from grass.storage.abc import OwnedByAnother, RowRefused
 from grass.storage.batches import write_apart
 
@@ -52,167 +48,6 @@ class UptimeRows(Protocol):
     async def add_uptime(self, deltas: Sequence[UptimeDelta]) -> UptimeFlushResult: ...
 
 
-def _utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
-
-
-class Accrual:
-    """One authenticated session's uptime and device row, until the flusher takes them."""
-
-    __slots__ = (
-        "_bucket",
-        "_cap",
-        "_done",
-        "_length",
-        "_reconnects",
-        "_rtt_count",
-        "_rtt_max",
-        "_rtt_sum",
-        "_seconds",
-        "closed",
-        "device_id",
-        "device_type",
-        "dirty",
-        "ip",
-        "key_id",
-        "last_beat",
-        "recent",
-        "saved",
-        "started",
-        "user_agent",
-        "user_id",
-        "version",
-    )
-
-    def __init__(
-        self,
-        *,
-        device_id: str,
-        user_id: str,
-        ip: str,
-        device_type: DeviceType,
-        version: str | None,
-        user_agent: str | None,
-        now: float,
-        bucket_seconds: int,
-        cap: float,
-        reconnect: bool = False,
-        saved: bool = False,
-        recent: bool = False,
-        key_id: str | None = None,
-    ) -> None:
-        self.device_id = device_id
-        self.user_id = user_id
-        #: The node key the session authenticated with (revoking it closes the session).
-        self.key_id = key_id
-        self.ip = ip
-        self.device_type = device_type
-        self.version = version
-        self.user_agent = user_agent
-        self.started = now
-        self.last_beat = now
-        self.closed = False
-        self.dirty = True  # the device row needs writing
-        #: The device row exists in storage.
-        self.saved = saved
-        #: Storage counts the device as recently seen (its row's last_seen is within the
-        #: device cap's window: it was, at AUTH, or the flusher wrote it since); the registry
-        #: counts the live devices that are not.
-        self.recent = recent
-        self._length = bucket_seconds
-        self._cap = cap
-        self._bucket = int(now // bucket_seconds)
-        self._seconds = 0.0
-        self._rtt_count = 0
-        self._rtt_sum = 0
-        self._rtt_max = 0
-        self._reconnects = 1 if reconnect else 0
-        self._done: list[tuple[int, UptimeStats]] | None = None
-
-    def heartbeat(self, now: float) -> None:
-        if self.closed:
-            return
-        start = self.last_beat
-        end = min(now, start + self._cap)
-        self.last_beat = now
-        self.dirty = True
-        if end <= start:
-            return
-        while end > (boundary := (self._bucket + 1) * self._length):
-            if start < boundary:
-                self._seconds += boundary - start
-                start = boundary
-            self._next_bucket(int(start // self._length))
-        self._seconds += end - start
-
-    def rtt(self, milliseconds: float) -> None:
-        ms = max(0, round(milliseconds))
-        self._rtt_count += 1
-        self._rtt_sum += ms
-        if ms > self._rtt_max:
-            self._rtt_max = ms
-
-    def close(self) -> None:
-        """No more accrual: uptime counts up to the last heartbeat, never to the close."""
-        self.closed = True
-        self.dirty = True
-
-    def _next_bucket(self, bucket: int) -> None:
-        stats = self._stats(round(self._seconds))
-        if stats is not None:
-            if self._done is None:
-                self._done = []
-            self._done.append((self._bucket, stats))
-        self._bucket = max(bucket, self._bucket + 1)
-        self._seconds = 0.0
-        self._rtt_count = self._rtt_sum = self._rtt_max = self._reconnects = 0
-
-    def _stats(self, seconds: int) -> UptimeStats | None:
-        if not (seconds or self._rtt_count or self._reconnects):
-            return None
-        return UptimeStats(
-            seconds=seconds,
-            rtt_count=self._rtt_count,
-            rtt_sum_ms=self._rtt_sum,
-            rtt_max_ms=self._rtt_max,
-            reconnects=self._reconnects,
-        )
-
-    def take(self) -> list[UptimeDelta]:
-        """What accrued since the last take; whole seconds, the fraction stays for later."""
-        done, self._done = self._done or [], None
-        seconds = math.floor(self._seconds) if not self.closed else round(self._seconds)
-        current = self._stats(seconds)
-        if current is not None:
-            done.append((self._bucket, current))
-            self._seconds -= seconds
-            self._rtt_count = self._rtt_sum = self._rtt_max = self._reconnects = 0
-        return [
-            UptimeDelta(
-                device_id=self.device_id,
-                user_id=self.user_id,
-                ip=self.ip,
-                bucket_start=_utc(bucket * self._length),
-                stats=stats,
-            )
-            for bucket, stats in done
-        ]
-
-    def device_row(self) -> Device:
-        seen = _utc(max(self.last_beat, self.started))
-        return Device(
-            device_id=self.device_id,
-            user_id=self.user_id,
-            type=self.device_type,
-            version=self.version,
-            user_agent=self.user_agent,
-            ip=self.ip,
-            status=DeviceStatus.OFFLINE if self.closed else DeviceStatus.ONLINE,
-            first_seen=_utc(self.started),
-            last_seen=seen,
-        )
-
-
 class UptimeFlusher:
     def __init__(
         self,
@@ -221,11 +56,15 @@ class UptimeFlusher:
         *,
         interval: Callable[[], float],
         metrics: Metrics | None = None,
+        pause: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self._devices = devices
         self._uptime = uptime
         self._interval = interval
         self._metrics = metrics
+        #: Holds the garbage collector off during a flush (the node gateway's
+        #: ``grass.nodes.collector.paused``).
+        self._pause = pause
         #: Devices whose row was refused, with what it held: not sent again unchanged.
         self._refused: dict[str, Content] = {}
         self._live: set[Accrual] = set()
@@ -270,11 +109,11 @@ class UptimeFlusher:
         """Write everything pending; on failure keep it for the next call. Never raises on a
         storage error (it is logged): the next interval retries."""
         # The rows and deltas of every device are short-lived and acyclic: no collector pass
-        # while they exist (grass.nodes.collector). The pause spans the storage awaits: CPython
-        # counts allocations while the collector is off, so turning it on before the rows and
-        # deltas are freed would start a young pass over all of them at once.
+        # while they exist (``pause``). The pause spans the storage awaits: CPython counts
+        # allocations while the collector is off, so turning it on before the rows and deltas
+        # are freed would start a young pass over all of them at once.
         async with self._lock:
-            with collector.paused():
+            with self._pause():
                 return await self._flush()
 
     async def _flush(self) -> UptimeFlushResult | None:
