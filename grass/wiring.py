@@ -47,7 +47,7 @@ class Services:
     running: RunningConfig
     metrics: Metrics
     gateway: Gateway
-    #: Network and admin services, the gateway's guards and the cluster's command channel.
+    #: Network and admin services, the gateway's ban checks and the cluster's command channel.
     network: NetworkFeatures
     accounts: Accounts
     me: Me

@@ -8,7 +8,8 @@ a user, an IP range, or a reload. :class:`ClusterControl` (the services'
 looks it up in the presence map and sends the command to its instance — or to every instance
 when the map does not know it yet (it lags joins by up to one sync interval).
 
-Close codes added here (the session's own are in ``grass.nodes.session``/``registry``):
+Close codes added here (the session's own are in ``grass.nodes.session``/``registry``; 4006 and
+4007 are grass.services.admission's, which refuses an AUTH with them too):
 
 ====  ======================================================================================
 4004  removed: the owner removed the device
@@ -30,7 +31,8 @@ import trio
 from grass import jsontext, logs
 from grass.domain.addresses import in_networks
 from grass.domain.admin import parse_network
-from grass.nodes.registry import PAUSED, Registry
+from grass.nodes.registry import Registry
+from grass.services.admission import ACCOUNT_DELETED, BANNED, PAUSED
 from grass.services.live import DEVICE_OFFLINE, DEVICE_ONLINE, LiveEvents
 from grass.storage.shared import SharedState, SubscriptionOverflow
 
@@ -38,8 +40,6 @@ log = logs.get(__name__)
 
 REMOVED = 4004
 KICKED = 4005
-BANNED = 4006
-ACCOUNT_DELETED = 4007
 NODE_KEY_REVOKED = 4008
 
 ALL = "nodes:all"

@@ -7,11 +7,10 @@ score of the token's device, connections per IP) and refuses with HTTP 403 and a
 At AUTH it decides whether the node may join (its node key,
 or its token's claims, or with legacy auth its bare user id; device owner, paused, score, device
 cap) and registers it: those refusals need the AUTH answer, so they are a close with 1008 (4001
-for a paused device) after the upgrade.
+for a paused device) after the upgrade. The rules over configuration and storage are the
+admission service's (grass.services.admission); those over the live connections, the
+registry's (grass.nodes.registry).
 
-The device cap counts the user's active devices: those connected here and those seen within
-``limits.device_active_window`` (every instance's flusher writes ``last_seen``), not every
-device ever stored, so devices that came once and left do not hold the user's slots for good.
 A device id owned by another user, stored or connected here, is refused: a node never replaces
 another user's node.
 
@@ -19,14 +18,10 @@ Every upgrade refusal is a 403, a bad token included (not a 401): a node cannot 
 difference, and the body's ``code`` names the reason. Checks that cannot decide (storage down,
 or no answer by the request's deadline: ``node.connect_timeout`` after the TCP accept) are
 answered with their own status, 503: the node tries again later.
-
-Origin policy: ``chrome-extension://<id>`` is allowed when ``node.allowed_extension_ids`` is
-empty or lists the id; no Origin (desktop clients) is allowed; any other origin is refused.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -37,28 +32,20 @@ import trio
 
 from grass import logs
 from grass.domain.addresses import ClientAddress, canonical
-from grass.domain.bearer import is_node_key
-from grass.domain.devices import Device, DeviceType
+from grass.domain.devices import DeviceType
 from grass.domain.uptime import Accrual
 from grass.errors import Forbidden, GrassError, Unauthenticated, Unavailable, http_error
 from grass.metrics import Metrics
 from grass.nodes import token as tokens
 from grass.nodes.collector import Collector, paused
 from grass.nodes.protocol import Authenticated, NodeConnection
-from grass.nodes.registry import (
-    ClosedDuringAuth,
-    DeviceOwnedElsewhere,
-    DevicePaused,
-    IpLimit,
-    Registry,
-    ScoreOf,
-    ScoreTooLow,
-)
+from grass.nodes.registry import ClosedDuringAuth, IpLimit, Registry, ScoreOf, ScoreTooLow
 from grass.nodes.session import NodeSession, NodeTransport
 from grass.nodes.timers import Timers
 from grass.running import RunningConfig
+from grass.services.admission import NodeAdmission, StoredDevice
 from grass.services.flusher import UptimeFlusher
-from grass.services.node_keys import NodeIdentity, UnknownNodeKey, identify_node
+from grass.services.node_keys import NodeIdentity, UnknownNodeKey
 from grass.storage.abc import DeviceStore, UptimeStore, UserStore
 from grass.storage.node_keys import NodeKeyStore
 from grass.websocket.server import UpgradeRequest
@@ -89,30 +76,8 @@ class GatewayStores(Protocol):
     def node_keys(self) -> NodeKeyStore: ...
 
 
-class OriginRefused(Forbidden):
-    code = "origin_refused"
-    ws_close_code = 1008
-
-
-class ClaimsMismatch(Unauthenticated):
-    code = "token_claims_mismatch"
-    ws_close_code = 1008
-
-
 class UpgradeTimeout(Unavailable):
     code = "upgrade_timeout"
-
-
-def origin_allowed(origin: str | None, allowed_extension_ids: tuple[str, ...]) -> bool:
-    if origin is None:
-        return True
-    prefix = "chrome-extension://"
-    if not origin.startswith(prefix):
-        return False
-    extension_id = origin[len(prefix) :].rstrip("/")
-    return bool(extension_id) and (
-        not allowed_extension_ids or extension_id in allowed_extension_ids
-    )
 
 
 class Gateway:
@@ -137,6 +102,7 @@ class Gateway:
         # No configured key: tokens are valid on this process only (and die with it).
         self.token_key = key if len(key) >= tokens.MIN_SECRET_LENGTH else secrets.token_bytes(32)
         self._score_of = score_of
+        self.admission = NodeAdmission(storage, lambda: self.live.current, clock)
         self.upgrade_checks: list[UpgradeCheck] = []
         self.auth_checks: list[AuthCheck] = []
         #: Told each authenticated device id (the scorer scores it again: architecture §5).
@@ -233,9 +199,7 @@ class Gateway:
             self.registry.release(ip)
 
     def _check_upgrade(self, request: UpgradeRequest, ip: str) -> tokens.TokenClaims | None:
-        config = self.live.current
-        if not origin_allowed(request.header("origin"), config.node.allowed_extension_ids):
-            raise OriginRefused("this origin may not connect")
+        self.admission.check_origin(request.header("origin"))
         query = parse_qs(urlsplit(request.path or "/").query)
         token = query.get("token", [""])[0]
         if not token:
@@ -244,7 +208,7 @@ class Gateway:
         # The token names the device, so its score is known before the upgrade (v4 nodes are
         # only known at AUTH, where the registry checks the same minimum).
         score = self._score_of(claims.device_id)
-        if score is not None and score < config.limits.min_network_score:
+        if score is not None and score < self.live.current.limits.min_network_score:
             raise ScoreTooLow(f"network score {score:g} is below the minimum")
         return claims
 
@@ -283,26 +247,9 @@ class Gateway:
         if not self._sessions:
             self._idle.set()
 
-    async def _identify(
-        self, credential: str, device_id: str, claims: tokens.TokenClaims | None
-    ) -> NodeIdentity:
-        """Who the AUTH answer's ``user_id`` names: a node key's user (checked against the
-        token's claims, if any), the token's own user, or with legacy auth a bare user id."""
-        if claims is None:
-            legacy = self.live.current.node.allow_legacy_auth
-            return await identify_node(self.storage, credential, allow_legacy=legacy)
-        if is_node_key(credential):
-            identity = await identify_node(self.storage, credential, allow_legacy=False)
-        else:
-            # The token is the proof: the check-in asked for a node key (or legacy auth).
-            identity = NodeIdentity(credential)
-        if identity.user_id != claims.user_id or device_id != claims.device_id:
-            raise ClaimsMismatch("the AUTH answer does not match the check-in token")
-        return identity
-
     async def _authorize(self, session: NodeSession, event: Authenticated) -> Accrual:
         with self.registry.authorizing() as pending:
-            identity, device, active = await self._check_auth(session, event)
+            identity, stored = await self._check_auth(session, event)
             # No await from here to the registration: a revocation or ban announced while
             # the checks above awaited storage was noted on ``pending`` (grass.nodes.registry).
             if identity.key_id is not None and identity.key_id in pending.keys:
@@ -311,46 +258,33 @@ class Gateway:
                 raise ClosedDuringAuth(*closed)
             if (closed := pending.devices.get(event.result.browser_id)) is not None:
                 raise ClosedDuringAuth(*closed)
-            return self._admit(session, event, identity, device, active=active)
+            return self._admit(session, event, identity, stored)
 
     async def _check_auth(
         self, session: NodeSession, event: Authenticated
-    ) -> tuple[NodeIdentity, Device | None, bool]:
-        """Every check of an AUTH answer (they await storage); who it is, its stored device,
-        and whether that device is active."""
+    ) -> tuple[NodeIdentity, StoredDevice]:
+        """Every check of an AUTH answer (they await storage); who it is, and its device as
+        storage knows it."""
         claims: tokens.TokenClaims | None = session.context  # type: ignore[assignment]
-        result = event.result
-        device_id = result.browser_id
-        identity = await self._identify(result.user_id, device_id, claims)
+        device_id = event.result.browser_id
+        identity = await self.admission.identify(event.result.user_id, device_id, claims)
         user_id = identity.user_id
         for auth_check in self.auth_checks:
             await auth_check(user_id, device_id, session.ip)
-        device = await self.storage.devices.find_device(device_id)
-        if device is not None:
-            if device.user_id != user_id:
-                raise DeviceOwnedElsewhere("this device belongs to another user")
-            if device.paused:
-                raise DevicePaused("this device is paused by its owner")
-        window = self.live.current.limits.device_active_window
-        since = dt.datetime.fromtimestamp(self.clock() - window, dt.UTC)
-        recent = await self.storage.devices.count_recent_devices(user_id, seen_since=since)
-        active = device is not None and device.last_seen >= since
-        # A new device id also needs room among the user's stored devices (their count is
-        # read only then: a device already stored reconnects without it).
-        stored = None if device is not None else await self.storage.devices.count_devices(user_id)
-        self.registry.check(user_id, device_id, recent=recent, active=active, stored=stored)
+        known = await self.admission.check_device(user_id, device_id)
+        self.registry.check(
+            user_id, device_id, recent=known.recent, active=known.active, stored=known.stored
+        )
         if session.close_code is not None:  # closed while we awaited storage
             raise Unauthenticated("connection closed during AUTH")
-        return identity, device, active
+        return identity, known
 
     def _admit(
         self,
         session: NodeSession,
         event: Authenticated,
         identity: NodeIdentity,
-        device: Device | None,
-        *,
-        active: bool,
+        known: StoredDevice,
     ) -> Accrual:
         """Register an authenticated session (synchronous: nothing can close it meanwhile)."""
         config = self.live.current
@@ -366,9 +300,9 @@ class Gateway:
             now=self.clock(),
             bucket_seconds=config.rates.bucket_seconds,
             cap=config.node.heartbeat_timeout,
-            reconnect=device is not None,
-            saved=device is not None,
-            recent=active,
+            reconnect=known.device is not None,
+            saved=known.device is not None,
+            recent=known.active,
             key_id=identity.key_id,
         )
         session.accrual = accrual
@@ -386,4 +320,4 @@ class Gateway:
             self.flusher.retire(session.accrual)
 
 
-__all__ = ["UPGRADE_REFUSED", "Gateway", "IpLimit", "origin_allowed"]
+__all__ = ["UPGRADE_REFUSED", "Gateway", "IpLimit"]

@@ -1,7 +1,7 @@
 """The network and admin features assembled over one gateway: services for the HTTP routes,
-gateway hooks (bans, paused devices, deleted users), their background tasks (ban reloads, the
-node command channel, the presence map) and the live events of devices (online and offline,
-published with each presence sync)."""
+gateway hooks (bans, paused devices, deleted users: grass.services.admission.BanChecks), their
+background tasks (ban reloads, the node command channel, the presence map) and the live events
+of devices (online and offline, published with each presence sync)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from grass import logs
 from grass.domain import scoring
 from grass.nodes.control import ClusterControl, PresenceKeeper
 from grass.nodes.gateway import Gateway
-from grass.nodes.guards import NetworkGuards
 from grass.services.admin import AdminService
+from grass.services.admission import BanChecks
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags
 from grass.services.live import LiveEvents
@@ -52,9 +52,9 @@ class NetworkFeatures:
             refresh_interval=lambda: live.current.node.presence_refresh_interval,
             events=self.events,
         )
-        guards = NetworkGuards(self.bans, storage.devices, storage.users)
-        gateway.upgrade_checks.append(guards.at_upgrade)
-        gateway.auth_checks.append(guards.at_auth)
+        bans = BanChecks(self.bans, storage.devices, storage.users)
+        gateway.upgrade_checks.append(bans.at_upgrade)
+        gateway.auth_checks.append(bans.at_auth)
         self.network = NetworkService(
             storage,
             shared.presence,

@@ -1,7 +1,8 @@
-"""Live node sessions by device, user and IP, and the limits checked when a node authenticates.
+"""Live node sessions by device, user and IP, and the limits they decide when a node authenticates.
 
-Close codes chosen here (a refusal is raised as an error whose ``ws_close_code`` the session
-uses; a live session is closed directly):
+Close codes used here (a refusal is raised as an error whose ``ws_close_code`` the session
+uses; a live session is closed directly; 4001 is grass.services.admission's, which also refuses
+an AUTH of a paused device with it):
 
 ====  ======================================================================================
 4000  replaced: the same device connected again; the OLDER connection is closed
@@ -46,9 +47,9 @@ from contextlib import contextmanager
 
 from grass.errors import Forbidden
 from grass.nodes.session import NodeSession
+from grass.services.admission import PAUSED, DeviceOwnedElsewhere
 
 REPLACED = 4000
-PAUSED = 4001
 
 ScoreOf = Callable[[str], float | None]
 
@@ -69,16 +70,6 @@ class StoredDeviceLimit(DeviceLimit):
 
 class ScoreTooLow(Forbidden):
     code = "score_too_low"
-    ws_close_code = 1008
-
-
-class DevicePaused(Forbidden):
-    code = "device_paused"
-    ws_close_code = PAUSED
-
-
-class DeviceOwnedElsewhere(Forbidden):
-    code = "device_owned_by_another_user"
     ws_close_code = 1008
 
 

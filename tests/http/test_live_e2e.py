@@ -16,8 +16,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from grass.app import Server, run
-from grass.nodes.control import ACCOUNT_DELETED
 from grass.nodes.node_client import NodeIdentity, NodeStats, run_node
+from grass.services.admission import ACCOUNT_DELETED
 from tests.http.conftest import quick_config
 
 PW = "a fine password"

@@ -25,8 +25,9 @@ from grass.domain.bearer import hash_token, new_node_key
 from grass.domain.devices import DeviceStatus
 from grass.metrics import Metrics
 from grass.nodes import token as tokens
-from grass.nodes.gateway import Gateway, origin_allowed
+from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
+from grass.services.admission import origin_allowed
 from grass.storage.memory import MemoryStorage
 from grass.websocket.client import open_node_socket
 from grass.websocket.server import WebSocketServer

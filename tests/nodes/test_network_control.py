@@ -16,11 +16,11 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
-from grass.nodes.control import BANNED, KICKED, NODE_KEY_REVOKED, REMOVED
+from grass.nodes.control import KICKED, NODE_KEY_REVOKED, REMOVED
 from grass.nodes.gateway import Gateway
 from grass.nodes.network_features import NetworkFeatures
-from grass.nodes.registry import PAUSED
 from grass.running import RunningConfig
+from grass.services.admission import BANNED, PAUSED
 from grass.services.node_keys import NodeKeys
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import MemoryStorage

@@ -18,11 +18,10 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
-from grass.nodes.control import BANNED
 from grass.nodes.gateway import Gateway
 from grass.nodes.network_features import NetworkFeatures
-from grass.nodes.registry import PAUSED
 from grass.running import RunningConfig
+from grass.services.admission import BANNED, PAUSED
 from grass.services.node_keys import NodeKeys
 from grass.storage.memory import MemoryStorage
 from grass.storage.redis import open_redis_state

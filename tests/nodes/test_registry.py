@@ -8,16 +8,15 @@ import pytest
 
 from grass.nodes.protocol import NodeConnection
 from grass.nodes.registry import (
-    PAUSED,
     REPLACED,
     DeviceLimit,
-    DeviceOwnedElsewhere,
     IpLimit,
     Registry,
     ScoreTooLow,
     StoredDeviceLimit,
 )
 from grass.nodes.session import NodeSession
+from grass.services.admission import PAUSED, DeviceOwnedElsewhere
 from tests.domain.test_uptime import accrual
 from tests.nodes.test_session import FakeTransport, clock
 

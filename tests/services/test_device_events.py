@@ -9,7 +9,7 @@ import json
 import trio
 import trio.testing
 
-from grass.nodes.control import ACCOUNT_DELETED
+from grass.services.admission import ACCOUNT_DELETED
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.shared import unframe, user_channel
 from tests.nodes.test_network_control import instance, joined, world
