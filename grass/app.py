@@ -149,13 +149,13 @@ def build_http_app(
     api = api_of(app)
     api.add_resource(CheckinRoutes(services.gateway, backends.storage, running))
     api.add_resource(AuthRoutes(services.accounts))
-    api.add_resource(MeRoutes(services.me, services.accounts))
+    api.add_resource(MeRoutes(services.account_settings, services.accounts))
     api.add_resource(NodeKeyRoutes(services.node_keys))
     hub = add_live_route(
         app, backends.shared.events, backends.shared.pubsub, lambda: running.current.http
     )
-    api.add_resource(NetworkRoutes(services.network.network))
-    api.add_resource(AdminRoutes(services.network.admin))
+    api.add_resource(NetworkRoutes(services.cluster.network))
+    api.add_resource(AdminRoutes(services.cluster.admin))
     api.add_resource(EarningsRoutes(services.earnings))
     api.add_resource(ReferralRoutes(services.referrals))
     api.add_resource(WalletRoutes(services.wallets))

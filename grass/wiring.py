@@ -18,17 +18,17 @@ import trio
 from grass.backends import Backends
 from grass.config import Config
 from grass.metrics import Metrics
+from grass.nodes.cluster import ClusterServices
 from grass.nodes.collector import Collector
 from grass.nodes.gateway import Gateway
-from grass.nodes.network_features import NetworkFeatures
 from grass.running import RunningConfig
+from grass.services.account_settings import AccountSettings
 from grass.services.accounts import Accounts
 from grass.services.closer import BucketCloser
 from grass.services.earnings import EarningsService
 from grass.services.epochs import EpochService
 from grass.services.live import LiveEvents
 from grass.services.mail import MailDelivery, transport_for
-from grass.services.me import Me
 from grass.services.node_keys import NodeKeys
 from grass.services.passwords import Passwords
 from grass.services.referrals import ReferralService
@@ -48,9 +48,9 @@ class Services:
     metrics: Metrics
     gateway: Gateway
     #: Network and admin services, the gateway's ban checks and the cluster's command channel.
-    network: NetworkFeatures
+    cluster: ClusterServices
     accounts: Accounts
-    me: Me
+    account_settings: AccountSettings
     node_keys: NodeKeys
     epochs: EpochService
     earnings: EarningsService
@@ -69,7 +69,7 @@ class Services:
             await nursery.start(self.mail.run)
             await nursery.start(self.accounts.run_housekeeping)
             await nursery.start(self._run_flusher)
-            await nursery.start(self.network.run)
+            await nursery.start(self.cluster.run)
             await nursery.start(self.scores.run)
             await nursery.start(self.closer.run)
             task_status.started()
@@ -83,7 +83,7 @@ class Services:
         instance's presence withdrawn."""
         self._flusher.cancel()
         await self.gateway.shutdown(code)
-        await self.network.stop()
+        await self.cluster.stop()
 
 
 def build_services(
@@ -109,8 +109,8 @@ def build_services(
         on_auth=scores.connected,
         collector=collector,
     )
-    network = NetworkFeatures(gateway, storage, shared, clock=clock)
-    events = network.events
+    cluster = ClusterServices(gateway, storage, shared, clock=clock)
+    events = cluster.events
     mail = MailDelivery(
         storage.accounts, transport_for(config().mail), lambda: running.current.mail, clock
     )
@@ -120,7 +120,7 @@ def build_services(
         _passwords(config()),
         config,
         clock,
-        nodes=network.control,
+        nodes=cluster.control,
         on_mail=mail.notify,
     )
     epochs = EpochService(storage, ledger, config)
@@ -129,10 +129,10 @@ def build_services(
         running=running,
         metrics=metrics,
         gateway=gateway,
-        network=network,
+        cluster=cluster,
         accounts=accounts,
-        me=Me(storage, config, clock, events),
-        node_keys=NodeKeys(storage, config, clock, network.control),
+        account_settings=AccountSettings(storage, config, clock, events),
+        node_keys=NodeKeys(storage, config, clock, cluster.control),
         epochs=epochs,
         earnings=EarningsService(storage, epochs, clock),
         referrals=ReferralService(storage, config),

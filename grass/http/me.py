@@ -20,6 +20,7 @@ from grass.http.views import (
     SessionView,
     UserView,
 )
+from grass.services.account_settings import AccountSettings, ApiKeyNotFound, TooManyApiKeys
 from grass.services.accounts import (
     Accounts,
     AlreadyVerified,
@@ -27,7 +28,6 @@ from grass.services.accounts import (
     SessionNotFound,
     WrongPassword,
 )
-from grass.services.me import ApiKeyNotFound, Me, TooManyApiKeys
 
 TAG = "me"
 
@@ -47,13 +47,13 @@ class ApiKeyPath:
 class MeRoutes:
     """The signed-in user's account, sessions and API keys."""
 
-    def __init__(self, me: Me, accounts: Accounts) -> None:
-        self._me = me
+    def __init__(self, settings: AccountSettings, accounts: Accounts) -> None:
+        self._settings = settings
         self._accounts = accounts
 
     @route("GET", "/api/v1/me", summary="My account", tag=TAG, auth=USER, response=UserView)
     async def get_me(self, call: Call) -> UserView:
-        return UserView.of(await self._me.user(call.user_id))
+        return UserView.of(await self._settings.user(call.user_id))
 
     @route(
         "PUT",
@@ -66,7 +66,7 @@ class MeRoutes:
     )
     async def set_profile(self, call: Call) -> UserView:
         body: ProfileBody = call.body
-        return UserView.of(await self._me.set_profile(call.user_id, body.to_profile()))
+        return UserView.of(await self._settings.set_profile(call.user_id, body.to_profile()))
 
     @route(
         "PUT",
@@ -81,7 +81,9 @@ class MeRoutes:
     )
     async def set_preferences(self, call: Call) -> UserView:
         body: PreferencesBody = call.body
-        return UserView.of(await self._me.set_preferences(call.user_id, body.to_preferences()))
+        return UserView.of(
+            await self._settings.set_preferences(call.user_id, body.to_preferences())
+        )
 
     @route(
         "POST",
@@ -163,7 +165,7 @@ class MeRoutes:
         page_of=ApiKeyView,
     )
     async def list_api_keys(self, call: Call) -> Page[ApiKeyView]:
-        page = await self._me.api_keys(
+        page = await self._settings.api_keys(
             call.user_id, cursor=call.query.cursor, limit=call.query.limit
         )
         return page.map(ApiKeyView.of)
@@ -181,7 +183,7 @@ class MeRoutes:
     )
     async def create_api_key(self, call: Call) -> CreatedApiKey:
         body: NewApiKeyBody = call.body
-        created = await self._me.create_api_key(call.user_id, body.name, body.scopes)
+        created = await self._settings.create_api_key(call.user_id, body.name, body.scopes)
         return CreatedApiKey(key=created.secret, api_key=ApiKeyView.of(created.key))
 
     @route(
@@ -194,4 +196,4 @@ class MeRoutes:
         errors=(ApiKeyNotFound,),
     )
     async def revoke_api_key(self, call: Call) -> None:
-        await self._me.revoke_api_key(call.user_id, call.path["key_id"])
+        await self._settings.revoke_api_key(call.user_id, call.path["key_id"])

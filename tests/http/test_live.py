@@ -27,7 +27,7 @@ FROM = {"client": ("203.0.113.7", 40000)}
 
 
 def events_of(full) -> LiveEvents:
-    return full.services.network.events
+    return full.services.cluster.events
 
 
 def offer(token: str) -> list[str]:

@@ -1,5 +1,6 @@
-"""The network and admin features at the gateway, on virtual time: pausing, removing and
-kicking live nodes (also when another instance holds them), banned ranges and users refused.
+"""The network and admin services at the gateway (grass.nodes.cluster), on virtual time:
+pausing, removing and kicking live nodes (also when another instance holds them), banned ranges
+and users refused.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
+from grass.nodes.cluster import ClusterServices
 from grass.nodes.control import KICKED, NODE_KEY_REVOKED, REMOVED
 from grass.nodes.gateway import Gateway
-from grass.nodes.network_features import NetworkFeatures
 from grass.running import RunningConfig
 from grass.services.admission import BANNED, PAUSED
 from grass.services.node_keys import NodeKeys
@@ -52,7 +53,7 @@ class FakeRequest:
 @attrs.define
 class Instance:
     gateway: Gateway
-    features: NetworkFeatures
+    cluster: ClusterServices
     nursery: trio.Nursery
 
     def connect(self, ip: str = "203.0.113.5") -> FakeTransport:
@@ -71,10 +72,10 @@ async def instance(
     gateway = Gateway(
         storage, RunningConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
     )
-    features = NetworkFeatures(gateway, storage, shared)
+    cluster = ClusterServices(gateway, storage, shared)
     await nursery.start(gateway.run)
-    await nursery.start(features.run)
-    yield Instance(gateway, features, nursery)
+    await nursery.start(cluster.run)
+    yield Instance(gateway, cluster, nursery)
 
 
 async def world(nursery: trio.Nursery):
@@ -102,7 +103,7 @@ async def test_pausing_a_connected_device_closes_it_4001_and_refuses_it(autojump
         async with instance(storage, shared, nursery) as a:
             node = a.connect()
             device_id = await joined(a, node, user.id)
-            view = await a.features.network.pause(user.id, device_id)
+            view = await a.cluster.network.pause(user.id, device_id)
             assert view.status == "paused"
             await trio.testing.wait_all_tasks_blocked()
             assert node.closed == (PAUSED, "device paused by its owner")
@@ -111,7 +112,7 @@ async def test_pausing_a_connected_device_closes_it_4001_and_refuses_it(autojump
             await trio.testing.wait_all_tasks_blocked()
             assert again.closed is not None
             assert again.closed[0] == PAUSED
-            await a.features.network.resume(user.id, device_id)
+            await a.cluster.network.resume(user.id, device_id)
             back = a.connect()
             await joined(a, back, user.id, device_id)
             assert back.closed is None
@@ -126,7 +127,7 @@ async def test_a_banned_range_is_refused_403_and_its_nodes_closed(autojump_clock
             outside = a.connect("198.51.100.1")
             await joined(a, inside, user.id)
             await joined(a, outside, user.id)
-            ban = await a.features.admin.ban_range(admin.id, "203.0.113.0/24", reason="abuse")
+            ban = await a.cluster.admin.ban_range(admin.id, "203.0.113.0/24", reason="abuse")
             await trio.testing.wait_all_tasks_blocked()
             assert inside.closed == (BANNED, "address range banned")
             assert outside.closed is None
@@ -140,11 +141,11 @@ async def test_a_banned_range_is_refused_403_and_its_nodes_closed(autojump_clock
             await a.gateway.handle(mapped)
             assert mapped.rejected is not None
             assert mapped.rejected[0] == 403
-            await a.features.admin.lift_ban(admin.id, ban.id)
+            await a.cluster.admin.lift_ban(admin.id, ban.id)
             served = a.connect("203.0.113.5")
             await joined(a, served, user.id)
             assert served.closed is None
-            log = await a.features.admin.audit_log(admin.id)
+            log = await a.cluster.admin.audit_log(admin.id)
             assert [e.action.value for e in log.items] == ["ip_range.unban", "ip_range.ban"]
             nursery.cancel_scope.cancel()
 
@@ -155,7 +156,7 @@ async def test_a_banned_user_is_closed_and_refused_at_auth(autojump_clock):
         async with instance(storage, shared, nursery) as a:
             node = a.connect()
             device_id = await joined(a, node, user.id)
-            await a.features.admin.ban_user(admin.id, user.id, reason="fraud")
+            await a.cluster.admin.ban_user(admin.id, user.id, reason="fraud")
             await trio.testing.wait_all_tasks_blocked()
             assert node.closed == (BANNED, "user banned")
             again = a.connect()
@@ -175,7 +176,7 @@ async def test_removing_a_device_disconnects_it_4004_and_it_stays_removed(autoju
             device_id = await joined(a, node, user.id)
             await trio.sleep(30)
             node.ping_()
-            await a.features.network.remove(user.id, device_id)
+            await a.cluster.network.remove(user.id, device_id)
             await trio.testing.wait_all_tasks_blocked()
             assert node.closed == (REMOVED, "device removed by its owner")
             await trio.sleep(10)  # flushes run: the closed session must not write the row back
@@ -195,22 +196,22 @@ async def test_commands_reach_the_instance_holding_the_device(autojump_clock):
             device_id = await joined(b, on_b, user.id)
             await trio.sleep(2)  # a presence sync
             assert await shared_a.presence.lookup([device_id]) == {device_id: "b"}
-            view = await a.features.network.get_device(user.id, device_id)
+            view = await a.cluster.network.get_device(user.id, device_id)
             assert view.status == "online"
-            listed = await a.features.admin.list_connections(admin.id)
+            listed = await a.cluster.admin.list_connections(admin.id)
             assert [(c.device_id, c.instance) for c in listed.items] == [(device_id, "b")]
-            await a.features.admin.kick(admin.id, device_id)
+            await a.cluster.admin.kick(admin.id, device_id)
             await trio.testing.wait_all_tasks_blocked()
             assert on_b.closed == (KICKED, "disconnected by an operator")
             again = b.connect()
             await joined(b, again, user.id, device_id)
             await trio.sleep(2)
-            await a.features.network.pause(user.id, device_id)
+            await a.cluster.network.pause(user.id, device_id)
             await trio.testing.wait_all_tasks_blocked()
             assert again.closed == (PAUSED, "device paused by its owner")
             await trio.sleep(2)
             assert await shared_a.presence.lookup([device_id]) == {}
-            assert (await a.features.network.summary(user.id)).devices_paused == 1
+            assert (await a.cluster.network.summary(user.id)).devices_paused == 1
             nursery.cancel_scope.cancel()
 
 
@@ -220,7 +221,7 @@ async def test_a_v5_token_of_a_paused_device_or_banned_user_is_refused_403(autoj
         async with instance(storage, shared, nursery) as a:
             node = a.connect()
             device_id = await joined(a, node, user.id)
-            await a.features.network.pause(user.id, device_id)
+            await a.cluster.network.pause(user.id, device_id)
             ip = "203.0.113.5"
             token = a.gateway.issue_token(user.id, device_id, ip)
             request = FakeRequest(ip, f"/?token={token}")
@@ -228,8 +229,8 @@ async def test_a_v5_token_of_a_paused_device_or_banned_user_is_refused_403(autoj
             assert request.rejected is not None
             assert request.rejected[0] == 403
             assert request.rejected[1]["error"]["code"] == "device_paused"
-            await a.features.network.resume(user.id, device_id)
-            await a.features.admin.ban_user(admin.id, user.id)
+            await a.cluster.network.resume(user.id, device_id)
+            await a.cluster.admin.ban_user(admin.id, user.id)
             request = FakeRequest(ip, f"/?token={a.gateway.issue_token(user.id, device_id, ip)}")
             await a.gateway.handle(request)
             assert request.rejected is not None
@@ -246,7 +247,7 @@ async def test_revoking_a_node_key_closes_its_nodes_4008_on_every_instance(autoj
             instance(storage, shared_a, nursery, legacy=False) as a,
             instance(storage, shared_b, nursery, legacy=False) as b,
         ):
-            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
+            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.cluster.control)
             leaked, kept = await keys.create(user.id, "leaked"), await keys.create(user.id, "kept")
             on_a, on_b, other = a.connect(), b.connect(), b.connect()
             await joined(a, on_a, leaked.secret)
@@ -293,7 +294,7 @@ async def test_a_key_revoked_while_its_node_authenticates_does_not_connect_it(au
             instance(storage, shared_a, nursery, legacy=False) as a,
             instance(storage, shared_b, nursery, legacy=False) as b,
         ):
-            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
+            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.cluster.control)
             leaked = await keys.create(user.id, "leaked")
             release = hold_auth(storage, auths=2)
             on_a, on_b = a.connect(), b.connect()
@@ -322,7 +323,7 @@ async def test_a_user_banned_while_its_node_authenticates_does_not_connect_it(au
             node = a.connect()
             device_id = await node.auth(user_id=user.id)
             await trio.testing.wait_all_tasks_blocked()
-            await a.features.admin.ban_user(admin.id, user.id)
+            await a.cluster.admin.ban_user(admin.id, user.id)
             await trio.testing.wait_all_tasks_blocked()
             release.set()
             await trio.testing.wait_all_tasks_blocked()
@@ -346,7 +347,7 @@ async def test_a_device_paused_while_its_node_authenticates_does_not_connect_it(
             node = a.connect()
             await node.auth(device_id, user_id=user.id)
             await trio.testing.wait_all_tasks_blocked()
-            await a.features.network.pause(user.id, device_id)
+            await a.cluster.network.pause(user.id, device_id)
             release.set()
             await trio.testing.wait_all_tasks_blocked()
             assert node.closed == (PAUSED, "device paused by its owner")

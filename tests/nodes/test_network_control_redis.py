@@ -18,8 +18,8 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
+from grass.nodes.cluster import ClusterServices
 from grass.nodes.gateway import Gateway
-from grass.nodes.network_features import NetworkFeatures
 from grass.running import RunningConfig
 from grass.services.admission import BANNED, PAUSED
 from grass.services.node_keys import NodeKeys
@@ -41,7 +41,7 @@ def redis_prefix(redis_url):
 @attrs.define
 class Instance:
     gateway: Gateway
-    features: NetworkFeatures
+    cluster: ClusterServices
     nursery: trio.Nursery
 
     async def join(self, user_id: str, device_id: str | None = None) -> tuple[FakeTransport, str]:
@@ -74,11 +74,11 @@ async def instance(
         gateway = Gateway(
             storage, RunningConfig(config), Metrics(), lambda: EPOCH + trio.current_time()
         )
-        features = NetworkFeatures(gateway, storage, shared)
+        cluster = ClusterServices(gateway, storage, shared)
         async with trio.open_nursery() as tasks:
             await tasks.start(gateway.run)
-            await tasks.start(features.run)
-            yield Instance(gateway, features, nursery)
+            await tasks.start(cluster.run)
+            yield Instance(gateway, cluster, nursery)
             tasks.cancel_scope.cancel()
 
 
@@ -102,16 +102,16 @@ async def test_pause_and_bans_reach_the_other_instance(redis_prefix):
         ):
             node, device_id = await b.join(user.id)
             with trio.fail_after(5):
-                while (await a.features.network.get_device(user.id, device_id)).status != "online":  # noqa: ASYNC110 (Redis: polled)
+                while (await a.cluster.network.get_device(user.id, device_id)).status != "online":  # noqa: ASYNC110 (Redis: polled)
                     await trio.sleep(0.02)
-            await a.features.network.pause(user.id, device_id)
+            await a.cluster.network.pause(user.id, device_id)
             assert await closed(node) == (PAUSED, "device paused by its owner")
-            await a.features.network.resume(user.id, device_id)
+            await a.cluster.network.resume(user.id, device_id)
             again, _ = await b.join(user.id, device_id)
-            await a.features.admin.ban_range(admin.id, "203.0.113.0/24")
+            await a.cluster.admin.ban_range(admin.id, "203.0.113.0/24")
             assert await closed(again) == (BANNED, "address range banned")
             with trio.fail_after(5):  # b reloaded its ban list when told
-                while b.features.bans.banned_range("203.0.113.5") is None:  # noqa: ASYNC110
+                while b.cluster.bans.banned_range("203.0.113.5") is None:  # noqa: ASYNC110
                     await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
 
@@ -128,7 +128,7 @@ async def test_a_key_revoked_on_one_instance_refuses_an_auth_in_flight_on_anothe
             instance(storage, url, prefix, "a", nursery) as a,
             instance(storage, url, prefix, "b", nursery) as b,
         ):
-            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.features.control)
+            keys = NodeKeys(storage, Config, lambda: dt.datetime.now(dt.UTC), a.cluster.control)
             leaked = await keys.create(user.id, "leaked")
             release = hold_auth(storage)
             node = FakeTransport()

@@ -14,6 +14,7 @@ import trio
 from grass.config import Config
 from grass.domain.accounts import TokenPurpose
 from grass.domain.users import ApiScope, UserStatus
+from grass.services.account_settings import AccountSettings, ApiKeyNotFound, TooManyApiKeys
 from grass.services.accounts import (
     AccountInactive,
     Accounts,
@@ -27,7 +28,6 @@ from grass.services.accounts import (
     WrongPassword,
 )
 from grass.services.live import LiveEvents
-from grass.services.me import ApiKeyNotFound, Me, TooManyApiKeys
 from grass.services.passwords import Passwords
 from grass.storage.abc import StorageNotFound
 from grass.storage.event_log import InProcessEventLog
@@ -54,7 +54,7 @@ class Clock:
 @attrs.define
 class Env:
     accounts: Accounts
-    me: Me
+    settings: AccountSettings
     storage: object
     pubsub: InProcessPubSub
     clock: Clock
@@ -83,8 +83,8 @@ async def env(storage) -> Env:
         nodes=nodes,
         on_mail=lambda: notified.append(1),
     )
-    me = Me(storage, lambda: config, clock, events)
-    return Env(accounts, me, storage, pubsub, clock, config, notified, nodes)
+    settings = AccountSettings(storage, lambda: config, clock, events)
+    return Env(accounts, settings, storage, pubsub, clock, config, notified, nodes)
 
 
 async def pending_mails(env: Env) -> list:
@@ -374,18 +374,18 @@ async def test_deleting_the_account_drops_its_pending_mails_only(env):
 async def test_api_keys_are_hashed_limited_and_revoked_by_their_owner(env):
     ann = await env.accounts.register("ann@example.com", PW, None)
     bob = await env.accounts.register("bob@example.com", PW, None)
-    created = await env.me.create_api_key(ann.id, "stats", {ApiScope.STATS_READ})
+    created = await env.settings.create_api_key(ann.id, "stats", {ApiScope.STATS_READ})
     assert created.secret.startswith("gk_")
     assert created.secret not in repr(await env.storage.users.list_api_keys(ann.id))
     assert created.key.prefix == created.secret[:10]
     with pytest.raises(ApiKeyNotFound):
-        await env.me.revoke_api_key(bob.id, created.key.id)
-    revoked = await env.me.revoke_api_key(ann.id, created.key.id)
+        await env.settings.revoke_api_key(bob.id, created.key.id)
+    revoked = await env.settings.revoke_api_key(ann.id, created.key.id)
     assert revoked.revoked_at == T0
     for n in range(env.config.accounts.max_api_keys):
-        await env.me.create_api_key(ann.id, f"k{n}", {ApiScope.DEVICES_READ})
+        await env.settings.create_api_key(ann.id, f"k{n}", {ApiScope.DEVICES_READ})
     with pytest.raises(TooManyApiKeys):
-        await env.me.create_api_key(ann.id, "one too many", {ApiScope.DEVICES_READ})
+        await env.settings.create_api_key(ann.id, "one too many", {ApiScope.DEVICES_READ})
 
 
 async def test_api_keys_created_at_the_same_time_stay_within_the_cap(env):
@@ -395,7 +395,7 @@ async def test_api_keys_created_at_the_same_time_stay_within_the_cap(env):
 
     async def create(n: int) -> None:
         try:
-            await env.me.create_api_key(ann.id, f"k{n}", {ApiScope.DEVICES_READ})
+            await env.settings.create_api_key(ann.id, f"k{n}", {ApiScope.DEVICES_READ})
             outcomes.append("created")
         except TooManyApiKeys:
             outcomes.append("refused")
@@ -412,13 +412,13 @@ async def test_profile_and_preferences_round_trip(env):
 
     user = await env.accounts.register("ann@example.com", PW, None)
     profile = Profile(display_name="Ann", country="FR", timezone="Europe/Paris")
-    assert (await env.me.set_profile(user.id, profile)).profile == profile
+    assert (await env.settings.set_profile(user.id, profile)).profile == profile
     prefs = Preferences(
         channels=frozenset({NotificationChannel.EMAIL}),
         quiet_hours=QuietHours(start=dt.time(22), end=dt.time(7)),
     )
-    assert (await env.me.set_preferences(user.id, prefs)).preferences == prefs
-    stored = await env.me.user(user.id)
+    assert (await env.settings.set_preferences(user.id, prefs)).preferences == prefs
+    stored = await env.settings.user(user.id)
     assert (stored.profile, stored.preferences) == (profile, prefs)
 
 

@@ -38,8 +38,8 @@ async def test_online_offline_and_updates_reach_the_owners_channel(autojump_cloc
             assert await drain(messages) == [{"type": "device.online", "device_id": device_id}]
             await trio.sleep(5)  # more syncs and full refreshes announce nothing new
             assert await drain(messages) == []
-            await a.features.network.rename(user.id, device_id, "kitchen")
-            await a.features.network.pause(user.id, device_id)
+            await a.cluster.network.rename(user.id, device_id, "kitchen")
+            await a.cluster.network.pause(user.id, device_id)
             await trio.sleep(2)
             assert await drain(messages) == [
                 {"type": "device.updated", "device_id": device_id, "change": "renamed"},
@@ -59,7 +59,7 @@ async def test_a_device_gone_before_its_row_was_written_is_never_announced(autoj
             node = a.connect()
             await node.auth(None, user_id=user.id)
             await trio.testing.wait_all_tasks_blocked()
-            await a.features.presence.sync()  # held, but its row is not written yet
+            await a.cluster.presence.sync()  # held, but its row is not written yet
             node.node_disconnect()
             await trio.sleep(10)
             assert await drain(messages) == []
@@ -75,7 +75,7 @@ async def test_disconnecting_a_deleted_user_closes_its_nodes_4007_and_forgets_th
             first, second = a.connect(), a.connect("198.51.100.1")
             devices = [await joined(a, n, user.id) for n in (first, second)]
             await storage.users.delete_user(user.id)
-            await a.features.control.disconnect_user(user.id)
+            await a.cluster.control.disconnect_user(user.id)
             await trio.testing.wait_all_tasks_blocked()
             assert first.closed == (ACCOUNT_DELETED, "account deleted")
             assert second.closed == (ACCOUNT_DELETED, "account deleted")

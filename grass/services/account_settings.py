@@ -32,7 +32,9 @@ class NewApiKey:
     secret: str
 
 
-class Me:
+class AccountSettings:
+    """The signed-in user's profile, preferences and API keys."""
+
     def __init__(
         self,
         storage: Storage,

@@ -1,7 +1,10 @@
-"""The network and admin features assembled over one gateway: services for the HTTP routes,
-gateway hooks (bans, paused devices, deleted users: grass.services.admission.BanChecks), their
-background tasks (ban reloads, the node command channel, the presence map) and the live events
-of devices (online and offline, published with each presence sync)."""
+"""The services that act on nodes across the cluster, built over one gateway.
+
+:class:`ClusterServices` holds the network and admin services (for the HTTP routes), what they
+act through (the node command channel and the presence map: grass.nodes.control; bans and
+feature flags, reloaded on every instance; the live events of devices, online and offline,
+published with each presence sync), and installs the ban checks as gateway hooks
+(grass.services.admission.BanChecks). ``run`` runs their background loops."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from grass.storage.shared import SharedState
 log = logs.get(__name__)
 
 
-class NetworkFeatures:
+class ClusterServices:
     def __init__(
         self,
         gateway: Gateway,
