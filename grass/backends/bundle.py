@@ -19,7 +19,7 @@ from grass.config import Config
 from grass.ledger.abc import Anchor, Journal, Ledger
 from grass.storage.abc import Storage
 from grass.storage.payouts import JobLock
-from grass.storage.shared import SharedState
+from grass.storage.shared_state import SharedState
 
 if TYPE_CHECKING:  # web3 takes a second to import: only a web3 ledger loads it
     from grass.ledger.web3 import Outbox

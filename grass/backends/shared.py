@@ -9,7 +9,7 @@ from grass.backends.bundle import Check
 from grass.config import Config
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.redis import open_redis_state
-from grass.storage.shared import SharedState
+from grass.storage.shared_state import SharedState
 
 
 @asynccontextmanager

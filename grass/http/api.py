@@ -45,7 +45,7 @@ from grass.http import schema as s
 from grass.http.auth import Policy, authorize
 from grass.http.inputs import check_path, parse_body, parse_query
 from grass.services.authentication import Authenticator, Principal, TokenEnded
-from grass.storage.shared import RateLimiter
+from grass.storage.shared_state import RateLimiter
 
 T = TypeVar("T")
 Handler = Callable[["Call"], Awaitable[Any]]

@@ -31,7 +31,7 @@ from grass.errors import Forbidden, GrassError, InvalidInput, Unauthenticated
 from grass.http.api import Api, api_of
 from grass.services import live as events
 from grass.services.authentication import Principal, TokenEnded
-from grass.storage.shared import (
+from grass.storage.shared_state import (
     EventLog,
     PubSub,
     SubscriptionOverflow,

@@ -24,7 +24,7 @@ from grass.services.flags import FeatureFlags
 from grass.services.live import LiveEvents
 from grass.services.network import NetworkService, utc_now
 from grass.storage.abc import Storage
-from grass.storage.shared import SharedState
+from grass.storage.shared_state import SharedState
 
 log = logs.get(__name__)
 

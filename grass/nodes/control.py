@@ -34,7 +34,7 @@ from grass.domain.admin import parse_network
 from grass.nodes.registry import Registry
 from grass.services.admission import ACCOUNT_DELETED, BANNED, PAUSED
 from grass.services.live import DEVICE_OFFLINE, DEVICE_ONLINE, LiveEvents
-from grass.storage.shared import SharedState, SubscriptionOverflow
+from grass.storage.shared_state import SharedState, SubscriptionOverflow
 
 log = logs.get(__name__)
 

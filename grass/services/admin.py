@@ -37,7 +37,7 @@ from grass.services.live import LiveEvents
 from grass.services.network import NodeControl, utc_now
 from grass.services.unsplit import store_and_announce
 from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
-from grass.storage.shared import Presence
+from grass.storage.shared_state import Presence
 
 __all__ = ["AdminService", "Connection"]
 

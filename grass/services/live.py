@@ -1,6 +1,6 @@
 """Events for users' live dashboard sockets (``/api/v1/live``, grass.http.live).
 
-Two kinds, both on the user's channel (``grass.storage.shared.user_channel``):
+Two kinds, both on the user's channel (``grass.storage.shared_state.user_channel``):
 
 - **data events**, ``{"type": ..., ...}``, kept in the user's event log for sockets that
   reconnect (``since``) and forwarded to the client with their id:
@@ -32,7 +32,7 @@ from typing import Any
 
 from grass import logs
 from grass.storage.abc import StorageUnavailable
-from grass.storage.shared import EventLog, PubSub, frame, user_channel
+from grass.storage.shared_state import EventLog, PubSub, frame, user_channel
 
 log = logs.get(__name__)
 

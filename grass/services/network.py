@@ -29,7 +29,7 @@ from grass.errors import NotFound
 from grass.services.live import LiveEvents
 from grass.services.unsplit import store_and_announce
 from grass.storage.abc import Storage, StorageNotFound
-from grass.storage.shared import Presence
+from grass.storage.shared_state import Presence
 
 __all__ = [
     "DeviceNotFound",

@@ -29,7 +29,7 @@ from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
 from grass.storage.abc import Storage
 from grass.storage.inprocess import open_inprocess_state
-from grass.storage.shared import SharedState
+from grass.storage.shared_state import SharedState
 from grass.wiring import Services, build_services
 
 

@@ -25,7 +25,7 @@ from grass.services.admission import BANNED, PAUSED
 from grass.services.node_keys import NodeKeys
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import MemoryStorage
-from grass.storage.shared import SharedState
+from grass.storage.shared_state import SharedState
 from tests.nodes.test_session import EPOCH, FakeTransport
 from tests.storage.conftest import make_user
 

@@ -28,7 +28,7 @@ from grass.storage.redis import open_redis_state
 from tests.nodes.test_network_control import hold_auth
 from tests.nodes.test_session import EPOCH, FakeTransport
 from tests.storage.conftest import make_user
-from tests.storage.shared.conftest import delete_prefix
+from tests.storage.shared_state.conftest import delete_prefix
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from grass.services.accounts import (
 from grass.services.live import LiveEvents
 from grass.services.passwords import Passwords
 from grass.storage.abc import StorageNotFound
-from grass.storage.event_log import InProcessEventLog
 from grass.storage.inprocess import InProcessPubSub
-from grass.storage.shared import unframe, user_channel
+from grass.storage.inprocess.event_log import InProcessEventLog
+from grass.storage.shared_state import unframe, user_channel
 from tests.http.conftest import quick_config
 from tests.services.test_network_admin import Control
 

@@ -11,7 +11,7 @@ import trio.testing
 
 from grass.services.admission import ACCOUNT_DELETED
 from grass.storage.inprocess import open_inprocess_state
-from grass.storage.shared import unframe, user_channel
+from grass.storage.shared_state import unframe, user_channel
 from tests.nodes.test_network_control import instance, joined, world
 
 

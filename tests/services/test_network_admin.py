@@ -19,9 +19,9 @@ from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags, FlagSource
 from grass.services.live import LiveEvents
 from grass.services.network import DeviceNotFound, NetworkService
-from grass.storage.event_log import InProcessEventLog
 from grass.storage.inprocess import InProcessPresence, InProcessPubSub
-from grass.storage.shared import unframe, user_channel
+from grass.storage.inprocess.event_log import InProcessEventLog
+from grass.storage.shared_state import unframe, user_channel
 from tests.storage.conftest import T0, add_device, add_user, delta, make_entry, make_session
 
 NOW = T0 + dt.timedelta(hours=30)  # Tuesday 06:00 UTC

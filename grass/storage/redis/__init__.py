@@ -42,13 +42,13 @@ from contextlib import asynccontextmanager
 import trio
 
 from grass.storage.abc import StorageUnavailable
-from grass.storage.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL
 from grass.storage.inprocess import DEFAULT_MAX_TTL, DEFAULT_SUBSCRIBER_BUFFER
+from grass.storage.inprocess.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL
 from grass.storage.redis._client import RedisRunner, close_client, make_client, safe_url
 from grass.storage.redis.events import RedisEventLog
 from grass.storage.redis.pubsub import RedisPubSub
 from grass.storage.redis.stores import RedisCache, RedisLimiter, RedisPresence, RedisSessions
-from grass.storage.shared import SharedState
+from grass.storage.shared_state import SharedState
 
 __all__ = [
     "RedisCache",

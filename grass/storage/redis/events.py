@@ -1,5 +1,6 @@
-"""The Redis :class:`~grass.storage.shared.EventLog`: one stream per channel (``events:<channel>``,
-capped at ``max_events`` entries, expiring ``ttl`` after its newest), Redis's stream ids.
+"""The Redis :class:`~grass.storage.shared_state.EventLog`: one stream per channel
+(``events:<channel>``, capped at ``max_events`` entries, expiring ``ttl`` after its newest),
+Redis's stream ids.
 
 Keeping a message and publishing it is one script, so the published frame carries the id the
 stream gave it, and a subscriber can never see a message that is not yet in the log.
@@ -12,7 +13,7 @@ from typing import Any
 
 from grass.storage.redis._client import RedisRunner
 from grass.storage.redis.stores import _ms, _text
-from grass.storage.shared import Replay, event_order
+from grass.storage.shared_state import Replay, event_order
 
 # KEYS: the stream. ARGV: max entries, ttl in ms, message, prefixed channel. Returns the id.
 _PUBLISH = """

@@ -16,7 +16,7 @@ from typing import Any
 from grass import jsontext
 from grass.storage.inprocess import DEFAULT_MAX_TTL, ReadThroughCache, check_ttl
 from grass.storage.redis._client import RedisRunner
-from grass.storage.shared import JSON, Decision, SessionRecord, check_limit
+from grass.storage.shared_state import JSON, Decision, SessionRecord, check_limit
 
 
 def _ms(seconds: float) -> int:
@@ -246,7 +246,7 @@ class RedisPresence:
 
 # KEYS: the limit's TAT. ARGV: microseconds per token, burst, cost. Returns {allowed,
 # retry_after in µs as a string (Lua numbers would be truncated to integers), remaining}.
-# Same computation as grass.storage.shared.gcra, on the server's clock.
+# Same computation as grass.storage.shared_state.gcra, on the server's clock.
 _GCRA = """
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])

@@ -1,9 +1,10 @@
-"""The state instances share beside the database: cache, sessions, presence, rate limits, pub/sub.
+"""Storage interfaces of the state instances share beside the database: cache, sessions,
+presence, rate limits, pub/sub, event log; and their bundle, :class:`SharedState`.
 
 Two implementations of every Protocol here: :mod:`grass.storage.inprocess` (one instance, no
 service; the default) and :mod:`grass.storage.redis` (many instances sharing one Redis). Both
 are opened as a :class:`SharedState` bundle by an async context manager that owns their
-background tasks, and both pass the same conformance suite (``tests/storage/shared/``).
+background tasks, and both pass the same conformance suite (``tests/storage/shared_state/``).
 
 Names given to these interfaces are logical (``"dash:u1"``, ``"user:u1"``); the implementation
 puts them under its namespace (``grass:`` unless told otherwise), so Redis sees

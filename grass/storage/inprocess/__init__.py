@@ -1,4 +1,6 @@
-"""In-process shared state: one instance, no Redis. Time is Trio's clock, so tests run virtual.
+"""The in-process backend of the shared state (grass.storage.shared_state): one instance, no
+Redis; its event log is :mod:`grass.storage.inprocess.event_log`. Time is Trio's clock, so
+tests run virtual.
 
 Also the building blocks the Redis implementation reuses: the read-through logic with
 single-flight (:class:`ReadThroughCache`) and the local fan-out of pub/sub messages
@@ -17,8 +19,8 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from grass.storage.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL, InProcessEventLog
-from grass.storage.shared import (
+from grass.storage.inprocess.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL, InProcessEventLog
+from grass.storage.shared_state import (
     JSON,
     Decision,
     SessionRecord,

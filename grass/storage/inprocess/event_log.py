@@ -1,4 +1,4 @@
-"""The in-process :class:`~grass.storage.shared.EventLog`: one instance, no Redis.
+"""The in-process :class:`~grass.storage.shared_state.EventLog`: one instance, no Redis.
 
 Ids are ``<the process's start in ms>-<counter>``: an id from before a restart is unknown to
 the new process (its replay is incomplete), never mistaken for a newer one. Expiry runs on
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from grass.storage.shared import PubSub, Replay, frame
+from grass.storage.shared_state import PubSub, Replay, frame
 
 DEFAULT_MAX_EVENTS = 100
 DEFAULT_TTL = 3600.0

@@ -1,7 +1,7 @@
 import pytest
 import trio
 
-from grass.storage.shared import SubscriptionOverflow, user_channel
+from grass.storage.shared_state import SubscriptionOverflow, user_channel
 
 from .conftest import SUBSCRIBER_BUFFER
 

@@ -1,7 +1,7 @@
 import pytest
 import trio
 
-from grass.storage.shared import user_tag
+from grass.storage.shared_state import user_tag
 
 TTL = 0.3
 

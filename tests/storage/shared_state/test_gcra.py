@@ -5,7 +5,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grass.storage.shared import gcra
+from grass.storage.shared_state import gcra
 
 
 def run(times, *, rate, burst, cost=1):

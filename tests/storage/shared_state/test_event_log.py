@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from grass.storage.shared import event_order, frame, unframe, user_channel
+from grass.storage.shared_state import event_order, frame, unframe, user_channel
 
 from .conftest import EVENT_LOG_SIZE, EVENT_LOG_TTL
 from .test_pubsub import receive

@@ -1,6 +1,6 @@
 import trio
 
-from grass.storage.shared import SessionRecord
+from grass.storage.shared_state import SessionRecord
 
 TTL = 0.3
 

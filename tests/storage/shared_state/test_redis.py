@@ -9,7 +9,7 @@ import trio
 
 from grass.storage.abc import StorageUnavailable
 from grass.storage.redis import open_redis_state, safe_url
-from grass.storage.shared import user_channel
+from grass.storage.shared_state import user_channel
 
 WAIT = 5
 
