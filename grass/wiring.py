@@ -28,7 +28,7 @@ from grass.services.closer import BucketCloser
 from grass.services.earnings import EarningsService
 from grass.services.epochs import EpochService
 from grass.services.live import LiveEvents
-from grass.services.mail import MailDelivery, transport_for
+from grass.services.mail import MailDelivery, mail_sender_for
 from grass.services.node_keys import NodeKeys
 from grass.services.passwords import Passwords
 from grass.services.referrals import ReferralService
@@ -112,7 +112,7 @@ def build_services(
     cluster = ClusterServices(gateway, storage, shared, clock=clock)
     events = cluster.events
     mail = MailDelivery(
-        storage.accounts, transport_for(config().mail), lambda: running.current.mail, clock
+        storage.accounts, mail_sender_for(config().mail), lambda: running.current.mail, clock
     )
     accounts = Accounts(
         storage,

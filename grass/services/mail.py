@@ -1,4 +1,5 @@
-"""Mail: transports (log, SMTP) and the delivery task that drains the outbox.
+"""Mail: its senders (log, SMTP; ``mail.transport`` chooses) and the delivery task that drains
+the outbox.
 
 Mails are written to the outbox (``storage.accounts``) in the same unit of work as what they
 announce; :class:`MailDelivery` sends them later, with retries and exponential back-off, and
@@ -36,7 +37,7 @@ class MailRejected(GrassError):
     code = "mail_rejected"
 
 
-class Transport(Protocol):
+class MailSender(Protocol):
     async def send(self, mail: Mail) -> None:
         """Deliver or raise: MailRejected for a permanent refusal, anything else to retry."""
         ...
@@ -53,14 +54,14 @@ def new_mail(recipient: str, subject: str, body: str, now: dt.datetime) -> Mail:
     )
 
 
-class LogTransport:
+class LogMailSender:
     """Development: the mail goes to the log (with its links: never use it in production)."""
 
     async def send(self, mail: Mail) -> None:
         log.info("mail", to=mail.recipient, subject=mail.subject, body=mail.body)
 
 
-class SmtpTransport:
+class SmtpMailSender:
     def __init__(self, settings: MailConfig) -> None:
         self._settings = settings
 
@@ -90,22 +91,22 @@ class SmtpTransport:
             raise
 
 
-def transport_for(settings: MailConfig) -> Transport:
+def mail_sender_for(settings: MailConfig) -> MailSender:
     if settings.transport is MailTransport.SMTP:
-        return SmtpTransport(settings)
-    return LogTransport()
+        return SmtpMailSender(settings)
+    return LogMailSender()
 
 
 class MailDelivery:
     def __init__(
         self,
         store: AccountStore,
-        transport: Transport,
+        sender: MailSender,
         settings: Callable[[], MailConfig],
         clock: Callable[[], dt.datetime],
     ) -> None:
         self._store = store
-        self._transport = transport
+        self._sender = sender
         self._settings = settings
         self._clock = clock
         self._wake = trio.Event()
@@ -144,12 +145,12 @@ class MailDelivery:
 
     async def _attempt(self, mail: Mail, settings: MailConfig) -> None:
         try:
-            await self._transport.send(mail)
+            await self._sender.send(mail)
         except MailRejected as exc:
             await self._store.mail_attempt_failed(mail.id, self._clock(), str(exc), None)
             log.warning("mail rejected", mail=mail.id, error=str(exc))
             return
-        except Exception as exc:  # a transport error of any kind: retried later
+        except Exception as exc:  # a sending error of any kind: retried later
             attempts = mail.attempts + 1
             retry_at = None
             if attempts < settings.max_attempts:

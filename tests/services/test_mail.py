@@ -1,5 +1,5 @@
 """Mail delivery from the outbox: retries with back-off, giving up, leases after a crash, and
-the SMTP transport against a small SMTP server on loopback."""
+the SMTP sender against a small SMTP server on loopback."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from grass.config import MailConfig, MailTransport, Secret
 from grass.domain.accounts import Mail, MailState
 from grass.services.mail import (
     BATCH,
-    LogTransport,
+    LogMailSender,
     MailDelivery,
     MailRejected,
-    SmtpTransport,
+    SmtpMailSender,
+    mail_sender_for,
     new_mail,
-    transport_for,
 )
 from grass.storage.memory import MemoryStorage
 
@@ -41,7 +41,7 @@ def virtual_now() -> dt.datetime:
 
 
 @attrs.define
-class ScriptedTransport:
+class ScriptedSender:
     """Fails with the given errors in turn, then delivers."""
 
     errors: list[Exception] = attrs.field(factory=list)
@@ -62,24 +62,24 @@ async def enqueue(storage, n: int = 1) -> list[Mail]:
 
 async def test_temporary_failures_are_retried_with_back_off(memory, autojump_clock):
     storage = memory
-    transport = ScriptedTransport([OSError("connection refused"), TimeoutError("slow")])
-    delivery = MailDelivery(storage.accounts, transport, lambda: SETTINGS, virtual_now)
+    sender = ScriptedSender([OSError("connection refused"), TimeoutError("slow")])
+    delivery = MailDelivery(storage.accounts, sender, lambda: SETTINGS, virtual_now)
     (mail,) = await enqueue(storage)
     async with trio.open_nursery() as nursery:
         await nursery.start(delivery.run)
         await trio.sleep(100)
         nursery.cancel_scope.cancel()
     # Tried at 0, then 10 s later (retry_base), then 20 s after that; polls every 5 s.
-    assert len(transport.sent) == 1
-    assert transport.sent[0][1] == pytest.approx(30, abs=5.01)
+    assert len(sender.sent) == 1
+    assert sender.sent[0][1] == pytest.approx(30, abs=5.01)
     stored = await storage.accounts.get_mail(mail.id)
     assert (stored.state, stored.attempts) == (MailState.SENT, 3)
 
 
 async def test_it_gives_up_after_the_configured_attempts(memory, autojump_clock):
     storage = memory
-    transport = ScriptedTransport([OSError("down")] * 5)
-    delivery = MailDelivery(storage.accounts, transport, lambda: SETTINGS, virtual_now)
+    sender = ScriptedSender([OSError("down")] * 5)
+    delivery = MailDelivery(storage.accounts, sender, lambda: SETTINGS, virtual_now)
     (mail,) = await enqueue(storage)
     for _ in range(10):
         await delivery.deliver_due()
@@ -91,8 +91,8 @@ async def test_it_gives_up_after_the_configured_attempts(memory, autojump_clock)
 
 async def test_a_permanent_refusal_is_not_retried(memory, autojump_clock):
     storage = memory
-    transport = ScriptedTransport([MailRejected("550 no such user")])
-    delivery = MailDelivery(storage.accounts, transport, lambda: SETTINGS, virtual_now)
+    sender = ScriptedSender([MailRejected("550 no such user")])
+    delivery = MailDelivery(storage.accounts, sender, lambda: SETTINGS, virtual_now)
     (mail,) = await enqueue(storage)
     await delivery.deliver_due()
     stored = await storage.accounts.get_mail(mail.id)
@@ -109,34 +109,34 @@ async def test_mails_claimed_by_a_crashed_sender_are_sent_when_the_lease_ends(
     assert [m.id for m in await storage.accounts.claim_mail(virtual_now(), lease_end, 10)] == [
         mail.id
     ]
-    transport = ScriptedTransport()
-    delivery = MailDelivery(storage.accounts, transport, lambda: SETTINGS, virtual_now)
+    sender = ScriptedSender()
+    delivery = MailDelivery(storage.accounts, sender, lambda: SETTINGS, virtual_now)
     async with trio.open_nursery() as nursery:
         await nursery.start(delivery.run)
         await trio.sleep(299)
-        assert transport.sent == []
+        assert sender.sent == []
         await trio.sleep(10)
         nursery.cancel_scope.cancel()
-    assert [m for m, _ in transport.sent] == [mail.id]
+    assert [m for m, _ in sender.sent] == [mail.id]
 
 
 async def test_a_notify_sends_at_once_and_big_queues_drain_in_one_round(memory, autojump_clock):
     storage = memory
-    transport = ScriptedTransport()
-    delivery = MailDelivery(storage.accounts, transport, lambda: SETTINGS, virtual_now)
+    sender = ScriptedSender()
+    delivery = MailDelivery(storage.accounts, sender, lambda: SETTINGS, virtual_now)
     async with trio.open_nursery() as nursery:
         await nursery.start(delivery.run)
         await trio.sleep(1)
         await enqueue(storage, BATCH + 3)
         delivery.notify()
         await trio.sleep(0.5)
-        assert len(transport.sent) == BATCH + 3
-        assert all(at == pytest.approx(1) for _, at in transport.sent)
+        assert len(sender.sent) == BATCH + 3
+        assert all(at == pytest.approx(1) for _, at in sender.sent)
         nursery.cancel_scope.cancel()
 
 
 @attrs.define
-class SlowTransport:
+class SlowSender:
     """A server that takes ``seconds`` per mail."""
 
     seconds: float
@@ -150,9 +150,9 @@ class SlowTransport:
 async def test_two_instances_behind_a_slow_server_send_each_mail_once(memory, autojump_clock):
     storage = memory
     settings = attrs.evolve(SETTINGS, smtp_timeout=10.0)  # a lease of 50 s per claim
-    transport = SlowTransport(seconds=15)
+    sender = SlowSender(seconds=15)
     first, second = (
-        MailDelivery(storage.accounts, transport, lambda: settings, virtual_now) for _ in range(2)
+        MailDelivery(storage.accounts, sender, lambda: settings, virtual_now) for _ in range(2)
     )
     mails = await enqueue(storage, BATCH)
     async with trio.open_nursery() as nursery:
@@ -161,12 +161,12 @@ async def test_two_instances_behind_a_slow_server_send_each_mail_once(memory, au
         await nursery.start(second.run)
         await trio.sleep(15 * BATCH)
         nursery.cancel_scope.cancel()
-    assert sorted(transport.sent) == sorted(m.id for m in mails)
+    assert sorted(sender.sent) == sorted(m.id for m in mails)
 
 
-def test_the_transport_follows_the_config():
-    assert isinstance(transport_for(MailConfig()), LogTransport)
-    assert isinstance(transport_for(MailConfig(transport=MailTransport.SMTP)), SmtpTransport)
+def test_the_sender_follows_the_config():
+    assert isinstance(mail_sender_for(MailConfig()), LogMailSender)
+    assert isinstance(mail_sender_for(MailConfig(transport=MailTransport.SMTP)), SmtpMailSender)
 
 
 # --- SMTP against a minimal server on loopback ------------------------------------------------
@@ -243,7 +243,7 @@ async def test_smtp_delivers_or_reports_a_refusal(storage, refuse):
             smtp_timeout=5.0,
         )
         delivery = MailDelivery(
-            storage.accounts, SmtpTransport(settings), lambda: settings, virtual_now
+            storage.accounts, SmtpMailSender(settings), lambda: settings, virtual_now
         )
         to = "nobody@example.com" if refuse else "ann@example.com"
         mail = new_mail(to, "Confirm", "Open the link", virtual_now())
