@@ -114,17 +114,17 @@ class CheckinRoutes:
         self,
         gateway: CheckinGateway,
         stores: NodeStores,
-        live: RunningConfig,
+        running: RunningConfig,
         *,
         destinations: Callable[[], list[str]] | None = None,
     ) -> None:
         self._gateway = gateway
         self._stores = stores
-        self._live = live
+        self._running = running
         self._destinations = destinations or self._default_destinations
 
     def _default_destinations(self) -> list[str]:
-        server = self._live.current.server
+        server = self._running.current.server
         if server.node_public_address:
             return [server.node_public_address]
         host = (request.host or "localhost").rsplit(":", 1)[0]
@@ -144,7 +144,7 @@ class CheckinRoutes:
     )
     async def checkin(self, call: Call) -> CheckinReply:
         data: CheckinRequest = call.body
-        node = self._live.current.node
+        node = self._running.current.node
         identity = await identify_node(
             self._stores, data.userId, allow_legacy=node.allow_legacy_auth
         )

@@ -38,9 +38,11 @@ class ClusterServices:
         *,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
-        live = gateway.live
-        self.bans = BanGuard(storage.bans, interval=lambda: live.current.node.ban_reload_interval)
-        self.flags = FeatureFlags(storage.flags, lambda: live.current.features)
+        running = gateway.running
+        self.bans = BanGuard(
+            storage.bans, interval=lambda: running.current.node.ban_reload_interval
+        )
+        self.flags = FeatureFlags(storage.flags, lambda: running.current.features)
         self.control = ClusterControl(
             gateway.registry,
             shared,
@@ -51,8 +53,8 @@ class ClusterServices:
         self.presence = PresenceKeeper(
             gateway.registry,
             shared,
-            sync_interval=lambda: live.current.node.presence_sync_interval,
-            refresh_interval=lambda: live.current.node.presence_refresh_interval,
+            sync_interval=lambda: running.current.node.presence_sync_interval,
+            refresh_interval=lambda: running.current.node.presence_refresh_interval,
             events=self.events,
         )
         bans = BanChecks(self.bans, storage.devices, storage.users)
@@ -64,7 +66,7 @@ class ClusterServices:
             self.control,
             clock,
             events=self.events,
-            score_window=lambda: scoring.score_params(live.current.score).window,
+            score_window=lambda: scoring.score_params(running.current.score).window,
         )
         self.admin = AdminService(
             storage,

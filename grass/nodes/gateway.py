@@ -84,7 +84,7 @@ class Gateway:
     def __init__(
         self,
         storage: GatewayStores,
-        live_config: RunningConfig,
+        running: RunningConfig,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         *,
@@ -94,15 +94,15 @@ class Gateway:
         collector: Collector | None = None,
     ) -> None:
         self.storage = storage
-        self.live = live_config
+        self.running = running
         self.metrics = metrics
         self.clock = clock
-        config = live_config.current
+        config = running.current
         key = token_key or config.secrets.token_key.value.encode()
         # No configured key: tokens are valid on this process only (and die with it).
         self.token_key = key if len(key) >= tokens.MIN_SECRET_LENGTH else secrets.token_bytes(32)
         self._score_of = score_of
-        self.admission = NodeAdmission(storage, lambda: self.live.current, clock)
+        self.admission = NodeAdmission(storage, lambda: self.running.current, clock)
         self.upgrade_checks: list[UpgradeCheck] = []
         self.auth_checks: list[AuthCheck] = []
         #: Told each authenticated device id (the scorer scores it again: architecture §5).
@@ -110,16 +110,16 @@ class Gateway:
         #: Behind http.trusted_proxies (a load balancer in front of the node port), the node's
         #: address is the one they forwarded: the same rule as the HTTP API and check-in, so a
         #: v5 token bound to that address at check-in matches here.
-        self._client_address = ClientAddress(lambda: self.live.current.http.trusted_proxies)
+        self._client_address = ClientAddress(lambda: self.running.current.http.trusted_proxies)
         #: Told of each new session, to keep collector passes short (the server's, not tests').
         self._collector = collector
         self.registry = Registry(
-            max_devices_per_user=lambda: self.live.current.limits.max_devices_per_user,
-            max_connections_per_ip=lambda: self.live.current.limits.max_connections_per_ip,
-            min_network_score=lambda: self.live.current.limits.min_network_score,
+            max_devices_per_user=lambda: self.running.current.limits.max_devices_per_user,
+            max_connections_per_ip=lambda: self.running.current.limits.max_connections_per_ip,
+            min_network_score=lambda: self.running.current.limits.min_network_score,
             score_of=score_of,
             max_stored_devices_per_user=lambda: (
-                self.live.current.limits.max_stored_devices_per_user
+                self.running.current.limits.max_stored_devices_per_user
             ),
         )
         self._sessions = 0
@@ -131,7 +131,7 @@ class Gateway:
         self.flusher = UptimeFlusher(
             storage.devices,
             storage.uptime,
-            interval=lambda: self.live.current.node.uptime_flush_interval,
+            interval=lambda: self.running.current.node.uptime_flush_interval,
             metrics=metrics,
             pause=paused,
         )
@@ -139,7 +139,7 @@ class Gateway:
     # -- tokens -----------------------------------------------------------------------------
 
     def issue_token(self, user_id: str, device_id: str, ip: str) -> str:
-        ttl = self.live.current.node.checkin_token_ttl
+        ttl = self.running.current.node.checkin_token_ttl
         return tokens.issue(self.token_key, user_id, device_id, ip, self.clock(), ttl)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -208,7 +208,7 @@ class Gateway:
         # The token names the device, so its score is known before the upgrade (v4 nodes are
         # only known at AUTH, where the registry checks the same minimum).
         score = self._score_of(claims.device_id)
-        if score is not None and score < self.live.current.limits.min_network_score:
+        if score is not None and score < self.running.current.limits.min_network_score:
             raise ScoreTooLow(f"network score {score:g} is below the minimum")
         return claims
 
@@ -226,7 +226,7 @@ class Gateway:
     def _session(
         self, transport: NodeTransport, ip: str, claims: tokens.TokenClaims | None
     ) -> NodeSession:
-        node = self.live.current.node
+        node = self.running.current.node
         authorize, on_close = self._hooks
         return NodeSession(
             transport,
@@ -287,7 +287,7 @@ class Gateway:
         known: StoredDevice,
     ) -> Accrual:
         """Register an authenticated session (synchronous: nothing can close it meanwhile)."""
-        config = self.live.current
+        config = self.running.current
         result = event.result
         device_id, user_id = result.browser_id, identity.user_id
         accrual = Accrual(

@@ -43,11 +43,11 @@ async def checkin_app(*, legacy: bool):
     key = new_node_key()
     stored = make_node_key(user, key_hash=hash_token(key))
     await storage.node_keys.create_node_key(stored)
-    live = RunningConfig(config)
+    running = RunningConfig(config)
     metrics = Metrics()
-    gateway = Gateway(storage, live, metrics, lambda: NOW, token_key=b"k" * 32)
+    gateway = Gateway(storage, running, metrics, lambda: NOW, token_key=b"k" * 32)
     app = create_app(metrics=metrics, readiness=ready, guard=guard_for(storage.users))
-    api_of(app).add_resource(CheckinRoutes(gateway, storage, live))
+    api_of(app).add_resource(CheckinRoutes(gateway, storage, running))
     return app.test_client(), user.id, key, gateway, storage, stored
 
 

@@ -329,7 +329,7 @@ async def test_v5_token_on_the_url():
         forged = tokens.issue(b"k" * 32, h.user_id, device_id, "127.0.0.1", h.clock(), 300)
         assert await refused(f"{h.url}?token={forged}") == "bad_token_signature"
         assert await refused(f"{h.url}?token=v1.x.y") == "malformed_token"
-        h.clock.now += h.gateway.live.current.node.checkin_token_ttl
+        h.clock.now += h.gateway.running.current.node.checkin_token_ttl
         assert await refused(f"{h.url}?token={token}") == "token_expired"
 
 

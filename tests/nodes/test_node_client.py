@@ -51,7 +51,7 @@ async def test_v5_node_checks_in_over_http_then_connects_with_its_token():
             CheckinRoutes(
                 h.gateway,
                 h.storage,
-                h.gateway.live,
+                h.gateway.running,
                 destinations=lambda: [f"127.0.0.1:{h.port}"],
             )
         )
