@@ -136,7 +136,7 @@ def build_services(
         epochs=epochs,
         earnings=EarningsService(storage, epochs, clock),
         referrals=ReferralService(storage, config),
-        wallets=Wallets(ledger, storage.users, shared.sessions, config, clock),
+        wallets=Wallets(ledger, storage.users, shared.tokens, config, clock),
         scores=scores,
         closer=closer,
         mail=mail,

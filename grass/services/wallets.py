@@ -6,7 +6,7 @@ the nonce and an EIP-191 ``personal_sign`` signature of that text, recovers the 
 eth-account and, if it is the address, links it in the ledger (final: see grass.ledger.abc) and
 records it on the user (``UserStore.set_wallet``), which ``GET /api/v1/me/wallet`` reads.
 The text names the user and the nonce, so a signature links that wallet to that user only,
-once. Nonces live in the shared session store (Redis across instances) under their own keys
+once. Nonces live in the shared token store (Redis across instances) under their own keys
 with a TTL; taking one deletes it atomically, so two concurrent links cannot both use it. A
 user holds at most :data:`MAX_OPEN_CHALLENGES` of them: asking for more drops the open ones.
 """
@@ -28,7 +28,7 @@ from grass.errors import NotFound, ValidationFailed
 from grass.ledger.abc import Ledger, derived_account
 from grass.ledger.merkle import InvalidMerkleInput, parse_account, to_checksum_address
 from grass.storage.abc import UserStore
-from grass.storage.shared_state import SessionStore
+from grass.storage.shared_state import TokenStore
 
 #: Open challenges per user: each is kept for ``ledger.wallet_nonce_ttl``, so without a cap a
 #: client asking in a loop would grow the store by one entry per request.
@@ -93,7 +93,7 @@ class Wallets:
         self,
         ledger: Ledger,
         users: UserStore,
-        nonces: SessionStore,
+        nonces: TokenStore,
         config: Callable[[], Config],
         clock: Callable[[], dt.datetime],
     ) -> None:
@@ -108,7 +108,7 @@ class Wallets:
         nonce = secrets.token_hex(16)
         expires_at = self._clock() + dt.timedelta(seconds=ttl)
         message = challenge_text(user_id, nonce, expires_at)
-        if len(await self._nonces.sessions_of(user_id)) >= MAX_OPEN_CHALLENGES:
+        if len(await self._nonces.tokens_of(user_id)) >= MAX_OPEN_CHALLENGES:
             await self._nonces.revoke_user(user_id)
         await self._nonces.put(
             _key(user_id, nonce), user_id=user_id, data={"message": message}, ttl=ttl

@@ -1,4 +1,4 @@
-"""Storage interfaces of the state instances share beside the database: cache, sessions,
+"""Storage interfaces of the state instances share beside the database: cache, expiring tokens,
 presence, rate limits, pub/sub, event log; and their bundle, :class:`SharedState`.
 
 Two implementations of every Protocol here: :mod:`grass.storage.inprocess` (one instance, no
@@ -26,7 +26,7 @@ import attrs
 
 from grass.errors import StorageError, Unavailable
 
-#: What the cache and the session store accept: anything ``json.dumps`` takes. Values come back
+#: What the cache and the token store accept: anything ``json.dumps`` takes. Values come back
 #: as ``json.loads`` gives them (tuples become lists), from the loader and from the cache alike.
 JSON = Any
 
@@ -66,7 +66,7 @@ class Decision:
 
 
 @attrs.frozen(kw_only=True)
-class SessionRecord:
+class TokenRecord:
     user_id: str
     data: JSON
 
@@ -132,27 +132,29 @@ class Cache(Protocol):
     async def invalidate_tags(self, *tags: str) -> None: ...
 
 
-class SessionStore(Protocol):
-    """Revocable login sessions, keyed by the hash of their token, indexed by user."""
+class TokenStore(Protocol):
+    """Revocable records that expire, keyed by the hash of a secret (a token, a nonce), indexed
+    by user: the wallet challenges' nonces (grass.services.wallets). Login sessions are the
+    database's (``UserStore``)."""
 
     async def put(self, token_hash: str, *, user_id: str, data: JSON, ttl: float) -> None: ...
 
-    async def get(self, token_hash: str) -> SessionRecord | None: ...
+    async def get(self, token_hash: str) -> TokenRecord | None: ...
 
     async def touch(self, token_hash: str, *, ttl: float) -> bool:
-        """Let the session live ``ttl`` seconds from now; False if it is gone."""
+        """Let the record live ``ttl`` seconds from now; False if it is gone."""
         ...
 
     async def revoke(self, token_hash: str) -> bool:
-        """Drop one session; False if it was already gone."""
+        """Drop one record; False if it was already gone."""
         ...
 
     async def revoke_user(self, user_id: str) -> list[str]:
-        """Drop every session of a user; returns the token hashes that were live."""
+        """Drop every record of a user; returns the hashes that were live."""
         ...
 
-    async def sessions_of(self, user_id: str) -> list[str]:
-        """Token hashes of a user's live sessions (sorted)."""
+    async def tokens_of(self, user_id: str) -> list[str]:
+        """The hashes of a user's live records (sorted)."""
         ...
 
 
@@ -256,7 +258,7 @@ class SharedState:
 
     instance_id: str
     cache: Cache
-    sessions: SessionStore
+    tokens: TokenStore
     presence: Presence
     limiter: RateLimiter
     pubsub: PubSub

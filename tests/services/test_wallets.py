@@ -19,7 +19,7 @@ from grass.services.wallets import (
     Wallets,
     challenge_text,
 )
-from grass.storage.inprocess import InProcessSessions
+from grass.storage.inprocess import InProcessTokens
 from grass.storage.memory import MemoryStorage
 from tests.http.conftest import make_actor, quick_config
 
@@ -33,7 +33,7 @@ def _signature(wallet, message: str) -> str:
 async def test_link_then_claim(storage):
     config = quick_config()
     async with open_memory_ledger() as ledger:
-        wallets = Wallets(ledger, storage.users, InProcessSessions(), lambda: config, lambda: NOW)
+        wallets = Wallets(ledger, storage.users, InProcessTokens(), lambda: config, lambda: NOW)
         me = (await make_actor(storage)).user.id
         other = (await make_actor(storage)).user.id
         wallet = Account.create()
@@ -101,7 +101,7 @@ async def test_a_claim_says_what_the_chain_still_owes(autojump_clock):
     storage = MemoryStorage()
     config = quick_config()
     async with open_mockchain_ledger(None, block_time=1.0, confirmations=1) as ledger:
-        wallets = Wallets(ledger, storage.users, InProcessSessions(), lambda: config, lambda: NOW)
+        wallets = Wallets(ledger, storage.users, InProcessTokens(), lambda: config, lambda: NOW)
         me = (await make_actor(storage)).user.id
         wallet = Account.create()
         challenge = await wallets.challenge(me)
@@ -136,7 +136,7 @@ async def test_a_nonce_expires(autojump_clock):
     storage = MemoryStorage()
     config = quick_config()
     async with open_memory_ledger() as ledger:
-        wallets = Wallets(ledger, storage.users, InProcessSessions(), lambda: config, lambda: NOW)
+        wallets = Wallets(ledger, storage.users, InProcessTokens(), lambda: config, lambda: NOW)
         me = (await make_actor(storage)).user.id
         wallet = Account.create()
         challenge = await wallets.challenge(me)
@@ -154,7 +154,7 @@ async def test_open_challenges_per_user_are_bounded(storage):
     """Each challenge is kept for its TTL: a client asking in a loop must not grow the store
     without bound (hardening #13: every request's work and state bounded)."""
     config = quick_config()
-    nonces = InProcessSessions()
+    nonces = InProcessTokens()
     async with open_memory_ledger() as ledger:
         wallets = Wallets(ledger, storage.users, nonces, lambda: config, lambda: NOW)
         me = (await make_actor(storage)).user.id
@@ -162,7 +162,7 @@ async def test_open_challenges_per_user_are_bounded(storage):
         await wallets.challenge(other)
         for _ in range(200):
             newest = await wallets.challenge(me)
-        assert 1 <= len(await nonces.sessions_of(me)) <= 8
+        assert 1 <= len(await nonces.tokens_of(me)) <= 8
         wallet = Account.create()
         # The newest challenge still works, and another user's is untouched.
         await wallets.link(
@@ -171,4 +171,4 @@ async def test_open_challenges_per_user_are_bounded(storage):
             nonce=newest.nonce,
             signature=_signature(wallet, newest.message),
         )
-        assert len(await nonces.sessions_of(other)) == 1
+        assert len(await nonces.tokens_of(other)) == 1

@@ -23,9 +23,9 @@ from grass.storage.inprocess.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL, I
 from grass.storage.shared_state import (
     JSON,
     Decision,
-    SessionRecord,
     SharedState,
     SubscriptionOverflow,
+    TokenRecord,
     check_limit,
     gcra,
     sorted_unique,
@@ -148,55 +148,55 @@ class InProcessCache(ReadThroughCache):
 
 
 @attrs.define
-class _Session:
+class _Token:
     user_id: str
     data: str
     expires_at: float
 
 
-class InProcessSessions:
+class InProcessTokens:
     def __init__(self) -> None:
-        self._sessions: dict[str, _Session] = {}
+        self._tokens: dict[str, _Token] = {}
         self._by_user: dict[str, set[str]] = {}
 
-    def _live(self, token_hash: str) -> _Session | None:
-        session = self._sessions.get(token_hash)
-        if session is not None and session.expires_at <= trio.current_time():
+    def _live(self, token_hash: str) -> _Token | None:
+        token = self._tokens.get(token_hash)
+        if token is not None and token.expires_at <= trio.current_time():
             self._drop(token_hash)
             return None
-        return session
+        return token
 
-    def _drop(self, token_hash: str) -> _Session | None:
-        session = self._sessions.pop(token_hash, None)
-        if session is not None:
-            hashes = self._by_user[session.user_id]
+    def _drop(self, token_hash: str) -> _Token | None:
+        token = self._tokens.pop(token_hash, None)
+        if token is not None:
+            hashes = self._by_user[token.user_id]
             hashes.discard(token_hash)
             if not hashes:
-                del self._by_user[session.user_id]
-        return session
+                del self._by_user[token.user_id]
+        return token
 
     async def put(self, token_hash: str, *, user_id: str, data: JSON, ttl: float) -> None:
         check_ttl(ttl)
         await trio.lowlevel.checkpoint()
         self._drop(token_hash)
         encoded = json.dumps(data, separators=(",", ":"))
-        self._sessions[token_hash] = _Session(user_id, encoded, trio.current_time() + ttl)
+        self._tokens[token_hash] = _Token(user_id, encoded, trio.current_time() + ttl)
         self._by_user.setdefault(user_id, set()).add(token_hash)
 
-    async def get(self, token_hash: str) -> SessionRecord | None:
+    async def get(self, token_hash: str) -> TokenRecord | None:
         await trio.lowlevel.checkpoint()
-        session = self._live(token_hash)
-        if session is None:
+        token = self._live(token_hash)
+        if token is None:
             return None
-        return SessionRecord(user_id=session.user_id, data=json.loads(session.data))
+        return TokenRecord(user_id=token.user_id, data=json.loads(token.data))
 
     async def touch(self, token_hash: str, *, ttl: float) -> bool:
         check_ttl(ttl)
         await trio.lowlevel.checkpoint()
-        session = self._live(token_hash)
-        if session is None:
+        token = self._live(token_hash)
+        if token is None:
             return False
-        session.expires_at = trio.current_time() + ttl
+        token.expires_at = trio.current_time() + ttl
         return True
 
     async def revoke(self, token_hash: str) -> bool:
@@ -204,12 +204,12 @@ class InProcessSessions:
         return self._live(token_hash) is not None and self._drop(token_hash) is not None
 
     async def revoke_user(self, user_id: str) -> list[str]:
-        live = await self.sessions_of(user_id)
+        live = await self.tokens_of(user_id)
         for token_hash in live:
             self._drop(token_hash)
         return live
 
-    async def sessions_of(self, user_id: str) -> list[str]:
+    async def tokens_of(self, user_id: str) -> list[str]:
         await trio.lowlevel.checkpoint()
         hashes = list(self._by_user.get(user_id, ()))
         return sorted(h for h in hashes if self._live(h) is not None)
@@ -356,7 +356,7 @@ async def open_inprocess_state(
     yield SharedState(
         instance_id=instance_id,
         cache=InProcessCache(max_entries=cache_max_entries),
-        sessions=InProcessSessions(),
+        tokens=InProcessTokens(),
         presence=InProcessPresence(),
         limiter=InProcessLimiter(),
         pubsub=pubsub,

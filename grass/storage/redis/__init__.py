@@ -47,7 +47,7 @@ from grass.storage.inprocess.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL
 from grass.storage.redis._client import RedisRunner, close_client, make_client, safe_url
 from grass.storage.redis.events import RedisEventLog
 from grass.storage.redis.pubsub import RedisPubSub
-from grass.storage.redis.stores import RedisCache, RedisLimiter, RedisPresence, RedisSessions
+from grass.storage.redis.stores import RedisCache, RedisLimiter, RedisPresence, RedisTokens
 from grass.storage.shared_state import SharedState
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
     "RedisPresence",
     "RedisPubSub",
     "RedisRunner",
-    "RedisSessions",
+    "RedisTokens",
     "open_redis_state",
     "safe_url",
 ]
@@ -101,7 +101,7 @@ async def open_redis_state(
                 yield SharedState(
                     instance_id=instance_id,
                     cache=RedisCache(runner, max_ttl=cache_max_ttl),
-                    sessions=RedisSessions(runner),
+                    tokens=RedisTokens(runner),
                     presence=RedisPresence(runner),
                     limiter=RedisLimiter(runner),
                     pubsub=pubsub,

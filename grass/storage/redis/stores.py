@@ -1,8 +1,8 @@
-"""Redis cache, sessions, presence and rate limiter: one round trip per operation.
+"""Redis cache, token store, presence and rate limiter: one round trip per operation.
 
 Multi-key operations are Lua scripts (redis-py's ``Script``: EVALSHA, then SCRIPT LOAD and
 EVALSHA again on NOSCRIPT), so each is atomic. Some scripts touch keys they derive themselves
-(a user's sessions from its index): this targets a standalone Redis (with replicas), not Cluster.
+(a user's tokens from its index): this targets a standalone Redis (with replicas), not Cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from grass import jsontext
 from grass.storage.inprocess import DEFAULT_MAX_TTL, ReadThroughCache, check_ttl
 from grass.storage.redis._client import RedisRunner
-from grass.storage.shared_state import JSON, Decision, SessionRecord, check_limit
+from grass.storage.shared_state import JSON, Decision, TokenRecord, check_limit
 
 
 def _ms(seconds: float) -> int:
@@ -87,9 +87,9 @@ class RedisCache(ReadThroughCache):
         await runner.run(bump)
 
 
-# KEYS: session, index of its user. ARGV: token hash, user, data, ttl ms, index prefix,
-# session prefix. Moves the session to its (new) user's index and prunes dead hashes there.
-_SESSION_PUT = """
+# KEYS: token, index of its user. ARGV: token hash, user, data, ttl ms, index prefix,
+# token prefix. Moves the token to its (new) user's index and prunes dead hashes there.
+_TOKEN_PUT = """
 local old = redis.call('HGET', KEYS[1], 'u')
 if old and old ~= ARGV[2] then redis.call('SREM', ARGV[5] .. old, ARGV[1]) end
 redis.call('DEL', KEYS[1])
@@ -104,8 +104,8 @@ if redis.call('SCARD', KEYS[2]) > 16 then
 end
 """
 
-# KEYS: session. ARGV: ttl ms, index prefix.
-_SESSION_TOUCH = """
+# KEYS: token. ARGV: ttl ms, index prefix.
+_TOKEN_TOUCH = """
 local u = redis.call('HGET', KEYS[1], 'u')
 if not u then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -114,8 +114,8 @@ if redis.call('PTTL', index) < tonumber(ARGV[1]) then redis.call('PEXPIRE', inde
 return 1
 """
 
-# KEYS: session. ARGV: token hash, index prefix.
-_SESSION_REVOKE = """
+# KEYS: token. ARGV: token hash, index prefix.
+_TOKEN_REVOKE = """
 local u = redis.call('HGET', KEYS[1], 'u')
 if not u then return 0 end
 redis.call('DEL', KEYS[1])
@@ -123,8 +123,8 @@ redis.call('SREM', ARGV[2] .. u, ARGV[1])
 return 1
 """
 
-# KEYS: index. ARGV: session prefix, 1 to revoke (else only list). Returns the live hashes.
-_SESSION_OF_USER = """
+# KEYS: index. ARGV: token prefix, 1 to revoke (else only list). Returns the live hashes.
+_TOKEN_OF_USER = """
 local live = {}
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', ARGV[1] .. h) == 1 then
@@ -137,63 +137,64 @@ return live
 """
 
 
-class RedisSessions:
+class RedisTokens:
     """``session:<hash>`` is a hash {u: user, d: data JSON}; ``sessions_of:<user>`` a set of
-    hashes living at least as long as the user's longest session."""
+    hashes living at least as long as the user's longest-lived token. (The key names are those
+    of the store's earlier name, the session store: tokens in Redis survive an upgrade.)"""
 
     def __init__(self, runner: RedisRunner) -> None:
         self._runner = runner
         client = runner.client
-        self._put = client.register_script(_SESSION_PUT)
-        self._touch = client.register_script(_SESSION_TOUCH)
-        self._revoke = client.register_script(_SESSION_REVOKE)
-        self._of_user = client.register_script(_SESSION_OF_USER)
-        self._session_prefix = runner.key("session", "")
+        self._put = client.register_script(_TOKEN_PUT)
+        self._touch = client.register_script(_TOKEN_TOUCH)
+        self._revoke = client.register_script(_TOKEN_REVOKE)
+        self._of_user = client.register_script(_TOKEN_OF_USER)
+        self._token_prefix = runner.key("session", "")
         self._index_prefix = runner.key("sessions_of", "")
 
     async def put(self, token_hash: str, *, user_id: str, data: JSON, ttl: float) -> None:
         check_ttl(ttl)
-        keys = [self._session_prefix + token_hash, self._index_prefix + user_id]
+        keys = [self._token_prefix + token_hash, self._index_prefix + user_id]
         args: list[str | int] = [
             token_hash,
             user_id,
             json.dumps(data, separators=(",", ":")),
             _ms(ttl),
             self._index_prefix,
-            self._session_prefix,
+            self._token_prefix,
         ]
         await self._runner.run(lambda: self._put(keys=keys, args=args))
 
-    async def get(self, token_hash: str) -> SessionRecord | None:
+    async def get(self, token_hash: str) -> TokenRecord | None:
         client = self._runner.client
-        key = self._session_prefix + token_hash
+        key = self._token_prefix + token_hash
         user, data = await self._runner.run(lambda: client.hmget(key, ["u", "d"]))
         if user is None or data is None:
             return None
         # Shared with other processes: read as any JSON from outside (grass.jsontext).
-        return SessionRecord(user_id=_text(user), data=jsontext.loads(data, what="session"))
+        return TokenRecord(user_id=_text(user), data=jsontext.loads(data, what="token"))
 
     async def touch(self, token_hash: str, *, ttl: float) -> bool:
         check_ttl(ttl)
-        keys = [self._session_prefix + token_hash]
+        keys = [self._token_prefix + token_hash]
         args: list[str | int] = [_ms(ttl), self._index_prefix]
         return bool(await self._runner.run(lambda: self._touch(keys=keys, args=args)))
 
     async def revoke(self, token_hash: str) -> bool:
-        keys = [self._session_prefix + token_hash]
+        keys = [self._token_prefix + token_hash]
         args = [token_hash, self._index_prefix]
         return bool(await self._runner.run(lambda: self._revoke(keys=keys, args=args)))
 
     async def _of_user_call(self, user_id: str, revoke: bool) -> list[str]:
         keys = [self._index_prefix + user_id]
-        args = [self._session_prefix, "1" if revoke else "0"]
+        args = [self._token_prefix, "1" if revoke else "0"]
         hashes = await self._runner.run(lambda: self._of_user(keys=keys, args=args))
         return sorted(_text(h) for h in hashes)
 
     async def revoke_user(self, user_id: str) -> list[str]:
         return await self._of_user_call(user_id, revoke=True)
 
-    async def sessions_of(self, user_id: str) -> list[str]:
+    async def tokens_of(self, user_id: str) -> list[str]:
         return await self._of_user_call(user_id, revoke=False)
 
 

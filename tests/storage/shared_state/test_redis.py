@@ -65,7 +65,7 @@ async def test_keys_and_channels_live_under_the_prefix(redis_namespace):
     async with open_redis_state(url, instance_id="i1", prefix=prefix) as state:
         await state.cache.get_or_load("k", load, ttl=60)
         await state.presence.update_many({"d1": "i1"}, ttl=60)
-        await state.sessions.put("h1", user_id="u1", data={}, ttl=60)
+        await state.tokens.put("h1", user_id="u1", data={}, ttl=60)
         await state.limiter.hit("k", rate=1, burst=1)
     client = redis.Redis.from_url(url)
     try:
