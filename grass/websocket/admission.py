@@ -16,7 +16,7 @@ Past the per-address cap the new socket is refused. Past the pending cap, or the
 the oldest pending socket is shed to make room (its upgrade deadline would end it anyway; a new
 handshake is more likely to complete than one that has waited longest), or the new one is
 refused when none is pending. When accept() itself finds no descriptor left (EMFILE), the
-server sheds the oldest pending sockets through :meth:`Admission.shed_oldest`.
+server sheds the oldest pending sockets through :meth:`SocketAdmission.shed_oldest`.
 
 Shedding closes the socket at once (its descriptor is free when ``shed_oldest`` returns): a
 task reading the upgrade wakes and ends, and an upgrade the gateway answers after that finds the
@@ -57,7 +57,7 @@ def source_key(host: str) -> str:
     return address_key(host)
 
 
-class Admission:
+class SocketAdmission:
     __slots__ = (
         "_by_key",
         "_max_connections",

@@ -40,7 +40,7 @@ from grass import logs
 from grass.domain.addresses import ClientAddress
 from grass.errors import StartupError
 from grass.metrics import Metrics
-from grass.websocket.admission import Admission, connection_cap, source_key
+from grass.websocket.admission import SocketAdmission, connection_cap, source_key
 from grass.websocket.errors import TransportClosed
 from grass.websocket.frames import DEFAULT_MAX_FRAGMENTS
 from grass.websocket.handshake import (
@@ -118,7 +118,7 @@ class WebSocketServer:
         self._proxies = ClientAddress(trusted_proxies)
         #: Node sockets this process holds at most, upgraded or not.
         self.max_connections = max_connections or connection_cap(descriptor_reserve)
-        self._admission = Admission(
+        self._admission = SocketAdmission(
             max_connections=self.max_connections,
             max_pending=max_pending,
             max_pending_per_address=max_pending_per_address,

@@ -7,7 +7,7 @@ import resource
 import pytest
 
 from grass.metrics import Metrics
-from grass.websocket.admission import Admission, connection_cap, source_key
+from grass.websocket.admission import SocketAdmission, connection_cap, source_key
 
 
 class Node:
@@ -19,17 +19,17 @@ class Node:
         self.aborted = True
 
 
-def admission(**caps: int) -> tuple[Admission, Metrics]:
+def admission(**caps: int) -> tuple[SocketAdmission, Metrics]:
     metrics = Metrics()
     limits = {"max_connections": 1000, "max_pending": 1000, "max_pending_per_address": 1000}
-    return Admission(**(limits | caps), metrics=metrics), metrics
+    return SocketAdmission(**(limits | caps), metrics=metrics), metrics
 
 
 def dropped(metrics: Metrics, reason: str) -> float:
     return metrics.node_dropped.labels(reason)._value.get()
 
 
-def admit(gate: Admission, key: str | None, name: str = "n") -> tuple[Node, bool]:
+def admit(gate: SocketAdmission, key: str | None, name: str = "n") -> tuple[Node, bool]:
     node = Node(name)
     return node, gate.admit(node, key)
 
