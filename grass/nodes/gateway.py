@@ -249,7 +249,7 @@ class Gateway:
 
     async def _authorize(self, session: NodeSession, event: Authenticated) -> Accrual:
         with self.registry.authorizing() as pending:
-            identity, stored = await self._check_auth(session, event)
+            identity, known = await self._check_auth(session, event)
             # No await from here to the registration: a revocation or ban announced while
             # the checks above awaited storage was noted on ``pending`` (grass.nodes.registry).
             if identity.key_id is not None and identity.key_id in pending.keys:
@@ -258,7 +258,7 @@ class Gateway:
                 raise ClosedDuringAuth(*closed)
             if (closed := pending.devices.get(event.result.browser_id)) is not None:
                 raise ClosedDuringAuth(*closed)
-            return self._admit(session, event, identity, stored)
+            return self._admit(session, event, identity, known)
 
     async def _check_auth(
         self, session: NodeSession, event: Authenticated
