@@ -3,7 +3,7 @@
 The node gateway (grass.nodes.gateway) asks this service at each step:
 
 - at the upgrade request: the Origin (:meth:`NodeAdmission.check_origin`), and, installed as
-  gateway hooks by grass.nodes.cluster, :meth:`BanChecks.at_upgrade`: an address in a banned
+  gateway hooks by grass.wiring.cluster, :meth:`BanChecks.at_upgrade`: an address in a banned
   range; for a v5 token, a banned or deleted user or a paused device (the token names both);
 - at AUTH: who the node is (:meth:`NodeAdmission.identify`: a node key, a revoked one being
   unknown; the check-in token's claims; with legacy auth a bare user id), its bans
@@ -181,7 +181,7 @@ class NodeAdmission:
 
 class BanChecks:
     """The bans, and for a v5 token a deleted user or a paused device: installed as gateway
-    hooks by grass.nodes.cluster (the bans are loaded and reloaded there)."""
+    hooks by grass.wiring.cluster (the bans are loaded and reloaded there)."""
 
     def __init__(self, bans: BanGuard, devices: DeviceStore, users: UserStore) -> None:
         self._bans = bans

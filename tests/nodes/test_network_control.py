@@ -1,4 +1,4 @@
-"""The network and admin services at the gateway (grass.nodes.cluster), on virtual time:
+"""The network and admin services at the gateway (grass.wiring.cluster), on virtual time:
 pausing, removing and kicking live nodes (also when another instance holds them), banned ranges
 and users refused.
 """
@@ -17,7 +17,6 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
-from grass.nodes.cluster import ClusterServices
 from grass.nodes.control import KICKED, NODE_KEY_REVOKED, REMOVED
 from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
@@ -26,6 +25,7 @@ from grass.services.node_keys import NodeKeys
 from grass.storage.inprocess import open_inprocess_state
 from grass.storage.memory import MemoryStorage
 from grass.storage.shared_state import SharedState
+from grass.wiring.cluster import ClusterServices
 from tests.nodes.test_session import EPOCH, FakeTransport
 from tests.storage.conftest import make_user
 

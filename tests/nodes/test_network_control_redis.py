@@ -18,13 +18,13 @@ import trio.testing
 from grass.config import Config
 from grass.domain.users import Role
 from grass.metrics import Metrics
-from grass.nodes.cluster import ClusterServices
 from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
 from grass.services.admission import BANNED, PAUSED
 from grass.services.node_keys import NodeKeys
 from grass.storage.memory import MemoryStorage
 from grass.storage.redis import open_redis_state
+from grass.wiring.cluster import ClusterServices
 from tests.nodes.test_network_control import hold_auth
 from tests.nodes.test_session import EPOCH, FakeTransport
 from tests.storage.conftest import make_user

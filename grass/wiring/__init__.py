@@ -18,7 +18,6 @@ import trio
 from grass.backends import Backends
 from grass.config import Config
 from grass.metrics import Metrics
-from grass.nodes.cluster import ClusterServices
 from grass.nodes.collector import Collector
 from grass.nodes.gateway import Gateway
 from grass.running import RunningConfig
@@ -34,6 +33,7 @@ from grass.services.passwords import Passwords
 from grass.services.referrals import ReferralService
 from grass.services.scores import ScoreService
 from grass.services.wallets import Wallets
+from grass.wiring.cluster import ClusterServices
 
 
 def utc_now() -> dt.datetime:

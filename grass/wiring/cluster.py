@@ -1,4 +1,5 @@
-"""The services that act on nodes across the cluster, built over one gateway.
+"""The services that act on nodes across the cluster, built over one gateway: the part of the
+services container (grass.wiring) that the network and admin routes stand on.
 
 :class:`ClusterServices` holds the network and admin services (for the HTTP routes), what they
 act through (the node command channel and the presence map: grass.nodes.control; bans and
