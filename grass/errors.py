@@ -14,9 +14,25 @@ into a reply without knowing which layer raised it::
     ├── Conflict                    409  conflict
     ├── RateLimited                 429  rate_limited     (details: retry_after seconds)
     ├── Unavailable                 503  unavailable      (a backend cannot be reached)
-    ├── StorageError                     grass.storage.abc:  StorageNotFound, StorageConflict, ...
+    ├── StorageError                -    the stores' errors (every backend raises these, below)
     ├── LedgerError                      grass.ledger.abc:   LedgerConflict, AnchorFailed, ...
     └── ProtocolError               -    grass.nodes.protocol:  the node protocol's errors
+
+The storage errors live here (not in grass.storage) so that every backend and the shared
+PostgreSQL package (grass.postgres) raise them without importing the stores' interfaces::
+
+    StorageError
+    ├── StorageNotFound      also a NotFound     (404)
+    ├── StorageConflict      also a Conflict     (409): a unique key is taken
+    │   └── OwnedByAnother   the row belongs to another user (a row refused, below)
+    ├── RowRefused           a row's own content was refused, not the backend's state:
+    │   │                    a batch writer drops that row and writes the others
+    │   │                    (grass.storage.batches)
+    │   ├── IntegrityViolation  also a Conflict (409): a reference or check constraint failed
+    │   └── InvalidValue     also a ValidationFailed (422): a value the backend cannot store
+    │                        (text UTF-8 cannot encode or holding NUL, a number out of range)
+    ├── StorageUnavailable   also an Unavailable (503): the backend cannot be reached
+    └── TransactionAborted   (500): a unit of work used after one of its operations failed
 
 Layer errors combine a layer base with a kind, e.g.
 ``class StorageConflict(StorageError, Conflict)``, so they map to the kind's status and code.
@@ -116,7 +132,50 @@ class Unavailable(GrassError):
 
 
 class StorageError(GrassError):
-    """Base of the storage layer's errors (see grass.storage.abc)."""
+    """Base of the storage errors (the tree above), whatever the backend."""
+
+
+class StorageNotFound(StorageError, NotFound):
+    code = "not_found"
+
+
+class StorageConflict(StorageError, Conflict):
+    code = "conflict"
+
+
+class RowRefused(StorageError):
+    """A row's content broke a rule of the store: writing it again can never succeed, and
+    the other rows of its batch are not at fault."""
+
+
+class OwnedByAnother(StorageConflict, RowRefused):
+    code = "conflict"
+
+
+class IntegrityViolation(RowRefused, Conflict):
+    code = "integrity_violation"
+
+
+class InvalidValue(RowRefused, ValidationFailed):
+    """Every backend refuses what PostgreSQL cannot store: text that UTF-8 cannot encode (a
+    lone surrogate) or that holds NUL, numbers out of a column's range. Messages never quote
+    the value."""
+
+    code = "invalid_value"
+
+
+class StorageUnavailable(StorageError, Unavailable):
+    code = "unavailable"
+
+
+class TransactionAborted(StorageError):
+    """A unit of work was used after one of its operations failed.
+
+    As in PostgreSQL, the first failure dooms the whole unit of work: later operations raise this,
+    and leaving the block normally raises it too, after rolling everything back.
+    """
+
+    code = "transaction_aborted"
 
 
 class LedgerError(GrassError):

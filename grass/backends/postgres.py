@@ -12,9 +12,8 @@ import trio
 from grass import logs
 from grass.backends.bundle import StoreBackend
 from grass.config import Config
-from grass.errors import StorageError
+from grass.errors import StorageError, StorageUnavailable
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
-from grass.storage.abc import StorageUnavailable
 from grass.storage.postgres import Database
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.payouts import PgJobLock

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 
+from grass.errors import StorageConflict
 from grass.ledger.abc import (
     AccountConflict,
     AlreadySettled,
@@ -41,7 +42,6 @@ from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.leafcopy import LEAVES_QUERY, LeafCopy
 from grass.ledger.merkle import to_checksum_address
 from grass.ledger.postgres_anchor import PostgresAnchor
-from grass.storage.abc import StorageConflict
 from grass.storage.postgres.pool import Connection, Database, Record
 
 __all__ = ["PostgresAnchor", "PostgresJournal", "open_postgres_ledger"]

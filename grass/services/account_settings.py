@@ -11,10 +11,10 @@ from grass.config import Config
 from grass.domain.bearer import API_KEY_SHOWN, hash_token, new_api_key
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.users import ApiKey, ApiScope, Preferences, Profile, User
-from grass.errors import Conflict, NotFound
+from grass.errors import Conflict, NotFound, StorageNotFound
 from grass.ids import short_id
 from grass.services.live import LiveEvents
-from grass.storage.abc import Storage, StorageNotFound
+from grass.storage.abc import Storage
 
 
 class TooManyApiKeys(Conflict):

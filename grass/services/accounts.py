@@ -30,6 +30,8 @@ from grass.errors import (
     InvalidInput,
     NotFound,
     RateLimited,
+    StorageConflict,
+    StorageNotFound,
     Unauthenticated,
     ValidationFailed,
 )
@@ -41,7 +43,7 @@ from grass.services.network import NodeControl
 from grass.services.passwords import Passwords
 from grass.services.roles import Roles
 from grass.services.unsplit import store_and_announce
-from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
+from grass.storage.abc import Storage, Stores
 
 log = logs.get("grass.accounts")
 

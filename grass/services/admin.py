@@ -29,14 +29,21 @@ from grass.domain.admin import (
 from grass.domain.devices import DeviceType
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, check_limit, decode_cursor, encode_cursor
 from grass.domain.users import Role, User, UserStatus
-from grass.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from grass.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    StorageConflict,
+    StorageNotFound,
+    ValidationFailed,
+)
 from grass.ids import is_short_id, short_id
 from grass.services.bans import BanGuard
 from grass.services.flags import FeatureFlags, FlagState
 from grass.services.live import LiveEvents
 from grass.services.network import NodeControl, utc_now
 from grass.services.unsplit import store_and_announce
-from grass.storage.abc import Storage, StorageConflict, StorageNotFound, Stores
+from grass.storage.abc import Storage, Stores
 from grass.storage.shared_state import Presence
 
 __all__ = ["AdminService", "Connection"]

@@ -32,10 +32,10 @@ import attrs
 from grass.config import Config
 from grass.domain.bearer import is_node_key
 from grass.domain.devices import Device
-from grass.errors import Forbidden, Unauthenticated
+from grass.errors import Forbidden, StorageNotFound, Unauthenticated
 from grass.services.bans import BanGuard
 from grass.services.node_keys import NodeIdentity, identify_node
-from grass.storage.abc import DeviceStore, StorageNotFound, UserStore
+from grass.storage.abc import DeviceStore, UserStore
 from grass.storage.node_keys import NodeKeyStore
 
 #: Close codes of refusals decided here (docs/protocol.md); the nodes' live sessions are closed

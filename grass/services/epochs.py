@@ -24,15 +24,9 @@ from grass import logs
 from grass.config import Config
 from grass.domain.epochs import Epoch, EpochStatus, EpochTotals
 from grass.domain.pages import MAX_PAGE_SIZE
+from grass.errors import StorageConflict, StorageNotFound
 from grass.ledger.abc import Ledger
-from grass.storage.abc import (
-    EarningsStore,
-    EpochStore,
-    StorageConflict,
-    StorageNotFound,
-    Stores,
-    UptimeStore,
-)
+from grass.storage.abc import EarningsStore, EpochStore, Stores, UptimeStore
 
 log = logs.get(__name__)
 

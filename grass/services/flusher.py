@@ -26,8 +26,8 @@ import trio
 from grass import logs
 from grass.domain.devices import Device, DeviceType
 from grass.domain.uptime import Accrual, UptimeDelta, UptimeFlushResult
+from grass.errors import OwnedByAnother, RowRefused
 from grass.metrics import Metrics
-from grass.storage.abc import OwnedByAnother, RowRefused
 from grass.storage.batches import write_apart
 
 log = logs.get(__name__)

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from grass import logs
-from grass.storage.abc import StorageUnavailable
+from grass.errors import StorageUnavailable
 from grass.storage.shared_state import EventLog, PubSub, frame, user_channel
 
 log = logs.get(__name__)

@@ -25,10 +25,10 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, check_limit, decode_curs
 from grass.domain.periods import Period, period_start
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.domain.uptime import UptimeStats
-from grass.errors import NotFound
+from grass.errors import NotFound, StorageNotFound
 from grass.services.live import LiveEvents
 from grass.services.unsplit import store_and_announce
-from grass.storage.abc import Storage, StorageNotFound
+from grass.storage.abc import Storage
 from grass.storage.shared_state import Presence
 
 __all__ = [

@@ -22,10 +22,10 @@ from grass.config import Config
 from grass.domain.bearer import hash_token, is_node_key, new_node_key
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.users import NodeKey
-from grass.errors import Conflict, NotFound, Unauthenticated
+from grass.errors import Conflict, NotFound, StorageNotFound, Unauthenticated
 from grass.ids import is_short_id, short_id
 from grass.services.unsplit import store_and_announce
-from grass.storage.abc import Storage, StorageNotFound, UserStore
+from grass.storage.abc import Storage, UserStore
 from grass.storage.node_keys import NodeKeyStore
 
 #: Characters of a node key shown in lists, so a user can tell keys apart.

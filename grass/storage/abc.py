@@ -1,20 +1,7 @@
-"""Storage interfaces: one Protocol per aggregate, a unit of work, and the storage errors.
+"""Storage interfaces: one Protocol per aggregate and a unit of work.
 
-Error tree (every backend raises these and nothing else; driver errors are mapped in one
-place per backend)::
-
-    StorageError (grass.errors)
-    ├── StorageNotFound      also a NotFound     (404)
-    ├── StorageConflict      also a Conflict     (409): a unique key is taken
-    │   └── OwnedByAnother   the row belongs to another user (a row refused, below)
-    ├── RowRefused           a row's own content was refused, not the backend's state:
-    │   │                    a batch writer drops that row and writes the others
-    │   │                    (grass.storage.batches)
-    │   ├── IntegrityViolation  also a Conflict (409): a reference or check constraint failed
-    │   └── InvalidValue     also a ValidationFailed (422): a value the backend cannot store
-    │                        (text UTF-8 cannot encode or holding NUL, a number out of range)
-    ├── StorageUnavailable   also an Unavailable (503): the backend cannot be reached
-    └── TransactionAborted   (500): a unit of work used after one of its operations failed
+Every backend raises the storage errors (:class:`~grass.errors.StorageError` and its subclasses,
+in :mod:`grass.errors`) and nothing else; driver errors are mapped in one place per backend.
 
 A bad cursor or limit raises :class:`grass.domain.pages.InvalidPage` (an InvalidInput, 400).
 
@@ -52,7 +39,6 @@ from grass.domain.referrals import Referral, ReferralStatus
 from grass.domain.score import NetworkScore
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.domain.users import ApiKey, Session, User, WalletLink
-from grass.errors import Conflict, NotFound, StorageError, Unavailable, ValidationFailed
 from grass.storage.accounts import AccountStore
 from grass.storage.admin import AuditStore, BanStore, ConnectionIndex, FlagStore
 from grass.storage.node_keys import NodeKeyStore
@@ -63,66 +49,15 @@ __all__ = [
     "DeviceStore",
     "EarningsStore",
     "EpochStore",
-    "IntegrityViolation",
     "InvalidPage",
-    "InvalidValue",
     "NotificationStore",
-    "OwnedByAnother",
     "Page",
     "ReferralStore",
-    "RowRefused",
     "Storage",
-    "StorageConflict",
-    "StorageNotFound",
-    "StorageUnavailable",
     "Stores",
-    "TransactionAborted",
     "UptimeStore",
     "UserStore",
 ]
-
-
-class StorageNotFound(StorageError, NotFound):
-    code = "not_found"
-
-
-class StorageConflict(StorageError, Conflict):
-    code = "conflict"
-
-
-class RowRefused(StorageError):
-    """A row's content broke a rule of the store: writing it again can never succeed, and
-    the other rows of its batch are not at fault."""
-
-
-class OwnedByAnother(StorageConflict, RowRefused):
-    code = "conflict"
-
-
-class IntegrityViolation(RowRefused, Conflict):
-    code = "integrity_violation"
-
-
-class InvalidValue(RowRefused, ValidationFailed):
-    """Every backend refuses what PostgreSQL cannot store: text that UTF-8 cannot encode (a
-    lone surrogate) or that holds NUL, numbers out of a column's range. Messages never quote
-    the value."""
-
-    code = "invalid_value"
-
-
-class StorageUnavailable(StorageError, Unavailable):
-    code = "unavailable"
-
-
-class TransactionAborted(StorageError):
-    """A unit of work was used after one of its operations failed.
-
-    As in PostgreSQL, the first failure dooms the whole unit of work: later operations raise this,
-    and leaving the block normally raises it too, after rolling everything back.
-    """
-
-    code = "transaction_aborted"
 
 
 # --- stores -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Batch writes that one bad row cannot block.
 
 A batch call is atomic (grass.storage.abc): when it fails, nothing of it was written. A batch
-refused for a row's content (:class:`~grass.storage.abc.RowRefused`: text the database cannot
+refused for a row's content (:class:`~grass.errors.RowRefused`: text the database cannot
 store, a reference or an owner that does not fit) would be refused again on every retry, and
 every other row with it. :func:`write_apart` splits such a batch in halves and writes each
 half, again and again, down to the rows refused alone: every other row is written exactly
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from grass.storage.abc import RowRefused
+from grass.errors import RowRefused
 
 Row = TypeVar("Row")
 Result = TypeVar("Result")

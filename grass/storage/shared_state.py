@@ -11,7 +11,7 @@ puts them under its namespace (``grass:`` unless told otherwise), so Redis sees
 ``grass:cache:dash:u1`` or the channel ``grass:user:u1``.
 
 Errors: a backend that cannot be reached raises
-:class:`~grass.storage.abc.StorageUnavailable`; a local subscriber that falls too far behind
+:class:`~grass.errors.StorageUnavailable`; a local subscriber that falls too far behind
 gets :class:`SubscriptionOverflow` from its iterator (see :class:`PubSub`).
 """
 

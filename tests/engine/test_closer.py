@@ -11,9 +11,9 @@ from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningSource
 from grass.domain.referrals import ReferralStatus
 from grass.domain.score import NetworkScore, ScoreComponents
+from grass.errors import StorageUnavailable
 from grass.ledger.memory import open_memory_ledger
 from grass.services.closer import STEPS
-from grass.storage.abc import StorageUnavailable
 from tests.engine.helpers import Clock, build, engine, engine_config, job_lock
 from tests.storage.conftest import T0, add_device, add_user, delta, make_referral
 

@@ -13,21 +13,19 @@ from grass.errors import (
     Conflict,
     Forbidden,
     GrassError,
+    IntegrityViolation,
     InvalidInput,
     NotFound,
     ProtocolError,
     RateLimited,
+    StorageConflict,
+    StorageNotFound,
+    StorageUnavailable,
     Unauthenticated,
     Unavailable,
     ValidationFailed,
     http_error,
     ws_error,
-)
-from grass.storage.abc import (
-    IntegrityViolation,
-    StorageConflict,
-    StorageNotFound,
-    StorageUnavailable,
 )
 
 

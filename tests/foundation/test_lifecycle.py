@@ -151,7 +151,7 @@ async def test_ready_with_redis(nursery: trio.Nursery, redis_url: str) -> None:
 
 async def test_unreachable_redis_at_start_is_a_clear_error(nursery: trio.Nursery) -> None:
     from grass.config import RedisConfig, Secret
-    from grass.storage.abc import StorageUnavailable
+    from grass.errors import StorageUnavailable
 
     with trio.socket.socket() as probe:  # a port nobody listens on
         await probe.bind(("127.0.0.1", 0))

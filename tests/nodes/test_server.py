@@ -18,9 +18,9 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameProtocol
 
 from grass.domain.uptime import Accrual
+from grass.errors import StorageUnavailable
 from grass.nodes.protocol import NodeConnection
 from grass.nodes.session import NodeSession
-from grass.storage.abc import StorageUnavailable
 from grass.websocket.client import insecure_client_context, open_node_socket
 from grass.websocket.transport import AcceptedSocket
 from tests.nodes.test_gateway import (

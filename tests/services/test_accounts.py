@@ -14,6 +14,7 @@ import trio
 from grass.config import Config
 from grass.domain.accounts import TokenPurpose
 from grass.domain.users import ApiScope, UserStatus
+from grass.errors import StorageNotFound
 from grass.services.account_settings import AccountSettings, ApiKeyNotFound, TooManyApiKeys
 from grass.services.accounts import (
     AccountInactive,
@@ -29,7 +30,6 @@ from grass.services.accounts import (
 )
 from grass.services.live import LiveEvents
 from grass.services.passwords import Passwords
-from grass.storage.abc import StorageNotFound
 from grass.storage.inprocess import InProcessPubSub
 from grass.storage.inprocess.event_log import InProcessEventLog
 from grass.storage.shared_state import unframe, user_channel

@@ -8,10 +8,10 @@ import trio
 
 from grass.domain.devices import DeviceStatus
 from grass.domain.uptime import Accrual, UptimeFlushResult
+from grass.errors import InvalidValue, StorageUnavailable
 from grass.metrics import Metrics
 from grass.services import flusher as flusher_module
 from grass.services.flusher import COLLECT_SLICE, UptimeFlusher
-from grass.storage.abc import InvalidValue, StorageUnavailable
 from grass.storage.memory import MemoryStorage
 from tests.domain.test_uptime import T0, accrual
 from tests.storage.conftest import make_user

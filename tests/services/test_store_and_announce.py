@@ -11,8 +11,8 @@ import trio
 
 from grass.config import Config
 from grass.domain.users import Role
+from grass.errors import StorageNotFound
 from grass.services.node_keys import NodeKeys
-from grass.storage.abc import StorageNotFound
 from tests.services.test_accounts import PW
 from tests.services.test_accounts import env as env
 from tests.services.test_network_admin import NOW, Control

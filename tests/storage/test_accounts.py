@@ -8,8 +8,8 @@ import pytest
 import trio
 
 from grass.domain.accounts import AccountToken, Mail, MailState, TokenPurpose
+from grass.errors import IntegrityViolation, StorageConflict, StorageNotFound
 from grass.ids import short_id
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageNotFound
 from tests.storage.conftest import T0, add_user, at, sha
 
 MINUTE = dt.timedelta(minutes=1)

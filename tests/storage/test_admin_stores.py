@@ -9,13 +9,8 @@ from grass.domain._checks import InvalidModel
 from grass.domain.admin import AuditAction, AuditEntry, Ban, BanKind, FlagOverride
 from grass.domain.devices import DeviceStatus
 from grass.domain.pages import InvalidPage
+from grass.errors import IntegrityViolation, StorageConflict, StorageNotFound, TransactionAborted
 from grass.ids import short_id
-from grass.storage.abc import (
-    IntegrityViolation,
-    StorageConflict,
-    StorageNotFound,
-    TransactionAborted,
-)
 from tests.storage.conftest import add_device, add_user, at, collect
 
 

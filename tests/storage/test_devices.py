@@ -7,8 +7,8 @@ import pytest
 
 from grass.domain.devices import DeviceStatus, DeviceType
 from grass.domain.score import NetworkScore, ScoreComponents
+from grass.errors import IntegrityViolation, StorageConflict, StorageNotFound
 from grass.ids import new_uuid
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageNotFound
 from tests.storage.conftest import (
     T0,
     add_device,

@@ -10,8 +10,8 @@ import pytest
 from grass.domain.earnings import EarningSource, ReferralEarning
 from grass.domain.epochs import Epoch
 from grass.domain.periods import EpochTotal, Period, PeriodTotal
+from grass.errors import IntegrityViolation, StorageConflict
 from grass.ids import new_uuid, short_id
-from grass.storage.abc import IntegrityViolation, StorageConflict
 from tests.storage.conftest import T0, add_user, at, collect, make_entry, make_user
 
 

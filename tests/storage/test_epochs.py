@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from grass.domain.epochs import Epoch, EpochStatus, EpochTotals
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageNotFound
+from grass.errors import IntegrityViolation, StorageConflict, StorageNotFound
 from tests.storage.conftest import at, collect
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageNotFound
+from grass.errors import IntegrityViolation, StorageConflict, StorageNotFound
 from tests.storage.conftest import add_user, at, collect, make_node_key, make_user, sha
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grass.domain.notifications import Priority
-from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.errors import IntegrityViolation, StorageConflict
 from tests.storage.conftest import add_user, at, collect, make_notification, make_user
 
 

@@ -13,7 +13,7 @@ from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningSource
 from grass.domain.referrals import ReferralStatus
 from grass.domain.score import NetworkScore, ScoreComponents
-from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.errors import IntegrityViolation, StorageConflict
 from grass.storage.payouts import BucketClose, ChainLink, FrozenLine, KeyedPayout, LineScore
 from tests.storage.conftest import HOUR, T0, add_device, add_user, delta, make_referral
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from grass.domain.referrals import ReferralStatus
-from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.errors import IntegrityViolation, StorageConflict
 from tests.storage.conftest import add_user, at, collect, make_referral, make_user
 
 

@@ -11,14 +11,14 @@ import attrs
 import pytest
 
 from grass.domain.users import Profile
-from grass.storage.abc import (
+from grass.errors import (
     IntegrityViolation,
     InvalidValue,
     OwnedByAnother,
     RowRefused,
-    Storage,
     StorageConflict,
 )
+from grass.storage.abc import Storage
 from tests.storage.conftest import (
     add_user,
     delta,

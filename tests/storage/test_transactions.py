@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import trio
 
-from grass.storage.abc import StorageConflict, TransactionAborted
+from grass.errors import StorageConflict, TransactionAborted
 from tests.storage.conftest import add_user, delta, make_device, make_entry, make_user
 
 

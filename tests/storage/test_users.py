@@ -9,7 +9,7 @@ import pytest
 
 from grass.domain.earnings import EarningSource
 from grass.domain.users import Profile, Role, WalletLink
-from grass.storage.abc import IntegrityViolation, StorageConflict, StorageNotFound
+from grass.errors import IntegrityViolation, StorageConflict, StorageNotFound
 from tests.storage.conftest import (
     T0,
     add_device,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grass.storage.abc import IntegrityViolation, InvalidValue, RowRefused, StorageUnavailable
+from grass.errors import IntegrityViolation, InvalidValue, RowRefused, StorageUnavailable
 from grass.storage.batches import write_apart
 
 

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from grass.storage.abc import Storage, Stores, TransactionAborted
+from grass.errors import TransactionAborted
+from grass.storage.abc import Storage, Stores
 from grass.storage.memory._db import Db, Scope, TxState
 from grass.storage.memory.accounts import MemoryAccountStore
 from grass.storage.memory.admin import (

@@ -26,7 +26,7 @@ from grass.domain.pages import (
 from grass.domain.referrals import Referral
 from grass.domain.uptime import UptimeBucket
 from grass.domain.users import ApiKey, NodeKey, Session, User, WalletLink
-from grass.storage.abc import IntegrityViolation, StorageNotFound, TransactionAborted
+from grass.errors import IntegrityViolation, StorageNotFound, TransactionAborted
 from grass.storage.memory._account_tables import AccountTables
 from grass.storage.memory._admin_tables import AdminTables
 from grass.storage.memory._tables import Table, UndoLog

@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from grass.errors import InvalidValue, StorageConflict
 from grass.jsontext import is_text
-from grass.storage.abc import InvalidValue, StorageConflict
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")

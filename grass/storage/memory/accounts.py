@@ -7,7 +7,7 @@ import datetime as dt
 import attrs
 
 from grass.domain.accounts import AccountToken, Mail, TokenPurpose
-from grass.storage.abc import StorageNotFound
+from grass.errors import StorageNotFound
 from grass.storage.memory._db import Scope, found
 
 

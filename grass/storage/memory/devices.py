@@ -8,7 +8,7 @@ import attrs
 from grass.domain.devices import Device, DeviceStatus
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.score import NetworkScore
-from grass.storage.abc import OwnedByAnother
+from grass.errors import OwnedByAnother
 from grass.storage.memory._db import Db, Scope, after_row, found, paginate
 
 

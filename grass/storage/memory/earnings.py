@@ -12,7 +12,7 @@ from grass.domain.earnings import (
 )
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.periods import EpochTotal, Period, PeriodTotal
-from grass.storage.abc import StorageConflict
+from grass.errors import StorageConflict
 from grass.storage.memory._aggregate import by_epoch, by_period
 from grass.storage.memory._db import Db, Scope, after_row, in_range, paginate
 

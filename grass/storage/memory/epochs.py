@@ -4,7 +4,7 @@ import datetime as dt
 
 from grass.domain.epochs import Epoch, EpochStatus
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
-from grass.storage.abc import IntegrityViolation, StorageConflict
+from grass.errors import IntegrityViolation, StorageConflict
 from grass.storage.memory._db import Scope, found, paginate
 
 _ORDER = {EpochStatus.OPEN: 0, EpochStatus.CLOSING: 1, EpochStatus.SETTLED: 2}

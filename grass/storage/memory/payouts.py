@@ -12,7 +12,7 @@ from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
-from grass.storage.abc import StorageConflict
+from grass.errors import StorageConflict
 from grass.storage.memory._db import Scope, after_row, in_range
 from grass.storage.payouts import (
     BucketClose,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from grass.domain.accounts import AccountToken, Mail, TokenPurpose
-from grass.storage.abc import StorageNotFound
+from grass.errors import StorageNotFound
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import require, row_count

@@ -9,8 +9,8 @@ from collections.abc import Collection, Mapping, Sequence
 from grass.domain.devices import Device, DeviceStatus, DeviceType
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.score import NetworkScore, ScoreComponents
+from grass.errors import OwnedByAnother, StorageNotFound
 from grass.ids import is_uuid
-from grass.storage.abc import OwnedByAnother, StorageNotFound
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import (

@@ -35,8 +35,8 @@ from grass.domain.pages import (
     micros,
 )
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, zone
+from grass.errors import IntegrityViolation, StorageConflict
 from grass.ids import is_uuid
-from grass.storage.abc import IntegrityViolation, StorageConflict
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime import fold_periods, time_filter

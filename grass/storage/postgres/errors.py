@@ -38,11 +38,12 @@ from typing import Any
 
 import triopg.exceptions as pg
 
-from grass.errors import GrassError, StorageError
-from grass.storage.abc import (
+from grass.errors import (
+    GrassError,
     IntegrityViolation,
     InvalidValue,
     StorageConflict,
+    StorageError,
     StorageUnavailable,
 )
 

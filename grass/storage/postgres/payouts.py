@@ -19,8 +19,8 @@ from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
+from grass.errors import StorageConflict
 from grass.ids import is_uuid
-from grass.storage.abc import StorageConflict
 from grass.storage.payouts import (
     BucketClose,
     ChainLink,

@@ -27,7 +27,7 @@ import trio
 import trio_asyncio
 import triopg
 
-from grass.storage.abc import StorageUnavailable
+from grass.errors import StorageUnavailable
 from grass.storage.postgres.codecs import init_connection
 from grass.storage.postgres.errors import SerializationConflict, translate_errors
 

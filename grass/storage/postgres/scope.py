@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from grass.storage.abc import TransactionAborted
+from grass.errors import TransactionAborted
 from grass.storage.postgres.pool import Connection, Database
 
 T = TypeVar("T")

@@ -13,13 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-from grass.storage.abc import (
-    EarningsStore,
-    Storage,
-    Stores,
-    TransactionAborted,
-    UptimeStore,
-)
+from grass.errors import TransactionAborted
+from grass.storage.abc import EarningsStore, Storage, Stores, UptimeStore
 from grass.storage.postgres.accounts import PgAccountStore
 from grass.storage.postgres.admin import (
     PgAuditStore,

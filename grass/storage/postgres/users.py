@@ -35,7 +35,7 @@ from grass.domain.users import (
     UserStatus,
     WalletLink,
 )
-from grass.storage.abc import StorageNotFound
+from grass.errors import StorageNotFound
 from grass.storage.postgres.migrate import LOCK_CLASS
 from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope

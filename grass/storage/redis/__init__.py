@@ -30,7 +30,7 @@ Why threads:
   connection is closed (see :mod:`.pubsub`).
 
 coredis was not needed. Every Redis error becomes
-:class:`~grass.storage.abc.StorageUnavailable` in one place, :meth:`RedisRunner.run`.
+:class:`~grass.errors.StorageUnavailable` in one place, :meth:`RedisRunner.run`.
 Keys and channels live under ``prefix`` (``grass:``); see :mod:`.stores` for the layout.
 """
 
@@ -41,7 +41,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from grass.storage.abc import StorageUnavailable
+from grass.errors import StorageUnavailable
 from grass.storage.inprocess import DEFAULT_MAX_TTL, DEFAULT_SUBSCRIBER_BUFFER
 from grass.storage.inprocess.event_log import DEFAULT_MAX_EVENTS, DEFAULT_TTL
 from grass.storage.redis._client import RedisRunner, close_client, make_client, safe_url

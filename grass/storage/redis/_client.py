@@ -11,7 +11,7 @@ import trio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from grass.storage.abc import StorageUnavailable
+from grass.errors import StorageUnavailable
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

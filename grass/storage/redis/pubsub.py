@@ -22,7 +22,7 @@ import redis
 import trio
 from redis.client import PubSub
 
-from grass.storage.abc import StorageUnavailable
+from grass.errors import StorageUnavailable
 from grass.storage.inprocess import DEFAULT_SUBSCRIBER_BUFFER, LocalFanout
 from grass.storage.redis._client import RedisRunner
 

@@ -10,8 +10,8 @@ import trio
 
 from grass.domain.periods import Period, PeriodTotal
 from grass.domain.uptime import UptimeStats
+from grass.errors import IntegrityViolation, InvalidValue, RowRefused, StorageConflict
 from grass.ids import new_uuid, short_id
-from grass.storage.abc import IntegrityViolation, InvalidValue, RowRefused, StorageConflict
 from grass.storage.postgres.earnings import PgEarningsStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.scope import Scope, UnitOfWork

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 import triopg.exceptions as driver
 
-from grass.storage.abc import StorageError
+from grass.errors import StorageError
 from grass.storage.postgres.codecs import decode_inet, encode_inet
 
 TEXTS = [

@@ -7,14 +7,14 @@ import datetime as dt
 import pytest
 import triopg.exceptions as pg
 
-from grass.ids import short_id
-from grass.storage.abc import (
+from grass.errors import (
     IntegrityViolation,
     InvalidValue,
     RowRefused,
     StorageConflict,
     StorageUnavailable,
 )
+from grass.ids import short_id
 from grass.storage.postgres import SerializationConflict
 from grass.storage.postgres.errors import storage_error, translate_errors
 

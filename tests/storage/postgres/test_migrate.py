@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from grass.storage.abc import IntegrityViolation
+from grass.errors import IntegrityViolation
 from grass.storage.postgres import ChecksumMismatch, MigrationError, SchemaTooNew, open_postgres
 from grass.storage.postgres.migrate import Migration, load_migrations, migrate, schema_version
 

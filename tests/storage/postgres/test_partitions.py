@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from grass.errors import StorageConflict
 from grass.ids import short_id
-from grass.storage.abc import StorageConflict
 from grass.storage.postgres.migrate import migrate
 from grass.storage.postgres.partitions import ensure_partitions, month_starts, partition_name
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import trio
 
-from grass.storage.abc import StorageConflict, StorageUnavailable
+from grass.errors import StorageConflict, StorageUnavailable
 from grass.storage.postgres import (
     Database,
     RetryPolicy,

@@ -7,8 +7,8 @@ import attrs
 import pytest
 import trio
 
+from grass.errors import StorageConflict, StorageNotFound, TransactionAborted
 from grass.ids import short_id
-from grass.storage.abc import StorageConflict, StorageNotFound, TransactionAborted
 from grass.storage.postgres import PostgresStorage, open_postgres_storage
 from grass.storage.postgres.migrate import load_migrations, schema_version
 from tests.storage.conftest import add_device, add_user, at, collect, make_user

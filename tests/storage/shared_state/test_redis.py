@@ -7,7 +7,7 @@ import pytest
 import redis
 import trio
 
-from grass.storage.abc import StorageUnavailable
+from grass.errors import StorageUnavailable
 from grass.storage.redis import open_redis_state, safe_url
 from grass.storage.shared_state import user_channel
 
