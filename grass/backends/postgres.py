@@ -14,7 +14,7 @@ from grass.backends.bundle import StoreBackend
 from grass.config import Config
 from grass.errors import StorageError, StorageUnavailable
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
-from grass.storage.postgres import Database
+from grass.postgres.pool import Database
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.payouts import PgJobLock
 from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage

@@ -270,8 +270,8 @@ async def _set_role(config: Config, role: Role, email: str) -> None:
 
 async def _migrate(dsn: str) -> None:
     # Imported here: only this command needs the driver loaded before serving.
-    from grass.storage.postgres import open_postgres
-    from grass.storage.postgres.migrate import migrate, schema_version
+    from grass.postgres.migrate import migrate, schema_version
+    from grass.postgres.pool import open_postgres
     from grass.storage.postgres.partitions import ensure_partitions
 
     async with open_postgres(dsn, max_size=2) as db:

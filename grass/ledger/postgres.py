@@ -42,7 +42,7 @@ from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.leafcopy import LEAVES_QUERY, LeafCopy
 from grass.ledger.merkle import to_checksum_address
 from grass.ledger.postgres_anchor import PostgresAnchor
-from grass.storage.postgres.pool import Connection, Database, Record
+from grass.postgres.pool import Connection, Database, Record
 
 __all__ = ["PostgresAnchor", "PostgresJournal", "open_postgres_ledger"]
 

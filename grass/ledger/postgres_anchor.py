@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from grass.ledger.abc import AnchorFailed
-from grass.storage.postgres.pool import Connection, Database
+from grass.postgres.pool import Connection, Database
 
 
 class PostgresAnchor:

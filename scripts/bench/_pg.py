@@ -9,8 +9,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from grass.storage.postgres import Connection, Database, open_postgres
-from grass.storage.postgres.migrate import migrate
+from grass.postgres.migrate import migrate
+from grass.postgres.pool import Connection, Database, open_postgres
 from grass.storage.postgres.partitions import ensure_partitions
 
 DEFAULT_DSN = os.environ.get("GRASS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -40,10 +40,10 @@ from _pg import DEFAULT_DSN, load_users, throwaway_database
 from grass.config import Config
 from grass.ids import short_id
 from grass.ledger.memory import open_memory_ledger
+from grass.postgres.pool import Connection, Database
 from grass.services.closer import BucketCloser
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
-from grass.storage.postgres import Connection, Database
 from grass.storage.postgres.payouts import PgJobLock
 from grass.storage.postgres.storage import PostgresStorage
 

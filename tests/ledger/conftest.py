@@ -42,8 +42,8 @@ from grass.ledger.mockchain import MockchainAnchor, open_mockchain_ledger
 from grass.ledger.postgres import PostgresJournal, open_postgres_ledger
 from grass.ledger.web3 import PostgresOutbox, Web3Anchor, open_web3_ledger
 from grass.ledger.web3.rpc import decode_revert
-from grass.storage.postgres import Database
-from grass.storage.postgres.migrate import migrate
+from grass.postgres.migrate import migrate
+from grass.postgres.pool import Database
 from tests.ledger.evm import EvmNode, anvil_node, anvil_url, eth_tester_node, own_anvil_url
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
 

@@ -23,7 +23,7 @@ from grass.ledger.migrate import migrate_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
 from grass.ledger.web3 import open_web3_ledger
-from grass.storage.postgres.migrate import migrate
+from grass.postgres.migrate import migrate
 from tests.ledger.conftest import _deployment
 from tests.ledger.evm import eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema

@@ -7,7 +7,7 @@ import trio
 
 from grass.ledger.abc import Credit, CreditConflict, SettlementStatus
 from grass.ledger.postgres import PostgresJournal, open_postgres_ledger
-from grass.storage.postgres.migrate import migrate
+from grass.postgres.migrate import migrate
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
 
 

@@ -44,8 +44,8 @@ from grass.ledger.web3 import (
 )
 from grass.ledger.web3.anchor import WriterHook
 from grass.ledger.web3.outbox import OutboxStatus, called_contract
+from grass.postgres.migrate import load_migrations, migrate
 from grass.storage.memory import MemoryStorage
-from grass.storage.postgres.migrate import load_migrations, migrate
 from tests.ledger.conftest import Deployment, _deployment
 from tests.ledger.evm import EvmNode, anvil_node, eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema

@@ -40,9 +40,10 @@ from grass.domain.referrals import Referral
 from grass.domain.uptime import UptimeDelta, UptimeStats
 from grass.domain.users import ApiKey, ApiScope, Credentials, NodeKey, Session, User
 from grass.ids import new_uuid, short_id, token
+from grass.postgres.pool import open_postgres
 from grass.storage.abc import Storage
 from grass.storage.memory import MemoryStorage
-from grass.storage.postgres import open_postgres, open_postgres_storage
+from grass.storage.postgres import open_postgres_storage
 
 Factory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Storage]]
 

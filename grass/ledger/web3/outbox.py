@@ -27,7 +27,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from grass import logs
-from grass.storage.postgres.pool import Connection, Database, Record
+from grass.postgres.pool import Connection, Database, Record
 
 log = logs.get("grass.ledger.outbox")
 

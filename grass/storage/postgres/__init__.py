@@ -1,26 +1,11 @@
-"""PostgreSQL storage backend: pool, error mapping, migrations, time partitions and stores.
+"""PostgreSQL storage backend: the stores, their schema and the time partitions.
 
-The stores are built on :class:`~grass.storage.postgres.pool.Database`; the schema lives in
-``migrations/NNNN_*.sql`` and is applied by :func:`~grass.storage.postgres.migrate.migrate`.
+The stores are built on :class:`~grass.postgres.pool.Database` (the shared package
+:mod:`grass.postgres`); the schema lives in ``migrations/NNNN_*.sql``, applied by
+:func:`~grass.postgres.migrate.migrate` as the ``storage`` owner.
 :func:`open_postgres_storage` opens all of it and yields a :class:`PostgresStorage`.
 """
 
-from grass.storage.postgres.errors import (
-    ChecksumMismatch,
-    MigrationError,
-    SchemaTooNew,
-    SerializationConflict,
-    translate_errors,
-)
-from grass.storage.postgres.pool import (
-    Connection,
-    Database,
-    Isolation,
-    Record,
-    RetryPolicy,
-    describe_dsn,
-    open_postgres,
-)
 from grass.storage.postgres.storage import (
     PostgresStorage,
     PostgresStores,
@@ -28,19 +13,7 @@ from grass.storage.postgres.storage import (
 )
 
 __all__ = [
-    "ChecksumMismatch",
-    "Connection",
-    "Database",
-    "Isolation",
-    "MigrationError",
     "PostgresStorage",
     "PostgresStores",
-    "Record",
-    "RetryPolicy",
-    "SchemaTooNew",
-    "SerializationConflict",
-    "describe_dsn",
-    "open_postgres",
     "open_postgres_storage",
-    "translate_errors",
 ]

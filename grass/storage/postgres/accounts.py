@@ -6,7 +6,7 @@ import datetime as dt
 
 from grass.domain.accounts import AccountToken, Mail, TokenPurpose
 from grass.errors import StorageNotFound
-from grass.storage.postgres.pool import Connection, Record
+from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import require, row_count
 

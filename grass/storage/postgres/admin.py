@@ -17,9 +17,9 @@ from grass.domain.pages import (
     micros,
 )
 from grass.ids import is_uuid
+from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.devices import _COLUMNS as DEVICE_COLUMNS
 from grass.storage.postgres.devices import _device
-from grass.storage.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import after_time_text, page_of, require, row_count, text_or_none
 

@@ -37,7 +37,7 @@ from grass.domain.pages import (
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, zone
 from grass.errors import IntegrityViolation, StorageConflict
 from grass.ids import is_uuid
-from grass.storage.postgres.pool import Connection, Record
+from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime import fold_periods, time_filter
 

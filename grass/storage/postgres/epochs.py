@@ -7,7 +7,7 @@ import datetime as dt
 from grass.domain.epochs import Epoch, EpochStatus, EpochTotals
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.errors import IntegrityViolation
-from grass.storage.postgres.pool import Connection, Record
+from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.users import after_int, page_of, require
 

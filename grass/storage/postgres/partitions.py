@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from grass.storage.postgres.migrate import LOCK_CLASS
-from grass.storage.postgres.pool import Connection, Database
+from grass.postgres.migrate import LOCK_CLASS
+from grass.postgres.pool import Connection, Database
 
 __all__ = ["PARTITIONED_TABLES", "ensure_partitions", "month_starts", "partition_name"]
 

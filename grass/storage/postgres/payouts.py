@@ -21,6 +21,7 @@ from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
 from grass.errors import StorageConflict
 from grass.ids import is_uuid
+from grass.postgres.pool import Connection, Database, Record
 from grass.storage.payouts import (
     BucketClose,
     ChainLink,
@@ -30,7 +31,6 @@ from grass.storage.payouts import (
     LineScore,
 )
 from grass.storage.postgres.earnings import _ENTRY, _entry, lock_users
-from grass.storage.postgres.pool import Connection, Database, Record
 from grass.storage.postgres.scope import Scope
 
 __all__ = ["PgJobLock", "PgPayoutStore"]

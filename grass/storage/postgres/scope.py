@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from grass.errors import TransactionAborted
-from grass.storage.postgres.pool import Connection, Database
+from grass.postgres.pool import Connection, Database
 
 T = TypeVar("T")
 

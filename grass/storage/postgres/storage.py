@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from grass.errors import TransactionAborted
+from grass.postgres.migrate import migrate
+from grass.postgres.pool import Database, open_postgres
 from grass.storage.abc import EarningsStore, Storage, Stores, UptimeStore
 from grass.storage.postgres.accounts import PgAccountStore
 from grass.storage.postgres.admin import (
@@ -24,12 +26,10 @@ from grass.storage.postgres.admin import (
 )
 from grass.storage.postgres.devices import PgDeviceStore
 from grass.storage.postgres.epochs import PgEpochStore
-from grass.storage.postgres.migrate import migrate
 from grass.storage.postgres.node_keys import PgNodeKeyStore
 from grass.storage.postgres.notifications import PgNotificationStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.payouts import PgPayoutStore
-from grass.storage.postgres.pool import Database, open_postgres
 from grass.storage.postgres.referrals import PgReferralStore
 from grass.storage.postgres.scope import Scope, UnitOfWork
 from grass.storage.postgres.users import PgUserStore

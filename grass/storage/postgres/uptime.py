@@ -36,8 +36,8 @@ from grass.domain.pages import (
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, period_start, zone
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.ids import is_uuid
-from grass.storage.postgres.migrate import LOCK_CLASS
-from grass.storage.postgres.pool import Connection, Database, Record
+from grass.postgres.migrate import LOCK_CLASS
+from grass.postgres.pool import Connection, Database, Record
 from grass.storage.postgres.scope import Scope
 
 __all__ = [

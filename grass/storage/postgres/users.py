@@ -36,8 +36,8 @@ from grass.domain.users import (
     WalletLink,
 )
 from grass.errors import StorageNotFound
-from grass.storage.postgres.migrate import LOCK_CLASS
-from grass.storage.postgres.pool import Connection, Record
+from grass.postgres.migrate import LOCK_CLASS
+from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime import DELETED_USERS_LOCK, merge_pending
 

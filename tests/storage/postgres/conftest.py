@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import trio
 
-from grass.storage.postgres import Database, open_postgres
-from grass.storage.postgres.migrate import migrate
+from grass.postgres.migrate import migrate
+from grass.postgres.pool import Database, open_postgres
 from grass.storage.postgres.partitions import ensure_partitions
 
 

@@ -1,4 +1,4 @@
-"""The inet codec (grass.storage.postgres.codecs) against the server's own parser of the text."""
+"""The inet codec (grass.postgres.codecs) against the server's own parser of the text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import triopg.exceptions as driver
 
 from grass.errors import StorageError
-from grass.storage.postgres.codecs import decode_inet, encode_inet
+from grass.postgres.codecs import decode_inet, encode_inet
 
 TEXTS = [
     "192.0.2.7",
@@ -59,7 +59,7 @@ def test_a_malformed_address_is_a_value_error(bad):
 
 async def test_a_malformed_address_fails_the_statement_and_nothing_else(pg_db):
     # Domain models validate addresses first: one reaching the driver is a bug in our code,
-    # which propagates unmapped (grass.storage.postgres.errors); the connection stays usable.
+    # which propagates unmapped (grass.postgres.errors); the connection stays usable.
     with pytest.raises(BaseException) as failure:
         await pg_db.read(lambda c: c.fetchval("SELECT $1::inet", "300.1.2.3"))
     error = failure.value

@@ -15,8 +15,7 @@ from grass.errors import (
     StorageUnavailable,
 )
 from grass.ids import short_id
-from grass.storage.postgres import SerializationConflict
-from grass.storage.postgres.errors import storage_error, translate_errors
+from grass.postgres.errors import SerializationConflict, storage_error, translate_errors
 
 AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 SECRET_EMAIL = "private.person@example.org"

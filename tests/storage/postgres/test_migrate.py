@@ -6,8 +6,9 @@ import pytest
 import trio
 
 from grass.errors import IntegrityViolation
-from grass.storage.postgres import ChecksumMismatch, MigrationError, SchemaTooNew, open_postgres
-from grass.storage.postgres.migrate import Migration, load_migrations, migrate, schema_version
+from grass.postgres.errors import ChecksumMismatch, MigrationError, SchemaTooNew
+from grass.postgres.migrate import Migration, load_migrations, migrate, schema_version
+from grass.postgres.pool import open_postgres
 
 EXPECTED_TABLES = {
     "users",

@@ -9,7 +9,7 @@ import pytest
 
 from grass.errors import StorageConflict
 from grass.ids import short_id
-from grass.storage.postgres.migrate import migrate
+from grass.postgres.migrate import migrate
 from grass.storage.postgres.partitions import ensure_partitions, month_starts, partition_name
 
 UTC = dt.UTC

@@ -10,14 +10,8 @@ import pytest
 import trio
 
 from grass.errors import StorageConflict, StorageUnavailable
-from grass.storage.postgres import (
-    Database,
-    RetryPolicy,
-    SerializationConflict,
-    describe_dsn,
-    open_postgres,
-)
-from grass.storage.postgres.pool import _Pool
+from grass.postgres.errors import SerializationConflict
+from grass.postgres.pool import Database, RetryPolicy, _Pool, describe_dsn, open_postgres
 
 
 def _unused_port() -> int:

@@ -13,8 +13,8 @@ from urllib.parse import quote
 from grass.config import load_config
 from grass.domain.epochs import EpochTotals
 from grass.domain.uptime import UptimeStats
+from grass.postgres.pool import open_postgres
 from grass.services.epochs import EpochService
-from grass.storage.postgres import open_postgres
 from grass.storage.postgres.storage import open_postgres_storage
 from tests.storage.conftest import T0, delta, make_device, make_entry, make_user
 

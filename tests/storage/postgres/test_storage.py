@@ -9,8 +9,8 @@ import trio
 
 from grass.errors import StorageConflict, StorageNotFound, TransactionAborted
 from grass.ids import short_id
+from grass.postgres.migrate import load_migrations, schema_version
 from grass.storage.postgres import PostgresStorage, open_postgres_storage
-from grass.storage.postgres.migrate import load_migrations, schema_version
 from tests.storage.conftest import add_device, add_user, at, collect, make_user
 
 

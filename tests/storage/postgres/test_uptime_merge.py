@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from grass.domain.uptime import UptimeStats
-from grass.storage.postgres.migrate import LOCK_CLASS
+from grass.postgres.migrate import LOCK_CLASS
 from grass.storage.postgres.storage import PostgresStorage
 from grass.storage.postgres.uptime import merge_uptime
 from tests.storage.conftest import T0, add_device, add_user, delta

@@ -21,8 +21,8 @@ from importlib.resources.abc import Traversable
 
 import attrs
 
-from grass.storage.postgres.errors import ChecksumMismatch, MigrationError, SchemaTooNew
-from grass.storage.postgres.pool import Connection, Database
+from grass.postgres.errors import ChecksumMismatch, MigrationError, SchemaTooNew
+from grass.postgres.pool import Connection, Database
 
 __all__ = [
     "Migration",

@@ -28,8 +28,8 @@ import trio_asyncio
 import triopg
 
 from grass.errors import StorageUnavailable
-from grass.storage.postgres.codecs import init_connection
-from grass.storage.postgres.errors import SerializationConflict, translate_errors
+from grass.postgres.codecs import init_connection
+from grass.postgres.errors import SerializationConflict, translate_errors
 
 __all__ = [
     "Connection",

@@ -19,7 +19,7 @@ a SQLSTATE, ``InterfaceError`` for a connection it already knows is closed, and 
                              57014 (statement timeout), OSError, TimeoutError, and the
                              driver's "connection is closed" / "pool is closing",
                              InternalClientError (a connection in a broken state)
-    MigrationError           raised by grass.storage.postgres.migrate, never mapped from a driver
+    MigrationError           raised by grass.postgres.migrate, never mapped from a driver
     ├── SchemaTooNew
     └── ChecksumMismatch
 

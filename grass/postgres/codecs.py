@@ -64,7 +64,7 @@ def decode_inet(data: bytes) -> Address:
 
 def encode_json(value: Any) -> str:
     # Not escaped to ASCII: a lone surrogate then fails to encode as the driver sends it,
-    # which grass.storage.postgres.errors maps to InvalidValue like in any text column
+    # which grass.postgres.errors maps to InvalidValue like in any text column
     # (escaped, PostgreSQL refused "\\udfff" with the same code as a malformed literal).
     return json.dumps(value, ensure_ascii=False)
 
