@@ -29,6 +29,10 @@ Check = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT = 2.0
 
 
+async def _no_tables() -> None:
+    """A store that keeps the ledger in memory has no tables to create for it."""
+
+
 @attrs.frozen
 class StoreBackend:
     """One storage backend and what else lives in it."""
@@ -43,6 +47,9 @@ class StoreBackend:
     new_outbox: Callable[[], Outbox]
     #: The store's own anchor, for ``ledger.backend = postgres``; None where it has none.
     anchor: Anchor | None = None
+    #: Brings the ledger's tables in this store up to date (PostgreSQL: the ledger's
+    #: migrations); the ledger factory awaits it before the journal, anchor or outbox are used.
+    prepare_ledger: Callable[[], Awaitable[object]] = _no_tables
     #: Whether what is written survives the process.
     persistent: bool = False
     checks: Mapping[str, Check] = attrs.field(factory=dict)

@@ -28,28 +28,42 @@ def open_ledger(
 ) -> AbstractAsyncContextManager[AnchoredLedger]:
     """The ledger anchored on ``backend`` (default: ``ledger.backend``). ``journal``: share one
     (``grass ledger migrate`` opens two ledgers on one store); default: the store's, except
-    that a memory ledger is all in memory."""
+    that a memory ledger is all in memory. A ledger using the store first brings the ledger's
+    tables there up to date (``store.prepare_ledger``: on PostgreSQL, the ledger's migrations,
+    after the stores' that opening the store applied)."""
     settings = config.ledger
     backend = backend or settings.backend
-    if backend is LedgerBackend.MEMORY:
-        if journal is not None:
-            return nullcontext(AnchoredLedger(journal, MemoryAnchor()))
+    if backend is LedgerBackend.MEMORY and journal is None:
         return open_memory_ledger()
+    opened: AbstractAsyncContextManager[AnchoredLedger]
     journal = journal or store.journal
-    if backend is LedgerBackend.POSTGRES:
+    if backend is LedgerBackend.MEMORY:
+        opened = nullcontext(AnchoredLedger(journal, MemoryAnchor()))
+    elif backend is LedgerBackend.POSTGRES:
         if store.anchor is None:
             raise StartupError(
                 f"ledger.backend: postgres needs storage.backend = postgres (not {store.name})"
             )
-        return nullcontext(AnchoredLedger(journal, store.anchor))
-    if backend is LedgerBackend.MOCKCHAIN:
-        return open_mockchain_ledger(
+        opened = nullcontext(AnchoredLedger(journal, store.anchor))
+    elif backend is LedgerBackend.MOCKCHAIN:
+        opened = open_mockchain_ledger(
             Path(settings.mockchain_path) / "chain.jsonl",
             block_time=settings.mockchain_block_time,
             confirmations=settings.confirmations,
             journal=journal,
         )
-    return _open_web3_ledger(config, store, journal)
+    else:
+        opened = _open_web3_ledger(config, store, journal)
+    return _in_store(store, opened)
+
+
+@asynccontextmanager
+async def _in_store(
+    store: StoreBackend, opened: AbstractAsyncContextManager[AnchoredLedger]
+) -> AsyncIterator[AnchoredLedger]:
+    await store.prepare_ledger()
+    async with opened as ledger:
+        yield ledger
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
-"""The PostgreSQL storage backend's factory: the pool, the schema, and the maintenance loops
-it owns (next months' partitions, folding uptime deltas), in a nursery of its own."""
+"""The PostgreSQL storage backend's factory: the pool, the stores' tables, and the maintenance
+loops it owns (next months' partitions, folding uptime deltas), in a nursery of its own. The
+ledger's tables in the same database are created by the ledger factory (``prepare_ledger``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from grass.backends.bundle import StoreBackend
 from grass.config import Config
 from grass.errors import StorageError, StorageUnavailable
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
+from grass.ledger.postgres_schema import migrate_ledger_tables
 from grass.postgres.pool import Database
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.payouts import PgJobLock
@@ -44,6 +46,7 @@ def postgres_store(storage: PostgresStorage) -> StoreBackend:
         job_lock=PgJobLock(db),
         new_outbox=new_outbox,
         anchor=PostgresAnchor(db),
+        prepare_ledger=lambda: migrate_ledger_tables(db),
         persistent=True,
         checks={"postgres": db.ping},
     )

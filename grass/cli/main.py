@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-host", help="node listen address (overrides server.node_host)")
     serve.add_argument("--node-port", type=int, help="node port (overrides server.node_port)")
     migrate = commands.add_parser(
-        "migrate", help="apply the PostgreSQL schema migrations and create time partitions"
+        "migrate",
+        help="apply the PostgreSQL migrations (the stores', then the ledger's), create partitions",
     )
     migrate.add_argument("--dsn", help="PostgreSQL DSN (default: storage.postgres_dsn)")
     node = commands.add_parser(
@@ -270,16 +271,23 @@ async def _set_role(config: Config, role: Role, email: str) -> None:
 
 async def _migrate(dsn: str) -> None:
     # Imported here: only this command needs the driver loaded before serving.
-    from grass.postgres.migrate import migrate, schema_version
+    from grass.ledger import postgres_schema as ledger
+    from grass.postgres.migrate import schema_version
     from grass.postgres.pool import open_postgres
+    from grass.storage.postgres import schema as storage
     from grass.storage.postgres.partitions import ensure_partitions
 
     async with open_postgres(dsn, max_size=2) as db:
-        applied = await migrate(db)
+        # The stores' tables first, then the ledger's, as the backend factories do.
+        applied = {
+            storage.OWNER: await storage.migrate_storage_tables(db),
+            ledger.OWNER: await ledger.migrate_ledger_tables(db),
+        }
         created = await ensure_partitions(db)
-        version = await schema_version(db)
-    done = ", ".join(map(str, applied)) or "none (already up to date)"
-    print(f"schema version {version}; migrations applied: {done}")
+        for owner, versions in applied.items():
+            version = await schema_version(db, owner)
+            done = ", ".join(map(str, versions)) or "none (already up to date)"
+            print(f"{owner} schema version {version}; migrations applied: {done}")
     print(f"partitions created: {', '.join(created) or 'none'}")
 
 

@@ -1,5 +1,5 @@
 """The PostgreSQL journal, and the ledger of it and the PostgreSQL anchor (``postgres_anchor``);
-schema: ``migrations/0002_ledger.sql``.
+schema: ``postgres_migrations/0001_ledger.sql``.
 
 Each journal method is one transaction run through :meth:`Database.run`, so a deadlock or a
 serialization failure re-runs it from the start. Concurrency rules:
@@ -403,5 +403,5 @@ class PostgresJournal:
 async def open_postgres_ledger(
     db: Database, *, step_hook: StepHook | None = None
 ) -> AsyncIterator[AnchoredLedger]:
-    """A ledger whose journal and anchor both live in ``db`` (migrated to 0002 or later)."""
+    """A ledger whose journal and anchor both live in ``db`` (the ledger's migrations applied)."""
     yield AnchoredLedger(PostgresJournal(db), PostgresAnchor(db), step_hook=step_hook)

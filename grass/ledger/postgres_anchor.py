@@ -1,4 +1,5 @@
-"""The PostgreSQL anchor: roots in ``ledger_anchored_roots`` (``migrations/0002_ledger.sql``)."""
+"""The PostgreSQL anchor: roots in ``ledger_anchored_roots`` (the ledger's migration
+``postgres_migrations/0001_ledger.sql``)."""
 
 from __future__ import annotations
 

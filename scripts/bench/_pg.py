@@ -9,9 +9,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from grass.postgres.migrate import migrate
+from grass.ledger.postgres_schema import migrate_ledger_tables
 from grass.postgres.pool import Connection, Database, open_postgres
 from grass.storage.postgres.partitions import ensure_partitions
+from grass.storage.postgres.schema import migrate_storage_tables
 
 DEFAULT_DSN = os.environ.get("GRASS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 _USER_COLUMNS = [
@@ -34,7 +35,8 @@ async def throwaway_database(dsn: str, month: dt.datetime) -> AsyncIterator[Data
             async with open_postgres(
                 dsn, min_size=1, max_size=2, server_settings={"search_path": schema}
             ) as db:
-                await migrate(db)
+                await migrate_storage_tables(db)
+                await migrate_ledger_tables(db)
                 await ensure_partitions(db, now=month, months_ahead=0)
                 yield db
         finally:

@@ -40,9 +40,9 @@ from grass.ledger.contract import load_artifact
 from grass.ledger.memory import MemoryAnchor, open_memory_ledger
 from grass.ledger.mockchain import MockchainAnchor, open_mockchain_ledger
 from grass.ledger.postgres import PostgresJournal, open_postgres_ledger
+from grass.ledger.postgres_schema import migrate_ledger_tables
 from grass.ledger.web3 import PostgresOutbox, Web3Anchor, open_web3_ledger
 from grass.ledger.web3.rpc import decode_revert
-from grass.postgres.migrate import migrate
 from grass.postgres.pool import Database
 from tests.ledger.evm import EvmNode, anvil_node, anvil_url, eth_tester_node, own_anvil_url
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
@@ -132,7 +132,7 @@ async def _pg_database(schema: PgLedgerSchema) -> AsyncIterator[Database]:
     second open in the same test - a restart - finds the first one's rows)."""
     async with open_test_database(schema.dsn, schema.name, max_size=8) as db:
         if not schema.migrated:
-            await migrate(db)
+            await migrate_ledger_tables(db)
             schema.migrated = True
         if not schema.emptied:
             await db.run(lambda c: c.execute(f"TRUNCATE {_LEDGER_TABLES} RESTART IDENTITY"))

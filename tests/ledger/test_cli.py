@@ -12,6 +12,7 @@ from grass.cli import main
 from grass.cli.ledger import ProgressBar
 from grass.ledger.abc import Credit
 from grass.ledger.postgres import PostgresJournal
+from grass.ledger.postgres_schema import migrate_ledger_tables
 from grass.storage.postgres.storage import open_postgres_storage
 from tests.ledger.evm import anvil_node
 from tests.storage.postgres.conftest import temporary_schema
@@ -32,6 +33,7 @@ def store(postgres_dsn, monkeypatch, tmp_path):
 
 async def _seed(dsn: str) -> None:
     async with open_postgres_storage(dsn, min_size=1, max_size=2) as pg:
+        await migrate_ledger_tables(pg.db)  # what opening a ledger on the store does
         journal = PostgresJournal(pg.db)
         for epoch in (1, 2):
             await journal.record(

@@ -22,8 +22,8 @@ from grass.ledger.merkle import verify
 from grass.ledger.migrate import migrate_ledger
 from grass.ledger.mockchain import open_mockchain_ledger
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
+from grass.ledger.postgres_schema import migrate_ledger_tables
 from grass.ledger.web3 import open_web3_ledger
-from grass.postgres.migrate import migrate
 from tests.ledger.conftest import _deployment
 from tests.ledger.evm import eth_tester_node
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
@@ -82,7 +82,7 @@ async def test_memory_to_postgres_to_mockchain_to_web3(postgres_dsn, schema, aut
         open_memory_ledger() as memory,
         open_test_database(postgres_dsn, schema, max_size=6) as db,
     ):
-        await migrate(db)
+        await migrate_ledger_tables(db)
         await _fill(memory)
         assert (await memory.verify()).ok
         roots = [s.root for s in await memory.settlements()]

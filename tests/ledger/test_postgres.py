@@ -7,7 +7,7 @@ import trio
 
 from grass.ledger.abc import Credit, CreditConflict, SettlementStatus
 from grass.ledger.postgres import PostgresJournal, open_postgres_ledger
-from grass.postgres.migrate import migrate
+from grass.ledger.postgres_schema import migrate_ledger_tables
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
 
 
@@ -20,7 +20,7 @@ def pg_fresh_schema(postgres_dsn):
 @pytest.fixture
 async def db(pg_fresh_schema, postgres_dsn):
     async with open_test_database(postgres_dsn, pg_fresh_schema, max_size=4) as opened:
-        await migrate(opened)
+        await migrate_ledger_tables(opened)
         yield opened
 
 

@@ -32,6 +32,7 @@ from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.keccak import keccak256
 from grass.ledger.memory import MemoryJournal
 from grass.ledger.postgres import PostgresJournal
+from grass.ledger.postgres_schema import OWNER, ledger_migrations, migrate_ledger_tables
 from grass.ledger.web3 import (
     DistributorClient,
     MemoryOutbox,
@@ -44,7 +45,7 @@ from grass.ledger.web3 import (
 )
 from grass.ledger.web3.anchor import WriterHook
 from grass.ledger.web3.outbox import OutboxStatus, called_contract
-from grass.postgres.migrate import load_migrations, migrate
+from grass.postgres.migrate import migrate
 from grass.storage.memory import MemoryStorage
 from tests.ledger.conftest import Deployment, _deployment
 from tests.ledger.evm import EvmNode, anvil_node, eth_tester_node
@@ -122,7 +123,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         @asynccontextmanager
         async def postgres() -> AsyncIterator[tuple[Journal, Outbox]]:
             async with open_test_database(dsn, name) as db:
-                await migrate(db)
+                await migrate_ledger_tables(db)
                 yield PostgresJournal(db), PostgresOutbox(db)
 
         yield postgres
@@ -308,7 +309,7 @@ def test_the_contract_a_signed_transaction_calls():
             called_contract(garbage)
 
 
-async def test_entries_stored_before_0012_are_named_from_their_signed_bytes(
+async def test_entries_stored_before_ledger_0003_are_named_from_their_signed_bytes(
     postgres_dsn, outbox_schema
 ):
     typed, typed_hash = _signed_call(A, legacy=False)
@@ -319,7 +320,7 @@ async def test_entries_stored_before_0012_are_named_from_their_signed_bytes(
         (3, b"\x02garbage", "0x" + "ee" * 32, "sent"),
     ]
     async with open_test_database(postgres_dsn, outbox_schema) as db:
-        await migrate(db, [m for m in load_migrations() if m.version < 12])
+        await migrate(db, OWNER, [m for m in ledger_migrations() if m.version < 3])
         for epoch, raw, tx_hash, status in rows:
             values = (epoch, keccak256(raw), tx_hash, raw, status)
 
@@ -331,7 +332,7 @@ async def test_entries_stored_before_0012_are_named_from_their_signed_bytes(
                 )
 
             await db.run(insert)
-        assert await migrate(db, [m for m in load_migrations() if m.version <= 12]) == [12]
+        assert await migrate(db, OWNER, ledger_migrations()) == [3]
         outbox = PostgresOutbox(db)
         assert await outbox.get(A, 1) is None  # not named yet: no writer sees it
         assert await outbox.name_contracts() == 2

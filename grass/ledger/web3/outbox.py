@@ -11,7 +11,8 @@ redeploy) re-anchors epoch 1 on the new contract instead of waiting, forever, fo
 contract's mined transaction to show a root on the new one.
 
 Two stores, chosen with the journal's: in memory (lost at exit, like the memory journal) and in
-PostgreSQL (``migrations/0007_ledger_outbox.sql``, keyed by contract since ``0012``).
+PostgreSQL (``grass/ledger/postgres_migrations/0002_ledger_outbox.sql``, keyed by contract since
+``0003_outbox_by_contract.sql``).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class MemoryOutbox:
 
 _COLUMNS = "contract, epoch, root, sender, nonce, tx_hash, raw_tx, status"
 
-#: What migration 0012 leaves in the contract column of rows written before it.
+#: What the ledger's migration 0003 leaves in the contract column of rows written before it.
 _UNNAMED = ""
 
 _PUT = f"""

@@ -1,4 +1,4 @@
-"""AccountStore on PostgreSQL (migration 0003)."""
+"""AccountStore on PostgreSQL (migration 0002)."""
 
 from __future__ import annotations
 

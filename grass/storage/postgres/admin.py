@@ -1,5 +1,5 @@
 """BanStore, FlagStore and AuditStore on PostgreSQL (the administration tables of 0001, with
-the indexes of 0004). A ban row names its subject in ``user_id`` or ``network`` (cidr)."""
+the indexes of 0003). A ban row names its subject in ``user_id`` or ``network`` (cidr)."""
 
 from __future__ import annotations
 

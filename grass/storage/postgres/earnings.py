@@ -158,7 +158,7 @@ _LOCK_USERS = (
 
 async def lock_users(conn: Connection, user_ids: Collection[str]) -> None:
     """Lock the users a batch of earnings names (FOR KEY SHARE: they cannot be deleted until
-    the batch commits), or refuse the batch if one does not exist (migration 0011)."""
+    the batch commits), or refuse the batch if one does not exist (migration 0009)."""
     wanted = set(user_ids)
     found = set(await conn.fetchval(_LOCK_USERS, list(wanted)) or ())
     if missing := wanted - found:

@@ -1,4 +1,4 @@
-"""NodeKeyStore on PostgreSQL (migration 0013; see grass.storage.node_keys)."""
+"""NodeKeyStore on PostgreSQL (migration 0010; see grass.storage.node_keys)."""
 
 from __future__ import annotations
 

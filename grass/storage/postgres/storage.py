@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from grass.errors import TransactionAborted
-from grass.postgres.migrate import migrate
 from grass.postgres.pool import Database, open_postgres
 from grass.storage.abc import EarningsStore, Storage, Stores, UptimeStore
 from grass.storage.postgres.accounts import PgAccountStore
@@ -31,6 +30,7 @@ from grass.storage.postgres.notifications import PgNotificationStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.payouts import PgPayoutStore
 from grass.storage.postgres.referrals import PgReferralStore
+from grass.storage.postgres.schema import migrate_storage_tables
 from grass.storage.postgres.scope import Scope, UnitOfWork
 from grass.storage.postgres.users import PgUserStore
 
@@ -113,7 +113,8 @@ async def open_postgres_storage(
     schema: str | None = None,
     max_inactive_connection_lifetime: float = 300.0,
 ) -> AsyncIterator[PostgresStorage]:
-    """Open the pool(s), bring the schema up to date and the partitions ahead, yield the storage.
+    """Open the pool(s), bring the stores' tables up to date and the partitions ahead, yield the
+    storage (the ledger's tables are the ledger factory's: grass.backends.ledger).
 
     ``schema`` puts that schema first on every connection's ``search_path`` (tests give each
     module its own); by default the server's search_path applies.
@@ -127,7 +128,7 @@ async def open_postgres_storage(
         max_inactive_connection_lifetime=max_inactive_connection_lifetime,
         server_settings=settings,
     ) as db:
-        await migrate(db)
+        await migrate_storage_tables(db)
         await ensure_partitions(db)
         yield PostgresStorage(db)
 

@@ -1,6 +1,6 @@
 """PostgreSQL uptime store: the batch flush (the hottest write) and every uptime view.
 
-The flush appends (migration 0006 says why): the batch, pre-aggregated in Python, is COPYed
+The flush appends (migration 0005 says why): the batch, pre-aggregated in Python, is COPYed
 into ``uptime_deltas`` under one flush number, and the deltas of devices that do not exist are
 deleted again and reported, in the same transaction. :func:`merge_uptime`, run in the
 background by the server (and before a user is deleted), moves the deltas into

@@ -286,9 +286,9 @@ class PgUserStore:
             status = await conn.execute("DELETE FROM users WHERE id = $1::text", user_id)
             # Raised inside the transaction: the deletes above are rolled back with it.
             require_rows(status, "user", user_id)
-            # Earnings keys after the user (migration 0011): the user's row lock waited for
+            # Earnings keys after the user (migration 0009): the user's row lock waited for
             # any writer that had locked it, and this statement sees what that writer wrote.
-            # Their entries go with them (the statement trigger of migration 0006).
+            # Their entries go with them (the statement trigger of migration 0005).
             await conn.execute(
                 "DELETE FROM earnings_keys k USING earnings e"
                 " WHERE e.user_id = $1::text AND k.idempotency_key = e.idempotency_key",

@@ -10,7 +10,7 @@ Fixtures:
     pg_open           ``pg_open(**options)``: open another Database on the module's schema
                       (an async context manager; options go to open_postgres)
     pg_db             a Database on the module's schema (not migrated)
-    pg_migrated       the same after migrate() and ensure_partitions()
+    pg_migrated       the same after the stores' migrations and ensure_partitions()
 
 Store tests reuse ``pg_migrated``; :func:`temporary_schema` serves code that needs a schema of
 its own outside pytest fixtures.
@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 import trio
 
-from grass.postgres.migrate import migrate
 from grass.postgres.pool import Database, open_postgres
 from grass.storage.postgres.partitions import ensure_partitions
+from grass.storage.postgres.schema import migrate_storage_tables
 
 
 def schema_settings(schema: str) -> dict[str, str]:
@@ -96,6 +96,6 @@ async def pg_db(postgres_dsn: str, pg_schema: str) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def pg_migrated(pg_db: Database) -> Database:
-    await migrate(pg_db)
+    await migrate_storage_tables(pg_db)
     await ensure_partitions(pg_db)
     return pg_db

@@ -188,11 +188,11 @@ async def test_deleting_a_user_deletes_its_keys(stores):
     user, _ = await _user_with_devices(db)
     entry = make_entry(user.id)
     await earnings.insert_earnings([entry])
-    # Through the store: the keys have no foreign key to users (migration 0011).
+    # Through the store: the keys have no foreign key to users (migration 0009).
     await PgUserStore(Scope(db)).delete_user(user.id)
     assert await earnings.find_earning(entry.idempotency_key) is None
     assert await _rows(db, "SELECT 1 FROM earnings_keys") == []
-    assert await _rows(db, "SELECT 1 FROM earnings") == []  # through the keys' trigger (0006)
+    assert await _rows(db, "SELECT 1 FROM earnings") == []  # through the keys' trigger (0005)
 
 
 async def _delete_while_writing(db, user_id, write, waiting_query):
@@ -234,7 +234,7 @@ WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE 'DELETE 
 
 
 async def test_a_delete_waits_for_a_writer_of_the_user_then_removes_what_it_wrote(stores):
-    # What the keys' foreign key to users used to give (migration 0011): a writer that locked
+    # What the keys' foreign key to users used to give (migration 0009): a writer that locked
     # the user first makes a concurrent delete wait for its commit, and the delete sees it.
     db, _, _ = stores
     user, _ = await _user_with_devices(db)

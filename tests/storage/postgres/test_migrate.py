@@ -1,4 +1,5 @@
-"""Migrations: up from empty, idempotent, serialized, and refusing histories they disagree with."""
+"""Migrations: up from empty, idempotent, serialized, per owner, and refusing histories they
+disagree with."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import pytest
 import trio
 
 from grass.errors import IntegrityViolation
+from grass.ledger.postgres_schema import ledger_migrations, migrate_ledger_tables
 from grass.postgres.errors import ChecksumMismatch, MigrationError, SchemaTooNew
 from grass.postgres.migrate import Migration, load_migrations, migrate, schema_version
 from grass.postgres.pool import open_postgres
+from grass.storage.postgres.schema import OWNER, migrate_storage_tables, storage_migrations
 
 EXPECTED_TABLES = {
     "users",
@@ -29,6 +32,16 @@ EXPECTED_TABLES = {
     "admin_audit_log",
     "schema_migrations",
 }
+LEDGER_TABLES = {
+    "ledger_credits",
+    "ledger_balances",
+    "ledger_accounts",
+    "ledger_state",
+    "ledger_settlements",
+    "ledger_anchored_roots",
+    "ledger_outbox",
+}
+TOY = "toy"
 
 
 @pytest.fixture
@@ -50,10 +63,13 @@ def _toy(*sqls: str) -> list[Migration]:
     return [Migration(version=i, name=f"step{i}", sql=sql) for i, sql in enumerate(sqls, 1)]
 
 
-def test_shipped_migrations_are_numbered_from_one():
-    migrations = load_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
-    assert migrations[0].label == "0001_schema"
+def test_shipped_migrations_are_numbered_from_one_per_owner():
+    for migrations, first in (
+        (storage_migrations(), "0001_schema"),
+        (ledger_migrations(), "0001_ledger"),
+    ):
+        assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+        assert migrations[0].label == first
 
 
 def test_bad_file_names_and_gaps_are_refused(tmp_path):
@@ -67,17 +83,35 @@ def test_bad_file_names_and_gaps_are_refused(tmp_path):
 
 
 async def test_up_from_empty_then_a_rerun_does_nothing(db):
-    assert await schema_version(db) == 0
-    shipped = load_migrations()
-    assert await migrate(db) == [m.version for m in shipped]
-    assert await schema_version(db) == shipped[-1].version
+    assert await schema_version(db, OWNER) == 0
+    shipped = storage_migrations()
+    assert await migrate_storage_tables(db) == [m.version for m in shipped]
+    assert await schema_version(db, OWNER) == shipped[-1].version
+    assert await schema_version(db, "ledger") == 0
     assert await _tables(db) >= EXPECTED_TABLES
+    assert not await _tables(db) & LEDGER_TABLES  # the ledger's, created by its own runner
 
-    before = await db.read(lambda c: c.fetch("SELECT * FROM schema_migrations ORDER BY version"))
+    query = "SELECT * FROM schema_migrations ORDER BY owner, version"
+    before = await db.read(lambda c: c.fetch(query))
     assert [r["checksum"] for r in before] == [m.checksum for m in shipped]
-    assert await migrate(db) == []
-    after = await db.read(lambda c: c.fetch("SELECT * FROM schema_migrations ORDER BY version"))
+    assert await migrate_storage_tables(db) == []
+    after = await db.read(lambda c: c.fetch(query))
     assert [dict(r) for r in after] == [dict(r) for r in before]
+
+
+async def test_each_owner_has_its_own_sequence(db):
+    await migrate_storage_tables(db)
+    ledger = ledger_migrations()
+    assert await migrate_ledger_tables(db) == [m.version for m in ledger]
+    assert await _tables(db) >= EXPECTED_TABLES | LEDGER_TABLES
+    assert await schema_version(db, "ledger") == len(ledger)
+    assert await migrate(db, TOY, _toy("CREATE TABLE a (v int);")) == [1]
+    rows = await db.read(lambda c: c.fetch("SELECT owner, version FROM schema_migrations"))
+    assert sorted((r["owner"], r["version"]) for r in rows) == sorted(
+        [(OWNER, m.version) for m in storage_migrations()]
+        + [("ledger", m.version) for m in ledger]
+        + [(TOY, 1)]
+    )
 
 
 async def test_instances_starting_together_apply_each_migration_once(db):
@@ -85,7 +119,7 @@ async def test_instances_starting_together_apply_each_migration_once(db):
     results: list[list[int]] = []
 
     async def instance():
-        results.append(await migrate(db, slow))
+        results.append(await migrate(db, TOY, slow))
 
     async with trio.open_nursery() as nursery:
         for _ in range(3):
@@ -94,39 +128,44 @@ async def test_instances_starting_together_apply_each_migration_once(db):
 
 
 async def test_a_schema_newer_than_the_code_is_refused(db):
-    await migrate(db, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+    await migrate(db, TOY, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
     with pytest.raises(SchemaTooNew) as caught:
-        await migrate(db, _toy("CREATE TABLE a (v int);"))
+        await migrate(db, TOY, _toy("CREATE TABLE a (v int);"))
     assert "version 2" in caught.value.message
     assert "the 1 this code knows" in caught.value.message
-    assert caught.value.details == {"database_version": 2, "code_version": 1}
+    assert caught.value.details == {"owner": TOY, "database_version": 2, "code_version": 1}
 
 
 async def test_a_changed_applied_migration_is_refused(db):
-    await migrate(db, _toy("CREATE TABLE a (v int);"))
+    await migrate(db, TOY, _toy("CREATE TABLE a (v int);"))
     with pytest.raises(ChecksumMismatch, match="0001_step1 was changed"):
-        await migrate(db, _toy("CREATE TABLE a (v bigint);", "CREATE TABLE b (v int);"))
-    assert await schema_version(db) == 1
+        await migrate(db, TOY, _toy("CREATE TABLE a (v bigint);", "CREATE TABLE b (v int);"))
+    assert await schema_version(db, TOY) == 1
     assert "b" not in await _tables(db)
 
 
 async def test_a_missing_older_migration_is_refused(db):
-    await migrate(db, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+    await migrate(db, TOY, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
     await db.run(lambda c: c.execute("DELETE FROM schema_migrations WHERE version = 1"))
     with pytest.raises(MigrationError, match="0001_step1 is not applied but later version 2"):
-        await migrate(db, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+        await migrate(db, TOY, _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);"))
+
+
+async def test_an_owner_is_a_lower_case_name(db):
+    with pytest.raises(MigrationError, match="owner"):
+        await migrate(db, "Toy Owner", _toy("CREATE TABLE a (v int);"))
 
 
 async def test_a_failing_migration_leaves_nothing_behind(db):
     steps = _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int); SELECT 1 / 0;")
     with pytest.raises(Exception, match="division by zero"):
-        await migrate(db, steps)
-    assert await schema_version(db) == 1
+        await migrate(db, TOY, steps)
+    assert await schema_version(db, TOY) == 1
     assert "a" in await _tables(db)
     assert "b" not in await _tables(db)
     # Fixed, it applies.
     fixed = _toy("CREATE TABLE a (v int);", "CREATE TABLE b (v int);")
-    assert await migrate(db, fixed) == [2]
+    assert await migrate(db, TOY, fixed) == [2]
 
 
 @pytest.mark.parametrize(
@@ -144,7 +183,7 @@ async def test_a_failing_migration_leaves_nothing_behind(db):
     ],
 )
 async def test_short_ids_are_21_characters_of_the_id_alphabet(db, value, valid):
-    await migrate(db)
+    await migrate_storage_tables(db)
 
     async def cast(conn):
         return await conn.fetchval("SELECT $1::text::short_id", value)

@@ -9,8 +9,8 @@ import pytest
 
 from grass.errors import StorageConflict
 from grass.ids import short_id
-from grass.postgres.migrate import migrate
 from grass.storage.postgres.partitions import ensure_partitions, month_starts, partition_name
+from grass.storage.postgres.schema import migrate_storage_tables
 
 UTC = dt.UTC
 
@@ -30,7 +30,7 @@ def test_month_starts_roll_over_the_year():
 
 @pytest.fixture
 async def db(pg_db):
-    await migrate(pg_db)
+    await migrate_storage_tables(pg_db)
     return pg_db
 
 

@@ -9,8 +9,9 @@ import trio
 
 from grass.errors import StorageConflict, StorageNotFound, TransactionAborted
 from grass.ids import short_id
-from grass.postgres.migrate import load_migrations, schema_version
+from grass.postgres.migrate import schema_version
 from grass.storage.postgres import PostgresStorage, open_postgres_storage
+from grass.storage.postgres.schema import OWNER, storage_migrations
 from tests.storage.conftest import add_device, add_user, at, collect, make_user
 
 
@@ -25,7 +26,7 @@ async def pg_storage(postgres_dsn, pg_fresh_schema):
 async def test_open_migrates_and_creates_partitions(pg_storage):
     assert isinstance(pg_storage, PostgresStorage)
     assert pg_storage.name == "postgres"
-    assert await schema_version(pg_storage.db) == max(m.version for m in load_migrations())
+    assert await schema_version(pg_storage.db, OWNER) == len(storage_migrations())
     partitions = await pg_storage.db.run(
         lambda conn: conn.fetch(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
