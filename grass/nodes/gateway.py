@@ -46,8 +46,10 @@ from grass.running import RunningConfig
 from grass.services.admission import NodeAdmission, StoredDevice
 from grass.services.flusher import UptimeFlusher
 from grass.services.node_keys import NodeIdentity, UnknownNodeKey
-from grass.storage.abc import DeviceStore, UptimeStore, UserStore
+from grass.storage.devices import DeviceStore
 from grass.storage.node_keys import NodeKeyStore
+from grass.storage.uptime import UptimeStore
+from grass.storage.users import UserStore
 from grass.websocket.server import UpgradeRequest
 
 log = logs.get(__name__)

@@ -35,8 +35,9 @@ from grass.domain.devices import Device
 from grass.errors import Forbidden, StorageNotFound, Unauthenticated
 from grass.services.bans import BanGuard
 from grass.services.node_keys import NodeIdentity, identify_node
-from grass.storage.abc import DeviceStore, UserStore
+from grass.storage.devices import DeviceStore
 from grass.storage.node_keys import NodeKeyStore
+from grass.storage.users import UserStore
 
 #: Close codes of refusals decided here (docs/protocol.md); the nodes' live sessions are closed
 #: with the same codes when their owner pauses them, or their user is banned or deleted.

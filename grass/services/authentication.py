@@ -23,7 +23,7 @@ from grass.domain.bearer import API_KEY_PREFIX, SESSION_PREFIX, hash_token
 from grass.domain.users import ApiKey, Role, User, UserStatus
 from grass.errors import StorageNotFound, Unauthenticated
 from grass.services.accounts import AccountInactive
-from grass.storage.abc import UserStore
+from grass.storage.users import UserStore
 
 __all__ = ["Authenticator", "InvalidToken", "Principal", "TokenEnded"]
 

@@ -13,7 +13,7 @@ from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.referrals import ReferralStatus
 from grass.services.scores import ScoreService
-from grass.storage.abc import EarningsStore
+from grass.storage.earnings import EarningsStore
 from grass.storage.payouts import ChainLink, KeyedPayout, LineScore, PayoutStore
 
 

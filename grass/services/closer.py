@@ -49,7 +49,8 @@ from grass.metrics import Metrics
 from grass.services.bucket_inputs import read_bucket_inputs, unpaid_milestones
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
-from grass.storage.abc import EarningsStore, ReferralStore
+from grass.storage.abc import ReferralStore
+from grass.storage.earnings import EarningsStore
 from grass.storage.payouts import BucketClose, ChainLink, JobLock, KeyedPayout, PayoutStore
 
 log = logs.get(__name__)

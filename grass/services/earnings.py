@@ -22,7 +22,10 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.periods import Period, PeriodTotal, period_start, period_starts, zone
 from grass.errors import InvalidInput
 from grass.services.epochs import EpochService
-from grass.storage.abc import EarningsStore, EpochStore, UptimeStore, UserStore
+from grass.storage.abc import EpochStore
+from grass.storage.earnings import EarningsStore
+from grass.storage.uptime import UptimeStore
+from grass.storage.users import UserStore
 
 #: The longest series one request may ask for (hours in ~3 months).
 MAX_POINTS = 2_200

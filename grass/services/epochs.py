@@ -26,7 +26,9 @@ from grass.domain.epochs import Epoch, EpochStatus, EpochTotals
 from grass.domain.pages import MAX_PAGE_SIZE
 from grass.errors import StorageConflict, StorageNotFound
 from grass.ledger.abc import Ledger
-from grass.storage.abc import EarningsStore, EpochStore, Stores, UptimeStore
+from grass.storage.abc import EpochStore, Stores
+from grass.storage.earnings import EarningsStore
+from grass.storage.uptime import UptimeStore
 
 log = logs.get(__name__)
 

@@ -25,8 +25,9 @@ from grass.domain.users import NodeKey
 from grass.errors import Conflict, NotFound, StorageNotFound, Unauthenticated
 from grass.ids import is_short_id, short_id
 from grass.services.unsplit import store_and_announce
-from grass.storage.abc import Storage, UserStore
+from grass.storage.abc import Storage
 from grass.storage.node_keys import NodeKeyStore
+from grass.storage.users import UserStore
 
 #: Characters of a node key shown in lists, so a user can tell keys apart.
 NODE_KEY_SHOWN = 10

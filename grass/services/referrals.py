@@ -17,7 +17,8 @@ from grass.config import Config
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.domain.ranks import Rank, parse_ranks, rank_of
 from grass.domain.referrals import Referral, ReferralStatus
-from grass.storage.abc import EarningsStore, ReferralStore
+from grass.storage.abc import ReferralStore
+from grass.storage.earnings import EarningsStore
 
 
 class ReferralStores(Protocol):

@@ -25,7 +25,7 @@ from grass import logs
 from grass.config import Config
 from grass.domain import scoring
 from grass.domain.score import NetworkScore
-from grass.storage.abc import DeviceStore
+from grass.storage.devices import DeviceStore
 from grass.storage.payouts import PayoutStore
 
 log = logs.get(__name__)

@@ -27,8 +27,8 @@ from grass.domain.users import WalletLink
 from grass.errors import NotFound, ValidationFailed
 from grass.ledger.abc import Ledger, derived_account
 from grass.ledger.merkle import InvalidMerkleInput, parse_account, to_checksum_address
-from grass.storage.abc import UserStore
 from grass.storage.shared_state import TokenStore
+from grass.storage.users import UserStore
 
 #: Open challenges per user: each is kept for ``ledger.wallet_nonce_ttl``, so without a cap a
 #: client asking in a loop would grow the store by one entry per request.

@@ -29,7 +29,7 @@ from wsproto.events import CloseConnection, TextMessage
 from grass.config import Secret, StorageBackend
 from grass.errors import ProtocolError
 from grass.nodes.protocol import Authenticated, HttpResponse, NodeConnection, Ping, PongEcho, State
-from grass.storage.abc import DeviceStore
+from grass.storage.devices import DeviceStore
 from tests.hostile import wire
 from tests.hostile.campaign import (
     World,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from grass.config import LimitsConfig
 from grass.http.api import Guard
 from grass.services.authentication import Authenticator
-from grass.storage.abc import UserStore
 from grass.storage.inprocess import InProcessLimiter
+from grass.storage.users import UserStore
 
 
 def utc_now() -> dt.datetime:

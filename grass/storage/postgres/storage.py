@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from grass.errors import TransactionAborted
 from grass.postgres.pool import Database, open_postgres
-from grass.storage.abc import EarningsStore, Storage, Stores, UptimeStore
+from grass.storage.abc import Storage, Stores
+from grass.storage.earnings import EarningsStore
 from grass.storage.postgres.accounts import PgAccountStore
 from grass.storage.postgres.admin import (
     PgAuditStore,
@@ -33,6 +34,7 @@ from grass.storage.postgres.referrals import PgReferralStore
 from grass.storage.postgres.schema import migrate_storage_tables
 from grass.storage.postgres.scope import Scope, UnitOfWork
 from grass.storage.postgres.users import PgUserStore
+from grass.storage.uptime import UptimeStore
 
 __all__ = ["PostgresStorage", "PostgresStores", "open_postgres_storage"]
 
