@@ -17,10 +17,10 @@ from grass.errors import StorageError, StorageUnavailable
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
 from grass.ledger.postgres_schema import migrate_ledger_tables
 from grass.postgres.pool import Database
+from grass.storage.postgres.job_lock import PgJobLock
 from grass.storage.postgres.partitions import ensure_partitions
-from grass.storage.postgres.payouts import PgJobLock
 from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
-from grass.storage.postgres.uptime import merge_uptime
+from grass.storage.postgres.uptime_flush import merge_uptime
 
 if TYPE_CHECKING:
     from grass.ledger.web3 import Outbox
@@ -89,7 +89,7 @@ async def keep_partitions_ahead(db: Database) -> None:
 
 
 async def merge_uptime_deltas(db: Database, interval: float) -> None:
-    """Uptime flushes append deltas (grass.storage.postgres.uptime): fold them into buckets
+    """Uptime flushes append deltas (grass.storage.postgres.uptime_flush): fold them into buckets
     once per flush interval, so that reads, which add what is pending, stay cheap."""
     while True:
         await trio.sleep(interval)

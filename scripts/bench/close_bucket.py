@@ -44,7 +44,7 @@ from grass.postgres.pool import Connection, Database
 from grass.services.closer import BucketCloser
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService
-from grass.storage.postgres.payouts import PgJobLock
+from grass.storage.postgres.job_lock import PgJobLock
 from grass.storage.postgres.storage import PostgresStorage
 
 TYPES = ("extension", "extension", "desktop", "community", "android")

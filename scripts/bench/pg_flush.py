@@ -37,7 +37,8 @@ from grass.ids import short_id
 from grass.postgres.pool import Connection, Database
 from grass.storage.postgres.partitions import partition_name
 from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.uptime import PgUptimeStore, merge_uptime
+from grass.storage.postgres.uptime import PgUptimeStore
+from grass.storage.postgres.uptime_flush import merge_uptime
 
 
 def make_deltas(count: int, hour: dt.datetime, seed: int = 1) -> list[UptimeDelta]:

@@ -18,7 +18,7 @@ from grass.services.scores import ScoreService
 from grass.storage.abc import Storage
 from grass.storage.memory.payouts import MemoryJobLock
 from grass.storage.payouts import JobLock
-from grass.storage.postgres.payouts import PgJobLock
+from grass.storage.postgres.job_lock import PgJobLock
 from grass.storage.postgres.storage import PostgresStorage
 
 

@@ -20,8 +20,8 @@ from grass.ids import is_uuid
 from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.devices import _COLUMNS as DEVICE_COLUMNS
 from grass.storage.postgres.devices import _device
+from grass.storage.postgres.rows import after_time_text, page_of, require, row_count, text_or_none
 from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.users import after_time_text, page_of, require, row_count, text_or_none
 
 __all__ = ["PgAuditStore", "PgBanStore", "PgConnectionIndex", "PgFlagStore"]
 

@@ -12,8 +12,7 @@ from grass.domain.score import NetworkScore, ScoreComponents
 from grass.errors import OwnedByAnother, StorageNotFound
 from grass.ids import is_uuid
 from grass.postgres.pool import Connection, Record
-from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.users import (
+from grass.storage.postgres.rows import (
     after_time_text,
     page_of,
     require,
@@ -21,6 +20,7 @@ from grass.storage.postgres.users import (
     row_count,
     text_or_none,
 )
+from grass.storage.postgres.scope import Scope
 
 __all__ = ["PgDeviceStore"]
 

@@ -1,12 +1,5 @@
-"""PostgreSQL earnings store: the idempotent batch insert and every earnings view.
-
-Idempotency keys live in the unpartitioned ``earnings_keys`` (a unique index on the
-partitioned ``earnings`` would have to include ``accrued_at``). A batch is COPYed into a
-temporary table, its keys are claimed in one statement (ON CONFLICT DO NOTHING; the statement
-returns only the keys that were already taken), the stored content of those is compared with
-the batch as raw column tuples (other content: StorageConflict, and the transaction rolls
-back), and the entries of the new keys go in with one INSERT ... SELECT. A concurrent writer of
-the same key waits on the key's index entry until the first commits, then sees it taken.
+"""PostgreSQL earnings store: the idempotent batch insert (its statements are
+:mod:`grass.storage.postgres.earnings_insert`) and every earnings view.
 
 Device ids and addresses travel as text and are cast by the server (asyncpg's binary encoder
 for inet parses each value in Python).
@@ -35,88 +28,27 @@ from grass.domain.pages import (
     micros,
 )
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, zone
-from grass.errors import IntegrityViolation, StorageConflict
 from grass.ids import is_uuid
 from grass.postgres.pool import Connection, Record
+from grass.storage.postgres.earnings_insert import conflict, insert_batch, record
+from grass.storage.postgres.rows import fold_periods, time_filter
 from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.uptime import fold_periods, time_filter
 
-__all__ = ["PgEarningsStore"]
+__all__ = ["ENTRY_SELECT", "PgEarningsStore", "entry_of"]
 
-_STAGING = "grass_earnings_batch"
-_COLUMNS = (
-    "id",
-    "user_id",
-    "source",
-    "amount",
-    "idempotency_key",
-    "accrued_at",
-    "created_at",
-    "device_id",
-    "ip",
-    "bucket_start",
-    "referee_id",
-    "referral_level",
-)
-_COLS = ", ".join(_COLUMNS)
-# No constraints on the staging table: the model validated every value, and the target's
-# constraints run once, on the insert. Emptied first: a unit of work may insert twice.
-# The staging table has no statistics, so the planner's guesses can be wild: a guess of
-# millions of rows turned JIT compilation on, which took longer than the insert itself.
-# Custom plans: a key array passed as a parameter is then a constant, which the executor
-# hashes; in a generic plan `<> ALL($1)` compares each row with every element.
-_PREPARE = f"""
-SET LOCAL jit = off;
-SET LOCAL plan_cache_mode = force_custom_plan;
-SET LOCAL work_mem = '64MB';
-CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
-    id text, user_id text, source text, amount bigint, idempotency_key text,
-    accrued_at timestamptz, created_at timestamptz, device_id text, ip text,
-    bucket_start timestamptz, referee_id text, referral_level smallint
-) ON COMMIT DELETE ROWS;
-TRUNCATE pg_temp.{_STAGING}
-"""
-# Claims the batch's keys; returns those that were taken before.
-_CLAIM = f"""
-WITH claimed AS (
-    INSERT INTO earnings_keys (idempotency_key, entry_id, accrued_at, user_id)
-    SELECT idempotency_key, id, accrued_at, user_id FROM pg_temp.{_STAGING}
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING idempotency_key
-)
-SELECT s.idempotency_key FROM pg_temp.{_STAGING} s
-WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.idempotency_key = s.idempotency_key)
-"""
-# The entries of the keys claimed: all of them but the taken ones (usually none, and a
-# filter on a hashed array is cheaper than joining the claimed keys back).
-_INSERT = f"""
-INSERT INTO earnings ({_COLS})
-SELECT id, user_id, source, amount, idempotency_key, accrued_at, created_at, device_id::uuid,
-       ip::inet, bucket_start, referee_id, referral_level
-FROM pg_temp.{_STAGING}
-WHERE idempotency_key <> ALL($1::text[])
-"""
-_ENTRY = (
+ENTRY_SELECT = (
     "e.id, e.user_id, e.source, e.amount, e.idempotency_key, e.accrued_at, e.created_at, "
     "e.device_id::text AS device_id, host(e.ip) AS ip, e.bucket_start, e.referee_id, "
     "e.referral_level"
 )
 _STORED = f"""
-SELECT {_ENTRY} FROM earnings_keys k
-JOIN earnings e ON e.id = k.entry_id AND e.accrued_at = k.accrued_at
-WHERE k.idempotency_key = ANY($1::text[])
-"""
-# The columns of EarningEntry.content(), in its order, as the model holds them.
-_CONTENT = """
-SELECT e.user_id, e.source, e.amount, e.idempotency_key, e.accrued_at,
-       e.device_id::text, host(e.ip), e.bucket_start, e.referee_id, e.referral_level
-FROM earnings_keys k
+SELECT {ENTRY_SELECT} FROM earnings_keys k
 JOIN earnings e ON e.id = k.entry_id AND e.accrued_at = k.accrued_at
 WHERE k.idempotency_key = ANY($1::text[])
 """
 
 
-def _entry(row: Record) -> EarningEntry:
+def entry_of(row: Record) -> EarningEntry:
     level = row["referral_level"]
     return EarningEntry(
         id=row["id"],
@@ -134,50 +66,6 @@ def _entry(row: Record) -> EarningEntry:
     )
 
 
-def _record(e: EarningEntry) -> tuple[object, ...]:
-    return (
-        e.id,
-        e.user_id,
-        e.source.value,
-        e.amount,
-        e.idempotency_key,
-        e.accrued_at,
-        e.created_at,
-        e.device_id,
-        e.ip,
-        e.bucket_start,
-        e.referee_id,
-        e.referral_level,
-    )
-
-
-_LOCK_USERS = (
-    "SELECT array_agg(id) FROM (SELECT id FROM users WHERE id = ANY($1::text[]) FOR KEY SHARE) u"
-)
-
-
-async def lock_users(conn: Connection, user_ids: Collection[str]) -> None:
-    """Lock the users a batch of earnings names (FOR KEY SHARE: they cannot be deleted until
-    the batch commits), or refuse the batch if one does not exist (migration 0009)."""
-    wanted = set(user_ids)
-    found = set(await conn.fetchval(_LOCK_USERS, list(wanted)) or ())
-    if missing := wanted - found:
-        raise IntegrityViolation(
-            "foreign key constraint earnings_keys_user violated: no such user",
-            details={
-                "constraint": "earnings_keys_user",
-                "table": "earnings_keys",
-                "missing": len(missing),
-            },
-        )
-
-
-def _conflict(key: str) -> StorageConflict:
-    return StorageConflict(
-        "idempotency key reused with other content", details={"idempotency_key": key}
-    )
-
-
 class PgEarningsStore:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
@@ -191,32 +79,15 @@ class PgEarningsStore:
             if seen is None:
                 first[entry.idempotency_key] = entry
             elif seen.content() != entry.content():
-                raise _conflict(entry.idempotency_key)
+                raise conflict(entry.idempotency_key)
             else:
                 repeats.append(entry)
         if not first:
             return EarningsInsertResult(inserted=0)
-        records = [_record(e) for e in first.values()]
+        records = [record(e) for e in first.values()]
 
         async def insert(conn: Connection) -> set[str]:
-            await lock_users(conn, {e.user_id for e in first.values()})
-            await conn.execute(_PREPARE)
-            await conn.copy_records_to_table(_STAGING, records=records, columns=_COLUMNS)
-            taken = [r["idempotency_key"] for r in await conn.fetch(_CLAIM)]
-            if taken:
-                # Raw tuples, not rebuilt models: a retried batch of 100 000 entries spent
-                # 4.9 s validating EarningEntry values only to compare them.
-                # By index, whatever the statistics say: a month's partition that was never
-                # analyzed looks empty, and a plan scanning it once per key ran for minutes.
-                await conn.execute("SET LOCAL enable_seqscan = off")
-                stored = await conn.fetch(_CONTENT, taken)
-                await conn.execute("RESET enable_seqscan")
-                for row in stored:
-                    content = tuple(row.values())
-                    if content != first[content[3]].content():
-                        raise _conflict(content[3])
-            await conn.execute(_INSERT, taken)
-            return set(taken)
+            return await insert_batch(conn, first, records)
 
         taken = await self._scope.write(insert)
         repeated = {id(e) for e in repeats}
@@ -230,7 +101,7 @@ class PgEarningsStore:
             return await conn.fetch(_STORED, [idempotency_key])
 
         rows = await self._scope.read_primary(run)
-        return _entry(rows[0]) if rows else None
+        return entry_of(rows[0]) if rows else None
 
     async def list_earnings(
         self,
@@ -256,11 +127,11 @@ class PgEarningsStore:
             conditions.append(f'(e.accrued_at, e.id COLLATE "C") < (${n - 1}, ${n})')
         args.append(limit + 1)
         query = (
-            f"SELECT {_ENTRY} FROM earnings e WHERE {' AND '.join(conditions)} "
+            f"SELECT {ENTRY_SELECT} FROM earnings e WHERE {' AND '.join(conditions)} "
             f'ORDER BY e.accrued_at DESC, e.id COLLATE "C" DESC LIMIT ${len(args)}'
         )
         rows = await self._fetch(query, args)
-        items = tuple(_entry(r) for r in rows[:limit])
+        items = tuple(entry_of(r) for r in rows[:limit])
         more = len(rows) > limit
         last = items[-1] if items else None
         next_cursor = encode_cursor((micros(last.accrued_at), last.id)) if more and last else None
@@ -286,11 +157,11 @@ class PgEarningsStore:
             conditions.append(f'e.id COLLATE "C" > ${len(args)}')
         args.append(limit + 1)
         query = (
-            f"SELECT {_ENTRY} FROM earnings e WHERE {' AND '.join(conditions)} "
+            f"SELECT {ENTRY_SELECT} FROM earnings e WHERE {' AND '.join(conditions)} "
             f'ORDER BY e.id COLLATE "C" LIMIT ${len(args)}'
         )
         rows = await self._fetch(query, args, primary=True)
-        items = tuple(_entry(r) for r in rows[:limit])
+        items = tuple(entry_of(r) for r in rows[:limit])
         more = len(rows) > limit
         return Page(items, encode_cursor((items[-1].id,)) if more and items else None)
 

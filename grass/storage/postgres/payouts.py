@@ -1,27 +1,19 @@
-"""The bucket closer's store on PostgreSQL, and the advisory-lock job lock.
-
-``record_payouts`` is the closer's set-based write path: the keys are COPYed straight into
-``earnings_keys`` and the entries into ``earnings`` (no staging table, no per-row comparison:
-every key of a close revision is new by construction, so a key already there is a conflict and
-the unique index refuses the COPY), then the lines it priced first into ``bucket_lines`` and the
-close row, all in one transaction.
-"""
+"""The bucket closer's store on PostgreSQL: the reads of a bucket's inputs, and
+``record_payouts`` (its set-based write: :mod:`grass.storage.postgres.close_write`). The
+closer's job lock is :mod:`grass.storage.postgres.job_lock`."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 
-from grass import ids
 from grass.domain.devices import DeviceType
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
-from grass.errors import StorageConflict
 from grass.ids import is_uuid
-from grass.postgres.pool import Connection, Database, Record
+from grass.postgres.pool import Connection, Record
 from grass.storage.payouts import (
     BucketClose,
     ChainLink,
@@ -30,10 +22,11 @@ from grass.storage.payouts import (
     KeyedPayout,
     LineScore,
 )
-from grass.storage.postgres.earnings import _ENTRY, _entry, lock_users
+from grass.storage.postgres.close_write import CLOSE_COLUMNS, close_rows, write_close
+from grass.storage.postgres.earnings import ENTRY_SELECT, entry_of
 from grass.storage.postgres.scope import Scope
 
-__all__ = ["PgJobLock", "PgPayoutStore"]
+__all__ = ["PgPayoutStore"]
 
 # A frozen line's price wins over the device's current one (grass.storage.payouts).
 _LINES = """
@@ -67,29 +60,12 @@ _BUCKET_SECONDS = """
 SELECT bucket_start, sum(seconds) AS seconds FROM uptime_current
 WHERE bucket_start >= $1 AND bucket_start < $2 GROUP BY bucket_start HAVING sum(seconds) > 0
 """
-_FROZEN_COLUMNS = ("bucket_start", "device_id", "ip", "device_type", "score", "revision")
 _PAID = """
 SELECT source, user_id, device_id::text AS device_id, host(ip) AS ip, referee_id,
        sum(amount) AS amount
 FROM earnings WHERE bucket_start = $1
 GROUP BY source, user_id, device_id, ip, referee_id
 """
-_CLOSE = "bucket_start, revision, seconds, credited, closed_at"
-_KEY_COLUMNS = ("idempotency_key", "entry_id", "accrued_at", "user_id")
-_ENTRY_COLUMNS = (
-    "id",
-    "user_id",
-    "source",
-    "amount",
-    "idempotency_key",
-    "accrued_at",
-    "created_at",
-    "device_id",
-    "ip",
-    "bucket_start",
-    "referee_id",
-    "referral_level",
-)
 
 
 def _close(row: Record) -> BucketClose:
@@ -112,10 +88,6 @@ def _chains(rows: Sequence[Record]) -> dict[str, tuple[ChainLink, ...]]:
         )
         chains.setdefault(r["referee_id"], []).append(link)
     return {referee: tuple(links) for referee, links in chains.items()}
-
-
-def _key_of(item: KeyedPayout) -> str:
-    return item.key
 
 
 class PgPayoutStore:
@@ -256,7 +228,7 @@ GROUP BY d.id
     async def get_close(self, bucket_start: dt.datetime) -> BucketClose | None:
         row = await self._scope.read_primary(
             lambda c: c.fetchrow(
-                f"SELECT {_CLOSE} FROM bucket_closes WHERE bucket_start = $1", bucket_start
+                f"SELECT {CLOSE_COLUMNS} FROM bucket_closes WHERE bucket_start = $1", bucket_start
             )
         )
         return None if row is None else _close(row)
@@ -264,7 +236,7 @@ GROUP BY d.id
     async def list_closes(self, *, since: dt.datetime, until: dt.datetime) -> list[BucketClose]:
         rows = await self._scope.read_primary(
             lambda c: c.fetch(
-                f"SELECT {_CLOSE} FROM bucket_closes WHERE bucket_start >= $1"
+                f"SELECT {CLOSE_COLUMNS} FROM bucket_closes WHERE bucket_start >= $1"
                 " AND bucket_start < $2 ORDER BY bucket_start",
                 since,
                 until,
@@ -275,7 +247,8 @@ GROUP BY d.id
     async def uncredited(self) -> list[BucketClose]:
         rows = await self._scope.read_primary(
             lambda c: c.fetch(
-                f"SELECT {_CLOSE} FROM bucket_closes WHERE NOT credited ORDER BY bucket_start"
+                f"SELECT {CLOSE_COLUMNS} FROM bucket_closes WHERE NOT credited"
+                " ORDER BY bucket_start"
             )
         )
         return [_close(r) for r in rows]
@@ -288,72 +261,10 @@ GROUP BY d.id
         frozen: Sequence[UptimeLine] = (),
         accrued_at: dt.datetime,
     ) -> None:
-        bucket = close.bucket_start
-        created_at = close.closed_at
-        revision = close.revision
-        # Rows go in the order of the indexes they enter (keys; entry ids, drawn in one go and
-        # sorted; lines by device and IP): each index then grows at one place instead of at
-        # random pages, a fifth less server time for a 100 000-device bucket.
-        ordered = sorted(payouts, key=_key_of)
-        entry_ids = sorted(ids.short_ids(len(ordered)))
-        keys = [
-            (item.key, entry_id, accrued_at, item.payout.user_id)
-            for item, entry_id in zip(ordered, entry_ids, strict=True)
-        ]
-        entries = [
-            (
-                entry_id,
-                p.user_id,
-                p.source.value,
-                p.amount,
-                item.key,
-                accrued_at,
-                created_at,
-                p.device_id,
-                p.ip,
-                bucket,
-                p.referee_id,
-                p.referral_level,
-            )
-            for item, entry_id in zip(ordered, entry_ids, strict=True)
-            for p in (item.payout,)
-        ]
-        prices = sorted(
-            (bucket, line.device_id, line.ip, line.device_type.value, line.score, revision)
-            for line in frozen
-        )
+        rows = close_rows(close, payouts, frozen=frozen, accrued_at=accrued_at)
 
         async def write(conn: Connection) -> None:
-            stored = await conn.fetchval(
-                "SELECT revision FROM bucket_closes WHERE bucket_start = $1 FOR UPDATE", bucket
-            )
-            expected = 0 if stored is None else stored + 1
-            if close.revision != expected:
-                raise StorageConflict(
-                    f"bucket {bucket} is at revision {expected - 1}",
-                    details={"revision": close.revision},
-                )
-            if keys:
-                await lock_users(conn, {k[3] for k in keys})
-                await conn.copy_records_to_table(
-                    "earnings_keys", records=keys, columns=_KEY_COLUMNS
-                )
-                await conn.copy_records_to_table(
-                    "earnings", records=entries, columns=_ENTRY_COLUMNS
-                )
-            if prices:
-                await conn.copy_records_to_table(
-                    "bucket_lines", records=prices, columns=_FROZEN_COLUMNS
-                )
-            await conn.execute(
-                f"INSERT INTO bucket_closes ({_CLOSE}) VALUES ($1, $2, $3, false, $4)"
-                " ON CONFLICT (bucket_start) DO UPDATE SET revision = excluded.revision,"
-                " seconds = excluded.seconds, credited = false, closed_at = excluded.closed_at",
-                bucket,
-                close.revision,
-                close.seconds,
-                close.closed_at,
-            )
+            await write_close(conn, close, rows)
 
         await self._scope.write(write)
 
@@ -362,7 +273,7 @@ GROUP BY d.id
 
         async def run(conn: Connection) -> list[Record]:
             return await conn.fetch(
-                f"SELECT {_ENTRY} FROM earnings e WHERE e.bucket_start = $1"
+                f"SELECT {ENTRY_SELECT} FROM earnings e WHERE e.bucket_start = $1"
                 " AND (starts_with(e.idempotency_key, $2)"
                 "      OR (e.source = 'milestone' AND e.created_at = $3))"
                 " ORDER BY e.idempotency_key",
@@ -371,7 +282,7 @@ GROUP BY d.id
                 close.closed_at,
             )
 
-        return [_entry(r) for r in await self._scope.read_primary(run)]
+        return [entry_of(r) for r in await self._scope.read_primary(run)]
 
     async def mark_credited(self, bucket_start: dt.datetime, revision: int) -> None:
         await self._scope.write(
@@ -382,25 +293,3 @@ GROUP BY d.id
                 revision,
             )
         )
-
-
-class PgJobLock:
-    """A session-level advisory lock per job, held on its own connection while the job runs.
-
-    The lock id is derived from the schema and the job name (``hashtextextended``), so two
-    deployments (or two test schemas) on one server never contend for each other's jobs.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[bool]:
-        async with self._db.connection() as conn:
-            lock = "hashtextextended(current_schema() || ':' || $1, 0)"
-            held = await conn.fetchval(f"SELECT pg_try_advisory_lock({lock})", name)
-            try:
-                yield bool(held)
-            finally:
-                if held:
-                    await conn.fetchval(f"SELECT pg_advisory_unlock({lock})", name)

@@ -1,224 +1,44 @@
-"""UserStore on PostgreSQL: users, sessions, API keys and wallet links.
-
-Also home of the keyset helpers every PostgreSQL store shares (cursor in, page out), so each
-list is one ``LIMIT n + 1`` query whose extra row only says whether another page exists.
-"""
+"""UserStore on PostgreSQL: users, sessions, API keys and wallet links (their rows:
+:mod:`grass.storage.postgres.user_rows`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
 
 from grass.domain.pages import (
     DEFAULT_PAGE_SIZE,
-    CursorPart,
-    InvalidPage,
     Page,
-    check_limit,
-    decode_cursor,
-    encode_cursor,
-    from_micros,
     micros,
 )
 from grass.domain.users import (
     ApiKey,
-    ApiScope,
-    Credentials,
-    NotificationChannel,
-    Preferences,
-    Profile,
-    QuietHours,
-    Role,
     Session,
     User,
-    UserStatus,
     WalletLink,
 )
-from grass.errors import StorageNotFound
 from grass.postgres.migrate import LOCK_CLASS
 from grass.postgres.pool import Connection, Record
+from grass.storage.postgres.rows import (
+    after_time_text,
+    page_of,
+    require,
+    require_rows,
+    row_count,
+)
 from grass.storage.postgres.scope import Scope
-from grass.storage.postgres.uptime import DELETED_USERS_LOCK, merge_pending
-
-__all__ = [
-    "PgUserStore",
-    "after_int",
-    "after_time_text",
-    "page_of",
-    "require",
-    "require_rows",
-    "row_count",
-    "text_or_none",
-]
-
-T = TypeVar("T")
-
-
-# --- shared by the PostgreSQL stores ------------------------------------------------------------
-
-
-def _after(cursor: str | None, limit: int, kinds: Sequence[type]) -> tuple[CursorPart, ...]:
-    check_limit(limit)
-    if cursor is None:
-        return (None,) * len(kinds)
-    parts = decode_cursor(cursor, kinds)
-    if None in parts:
-        raise InvalidPage("malformed cursor")
-    return parts
-
-
-def after_time_text(cursor: str | None, limit: int) -> tuple[dt.datetime | None, str | None]:
-    """The (time, text) sort key a cursor continues after; (None, None) on the first page."""
-    when, key = _after(cursor, limit, (int, str))
-    return (None if when is None else from_micros(int(when))), (None if key is None else str(key))
-
-
-def after_int(cursor: str | None, limit: int) -> int | None:
-    (number,) = _after(cursor, limit, (int,))
-    return None if number is None else int(number)
-
-
-def page_of(
-    rows: Sequence[Record],
-    limit: int,
-    build: Callable[[Record], T],
-    key: Callable[[T], Sequence[CursorPart]],
-) -> Page[T]:
-    """A page from ``limit + 1`` fetched rows (the extra one only tells that more remain)."""
-    items = tuple(build(row) for row in rows[:limit])
-    more = len(rows) > limit
-    return Page(items, encode_cursor(key(items[-1])) if more else None)
-
-
-def require(row: T | None, what: str, key: object) -> T:
-    if row is None:
-        raise StorageNotFound(f"{what} {key} not found", details={"key": str(key)})
-    return row
-
-
-def require_rows(status: str, what: str, key: object) -> None:
-    """NotFound when a command tag says no row was touched (raised inside the transaction, so
-    that a unit of work is doomed by it as by any failed operation)."""
-    if row_count(status) == 0:
-        raise StorageNotFound(f"{what} {key} not found", details={"key": str(key)})
-
-
-def text_or_none(value: Any) -> str | None:
-    """inet (and uuid) columns come back as ipaddress (UUID) objects: their str is canonical."""
-    return None if value is None else str(value)
-
-
-# --- rows ---------------------------------------------------------------------------------------
-
-_USER_COLUMNS = (
-    "id, email, email_verified, role, status, referral_code, profile, preferences,"
-    " password_hash, password_changed_at, created_at"
+from grass.storage.postgres.uptime_flush import DELETED_USERS_LOCK, merge_pending
+from grass.storage.postgres.user_rows import (
+    KEY_COLUMNS,
+    SESSION_COLUMNS,
+    USER_COLUMNS,
+    api_key_of,
+    session_of,
+    user_args,
+    user_of,
+    wallet_of,
 )
 
-
-def _profile_json(profile: Profile) -> dict[str, Any]:
-    return {
-        "display_name": profile.display_name,
-        "country": profile.country,
-        "timezone": profile.timezone,
-    }
-
-
-def _preferences_json(prefs: Preferences) -> dict[str, Any]:
-    quiet = prefs.quiet_hours
-    return {
-        "channels": sorted(prefs.channels),
-        "quiet_hours": None
-        if quiet is None
-        else {"start": quiet.start.isoformat(), "end": quiet.end.isoformat()},
-    }
-
-
-def _preferences(data: dict[str, Any]) -> Preferences:
-    quiet = data.get("quiet_hours")
-    return Preferences(
-        channels=frozenset(NotificationChannel(c) for c in data["channels"]),
-        quiet_hours=None
-        if quiet is None
-        else QuietHours(
-            start=dt.time.fromisoformat(quiet["start"]), end=dt.time.fromisoformat(quiet["end"])
-        ),
-    )
-
-
-def _user(row: Record) -> User:
-    profile = row["profile"]
-    return User(
-        id=row["id"],
-        email=row["email"],
-        email_verified=row["email_verified"],
-        role=Role(row["role"]),
-        status=UserStatus(row["status"]),
-        referral_code=row["referral_code"],
-        profile=Profile(
-            display_name=profile["display_name"],
-            country=profile["country"],
-            timezone=profile["timezone"],
-        ),
-        preferences=_preferences(row["preferences"]),
-        credentials=Credentials(
-            password_hash=row["password_hash"], changed_at=row["password_changed_at"]
-        ),
-        created_at=row["created_at"],
-    )
-
-
-def _user_args(user: User) -> tuple[object, ...]:
-    return (
-        user.id,
-        user.email,
-        user.email_verified,
-        user.role.value,
-        user.status.value,
-        user.referral_code,
-        _profile_json(user.profile),
-        _preferences_json(user.preferences),
-        user.credentials.password_hash,
-        user.credentials.changed_at,
-        user.created_at,
-    )
-
-
-_SESSION_COLUMNS = "token_hash, user_id, created_at, expires_at, revoked_at, ip, user_agent"
-
-
-def _session(row: Record) -> Session:
-    return Session(
-        token_hash=row["token_hash"],
-        user_id=row["user_id"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        ip=text_or_none(row["ip"]),
-        user_agent=row["user_agent"],
-    )
-
-
-_KEY_COLUMNS = "id, user_id, name, key_hash, prefix, scopes, created_at, revoked_at, last_used_at"
-
-
-def _api_key(row: Record) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        user_id=row["user_id"],
-        name=row["name"],
-        key_hash=row["key_hash"],
-        prefix=row["prefix"],
-        scopes=frozenset(ApiScope(s) for s in row["scopes"]),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
-
-
-def _wallet(row: Record) -> WalletLink:
-    return WalletLink(user_id=row["user_id"], address=row["address"], linked_at=row["linked_at"])
+__all__ = ["PgUserStore"]
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -231,9 +51,9 @@ class PgUserStore:
     async def create_user(self, user: User) -> None:
         async def insert(conn: Connection) -> None:
             await conn.execute(
-                f"INSERT INTO users ({_USER_COLUMNS})"
+                f"INSERT INTO users ({USER_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                *_user_args(user),
+                *user_args(user),
             )
 
         await self._scope.write(insert)
@@ -252,12 +72,12 @@ class PgUserStore:
     async def _find_user(self, column: str, value: str, *, required: bool = False) -> User | None:
         async def find(conn: Connection) -> Record | None:
             row = await conn.fetchrow(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE {column} = $1::text", value
+                f"SELECT {USER_COLUMNS} FROM users WHERE {column} = $1::text", value
             )
             return require(row, "user", value) if required else row
 
         row = await self._scope.read_primary(find)
-        return None if row is None else _user(row)
+        return None if row is None else user_of(row)
 
     async def update_user(self, user: User) -> None:
         async def update(conn: Connection) -> None:
@@ -265,7 +85,7 @@ class PgUserStore:
                 "UPDATE users SET email = $2, email_verified = $3, role = $4, status = $5,"
                 " referral_code = $6, profile = $7, preferences = $8, password_hash = $9,"
                 " password_changed_at = $10, created_at = $11 WHERE id = $1::text",
-                *_user_args(user),
+                *user_args(user),
             )
             require_rows(status, "user", user.id)
 
@@ -304,7 +124,7 @@ class PgUserStore:
 
         async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
-                f"SELECT {_USER_COLUMNS} FROM users"
+                f"SELECT {USER_COLUMNS} FROM users"
                 ' WHERE $1::timestamptz IS NULL OR (created_at, id COLLATE "C") > ($1, $2::text)'
                 ' ORDER BY created_at, id COLLATE "C" LIMIT $3',
                 after_at,
@@ -313,14 +133,14 @@ class PgUserStore:
             )
 
         rows = await self._scope.read(fetch)
-        return page_of(rows, limit, _user, lambda u: (micros(u.created_at), u.id))
+        return page_of(rows, limit, user_of, lambda u: (micros(u.created_at), u.id))
 
     # --- sessions -------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
         async def insert(conn: Connection) -> None:
             await conn.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS})"
+                f"INSERT INTO sessions ({SESSION_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5, $6::text::inet, $7)",
                 session.token_hash,
                 session.user_id,
@@ -336,24 +156,24 @@ class PgUserStore:
     async def get_session(self, token_hash: str) -> Session:
         async def find(conn: Connection) -> Record:
             row = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = $1::text", token_hash
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = $1::text", token_hash
             )
             return require(row, "session", "(hash)")
 
-        return _session(await self._scope.read_primary(find))
+        return session_of(await self._scope.read_primary(find))
 
     async def revoke_session(self, token_hash: str, at: dt.datetime) -> Session:
         async def revoke(conn: Connection) -> Record:
             # COALESCE keeps the first revocation: revoking twice is harmless.
             row = await conn.fetchrow(
                 "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2)"
-                f" WHERE token_hash = $1::text RETURNING {_SESSION_COLUMNS}",
+                f" WHERE token_hash = $1::text RETURNING {SESSION_COLUMNS}",
                 token_hash,
                 at,
             )
             return require(row, "session", "(hash)")
 
-        return _session(await self._scope.write(revoke))
+        return session_of(await self._scope.write(revoke))
 
     async def revoke_user_sessions(
         self, user_id: str, at: dt.datetime, *, keep: str | None = None
@@ -382,7 +202,7 @@ class PgUserStore:
 
         async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = $1::text"
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1::text"
                 " AND ($2::timestamptz IS NULL OR (revoked_at IS NULL AND $2 < expires_at))"
                 " AND ($3::timestamptz IS NULL"
                 ' OR (created_at, token_hash COLLATE "C") < ($3, $4::text))'
@@ -395,7 +215,7 @@ class PgUserStore:
             )
 
         rows = await self._scope.read(fetch)
-        return page_of(rows, limit, _session, lambda s: (micros(s.created_at), s.token_hash))
+        return page_of(rows, limit, session_of, lambda s: (micros(s.created_at), s.token_hash))
 
     async def delete_sessions_expired_before(self, before: dt.datetime) -> int:
         async def delete(conn: Connection) -> str:
@@ -419,8 +239,7 @@ class PgUserStore:
     async def create_api_key(self, key: ApiKey) -> None:
         async def insert(conn: Connection) -> None:
             await conn.execute(
-                f"INSERT INTO api_keys ({_KEY_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 key.id,
                 key.user_id,
                 key.name,
@@ -437,11 +256,11 @@ class PgUserStore:
     async def get_api_key_by_hash(self, key_hash: str) -> ApiKey:
         async def find(conn: Connection) -> Record:
             row = await conn.fetchrow(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1::text", key_hash
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1::text", key_hash
             )
             return require(row, "API key", "(hash)")
 
-        return _api_key(await self._scope.read_primary(find))
+        return api_key_of(await self._scope.read_primary(find))
 
     async def list_api_keys(
         self, user_id: str, *, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
@@ -450,7 +269,7 @@ class PgUserStore:
 
         async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE user_id = $1::text"
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1::text"
                 ' AND ($2::timestamptz IS NULL OR (created_at, id COLLATE "C") < ($2, $3::text))'
                 ' ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT $4',
                 user_id,
@@ -460,20 +279,20 @@ class PgUserStore:
             )
 
         rows = await self._scope.read(fetch)
-        return page_of(rows, limit, _api_key, lambda k: (micros(k.created_at), k.id))
+        return page_of(rows, limit, api_key_of, lambda k: (micros(k.created_at), k.id))
 
     async def revoke_api_key(self, user_id: str, key_id: str, at: dt.datetime) -> ApiKey:
         async def revoke(conn: Connection) -> Record:
             row = await conn.fetchrow(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3)"
-                f" WHERE id = $2::text AND user_id = $1::text RETURNING {_KEY_COLUMNS}",
+                f" WHERE id = $2::text AND user_id = $1::text RETURNING {KEY_COLUMNS}",
                 user_id,
                 key_id,
                 at,
             )
             return require(row, "API key", key_id)
 
-        return _api_key(await self._scope.write(revoke))
+        return api_key_of(await self._scope.write(revoke))
 
     async def touch_api_key(self, key_id: str, at: dt.datetime) -> None:
         async def touch(conn: Connection) -> None:
@@ -507,7 +326,7 @@ class PgUserStore:
             )
 
         row = await self._scope.read_primary(find)
-        return None if row is None else _wallet(row)
+        return None if row is None else wallet_of(row)
 
     async def remove_wallet(self, user_id: str) -> None:
         async def delete(conn: Connection) -> None:
@@ -517,8 +336,3 @@ class PgUserStore:
             require_rows(status, "wallet of user", user_id)
 
         await self._scope.write(delete)
-
-
-def row_count(status: str) -> int:
-    """Rows touched, from a command tag such as ``UPDATE 3`` or ``DELETE 0``."""
-    return int(status.rsplit(" ", 1)[-1])

@@ -15,7 +15,8 @@ from grass.ids import new_uuid, short_id
 from grass.storage.postgres.earnings import PgEarningsStore
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.scope import Scope, UnitOfWork
-from grass.storage.postgres.uptime import PgUptimeStore, merge_uptime
+from grass.storage.postgres.uptime import PgUptimeStore
+from grass.storage.postgres.uptime_flush import merge_uptime
 from grass.storage.postgres.users import PgUserStore
 from tests.storage.conftest import HOUR, T0, delta, make_device, make_entry, make_user
 

@@ -13,7 +13,7 @@ import trio
 from grass.domain.uptime import UptimeStats
 from grass.postgres.migrate import LOCK_CLASS
 from grass.storage.postgres.storage import PostgresStorage
-from grass.storage.postgres.uptime import merge_uptime
+from grass.storage.postgres.uptime_flush import merge_uptime
 from tests.storage.conftest import T0, add_device, add_user, delta
 
 

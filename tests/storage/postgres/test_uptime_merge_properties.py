@@ -17,7 +17,7 @@ from grass.domain.epochs import Epoch
 from grass.domain.periods import Period
 from grass.domain.uptime import UptimeDelta, UptimeStats
 from grass.storage.postgres.storage import PostgresStorage
-from grass.storage.postgres.uptime import merge_uptime
+from grass.storage.postgres.uptime_flush import merge_uptime
 from tests.storage.conftest import BACKENDS, make_device, make_user
 
 START = dt.datetime(2024, 3, 30, tzinfo=dt.UTC)  # the EU moves its clocks on 31 March
