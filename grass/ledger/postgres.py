@@ -4,7 +4,8 @@ schema: ``postgres_migrations/0001_ledger.sql``.
 Each journal method is one transaction run through :meth:`Database.run`, so a deadlock or a
 serialization failure re-runs it from the start. Concurrency rules:
 
-- ``record`` takes the closed-epoch row FOR SHARE and ``close`` updates it: a credit can never
+- ``record`` (its statements: :mod:`grass.ledger.postgres_record`) takes the closed-epoch row
+  FOR SHARE and ``close`` updates it: a credit can never
   slip into an epoch closed meanwhile;
 - the idempotency key is UNIQUE: a concurrent insert of the same key waits for the other
   transaction, then is skipped (ON CONFLICT DO NOTHING) and compared like any duplicate;
@@ -24,10 +25,8 @@ from decimal import Decimal
 from grass.errors import StorageConflict
 from grass.ledger.abc import (
     AccountConflict,
-    AlreadySettled,
     Balance,
     Credit,
-    CreditConflict,
     HistoryPage,
     InvalidCredit,
     Link,
@@ -42,41 +41,13 @@ from grass.ledger.anchored import AnchoredLedger
 from grass.ledger.leafcopy import LEAVES_QUERY, LeafCopy
 from grass.ledger.merkle import to_checksum_address
 from grass.ledger.postgres_anchor import PostgresAnchor
-from grass.postgres.pool import Connection, Database, Record
+from grass.ledger.postgres_record import record_credits
+from grass.postgres.connection import Connection, Record
+from grass.postgres.pool import Database
 
 __all__ = ["PostgresAnchor", "PostgresJournal", "open_postgres_ledger"]
 
 _BIGINT_MAX = 2**63 - 1
-
-_EXISTING = """
-SELECT key, user_id, amount, epoch, source FROM ledger_credits WHERE key = ANY($1::text[])
-"""
-
-_ACCOUNTS = """
-INSERT INTO ledger_accounts (user_id, derived)
-SELECT * FROM unnest($1::text[], $2::bytea[]) ORDER BY 1
-ON CONFLICT (user_id) DO NOTHING
-"""
-
-# The credits in key order (lock order), each with the seq drawn for it in batch order; then
-# the per-epoch sums of what was really inserted.
-_INSERT = """
-WITH inserted AS (
-    INSERT INTO ledger_credits (seq, key, user_id, amount, epoch, source, created)
-    SELECT * FROM unnest(
-        $1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::bigint[], $6::text[],
-        $7::timestamptz[]
-    ) AS t(seq, key, user_id, amount, epoch, source, created)
-    ORDER BY key
-    ON CONFLICT (key) DO NOTHING
-    RETURNING key, user_id, amount, epoch
-), summed AS (
-    INSERT INTO ledger_balances (user_id, epoch, amount)
-    SELECT user_id, epoch, sum(amount) FROM inserted GROUP BY user_id, epoch ORDER BY 1, 2
-    ON CONFLICT (user_id, epoch) DO UPDATE SET amount = ledger_balances.amount + excluded.amount
-)
-SELECT key FROM inserted
-"""
 
 _LATEST_CONFIRMED = (
     "SELECT coalesce(max(epoch), -1) FROM ledger_settlements WHERE status = 'confirmed'"
@@ -113,21 +84,6 @@ ON CONFLICT (epoch) DO UPDATE SET
 _SETTLEMENT_COLUMNS = "epoch, root, total, user_count, anchor_ref, status"
 
 
-def _same(row: Record, credit: Credit) -> bool:
-    return (
-        row["user_id"] == credit.user_id
-        and int(row["amount"]) == credit.amount
-        and row["epoch"] == credit.epoch
-        and row["source"] == credit.source
-    )
-
-
-def _conflict(credit: Credit) -> CreditConflict:
-    return CreditConflict(
-        "this idempotency key was recorded with other content", details={"key": credit.key}
-    )
-
-
 def _settlement(row: Record) -> Settlement:
     return Settlement(
         epoch=row["epoch"],
@@ -155,58 +111,7 @@ class PostgresJournal:
         derived = [derived_account(u) for u in users]
 
         async def work(conn: Connection) -> int:
-            closed = await conn.fetchval("SELECT closed FROM ledger_state FOR SHARE")
-            keys = list({c.key for c in credits})
-            existing = {row["key"]: row for row in await conn.fetch(_EXISTING, keys)}
-            # In batch order, so the first fault met is the one raised, as in memory.
-            fresh: dict[str, Credit] = {}
-            for credit in credits:
-                row = existing.get(credit.key)
-                if row is not None:
-                    if not _same(row, credit):
-                        raise _conflict(credit)
-                    continue
-                known = fresh.get(credit.key)
-                if known is not None:
-                    if known != credit:
-                        raise _conflict(credit)
-                    continue
-                if credit.epoch <= closed:
-                    raise AlreadySettled(
-                        "this credit's epoch is already settled",
-                        details={"key": credit.key, "epoch": credit.epoch, "closed": closed},
-                    )
-                fresh[credit.key] = credit
-            candidates = list(fresh.values())
-            if not candidates:
-                return 0
-            await conn.execute(_ACCOUNTS, users, derived)
-            seqs = await conn.fetchval(
-                "SELECT array_agg(nextval('ledger_credits_seq')) FROM generate_series(1, $1)",
-                len(candidates),
-            )
-            inserted = {
-                row["key"]
-                for row in await conn.fetch(
-                    _INSERT,
-                    sorted(seqs),
-                    [c.key for c in candidates],
-                    [c.user_id for c in candidates],
-                    [Decimal(c.amount) for c in candidates],
-                    [c.epoch for c in candidates],
-                    [c.source for c in candidates],
-                    [c.created for c in candidates],
-                )
-            }
-            raced = [c for c in candidates if c.key not in inserted]
-            if raced:
-                # Recorded by a concurrent batch that committed after our first read.
-                rows = await conn.fetch(_EXISTING, [c.key for c in raced])
-                by_key = {row["key"]: row for row in rows}
-                for credit in raced:
-                    if not _same(by_key[credit.key], credit):
-                        raise _conflict(credit)
-            return len(inserted)
+            return await record_credits(conn, credits, users, derived)
 
         new = await self._db.run(work)
         return RecordResult(new=new, duplicates=len(credits) - new)

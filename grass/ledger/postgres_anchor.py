@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from grass.ledger.abc import AnchorFailed
-from grass.postgres.pool import Connection, Database
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database
 
 
 class PostgresAnchor:

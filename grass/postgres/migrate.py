@@ -25,8 +25,9 @@ from importlib.resources.abc import Traversable
 
 import attrs
 
+from grass.postgres.connection import Connection
 from grass.postgres.errors import ChecksumMismatch, MigrationError, SchemaTooNew
-from grass.postgres.pool import Connection, Database
+from grass.postgres.pool import Database
 from grass.postgres.single_sequence import convert_single_sequence
 
 __all__ = [

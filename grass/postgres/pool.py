@@ -11,15 +11,16 @@ can be run again from the start::
     await db.run(credit, isolation="serializable")   # retried on 40001 / 40P01
     rows = await db.read(lambda conn: conn.fetch("SELECT ..."))   # replica when configured
 
-Every driver error crossing this module is translated by :mod:`.errors`.
+Every driver error crossing this module is translated by :mod:`.errors`; work receives a
+:class:`~grass.postgres.connection.Connection`.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
@@ -29,13 +30,12 @@ import triopg
 
 from grass.errors import StorageUnavailable
 from grass.postgres.codecs import init_connection
+from grass.postgres.connection import Connection
 from grass.postgres.errors import SerializationConflict, translate_errors
 
 __all__ = [
-    "Connection",
     "Database",
     "Isolation",
-    "Record",
     "RetryPolicy",
     "describe_dsn",
     "open_postgres",
@@ -43,17 +43,6 @@ __all__ = [
 
 T = TypeVar("T")
 Isolation = Literal["read_committed", "repeatable_read", "serializable"]
-
-
-class Record(Protocol):
-    """A result row (asyncpg.Record): indexable by column name or position."""
-
-    def __getitem__(self, key: str | int, /) -> Any: ...
-    def get(self, key: str, default: Any = None, /) -> Any: ...
-    def keys(self) -> Iterator[str]: ...
-    def values(self) -> Iterator[Any]: ...
-    def items(self) -> Iterator[tuple[str, Any]]: ...
-    def __len__(self) -> int: ...
 
 
 def describe_dsn(dsn: str) -> str:
@@ -84,62 +73,6 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-
-
-class Connection:
-    """A pooled connection; every call maps driver errors to storage errors.
-
-    ``raw`` is the triopg connection, for what this face does not cover (LISTEN, prepare).
-    Deadlines are Trio's (``trio.fail_after``): a cancelled query is cancelled on the server too.
-    """
-
-    __slots__ = ("_target", "raw")
-
-    def __init__(self, raw: Any, target: str) -> None:
-        self.raw = raw
-        self._target = target
-
-    async def execute(self, query: str, *args: object) -> str:
-        with translate_errors(target=self._target):
-            return cast(str, await self.raw.execute(query, *args))
-
-    async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None:
-        with translate_errors(target=self._target):
-            await self.raw.executemany(query, args)
-
-    async def fetch(self, query: str, *args: object) -> list[Record]:
-        with translate_errors(target=self._target):
-            return cast("list[Record]", await self.raw.fetch(query, *args))
-
-    async def fetchrow(self, query: str, *args: object) -> Record | None:
-        with translate_errors(target=self._target):
-            return cast("Record | None", await self.raw.fetchrow(query, *args))
-
-    async def fetchval(self, query: str, *args: object) -> Any:
-        with translate_errors(target=self._target):
-            return await self.raw.fetchval(query, *args)
-
-    async def copy_records_to_table(
-        self,
-        table: str,
-        *,
-        records: Iterable[Sequence[object]],
-        columns: Sequence[str] | None = None,
-    ) -> str:
-        """COPY rows into ``table`` (resolved through search_path; temp tables work too)."""
-        with translate_errors(target=self._target):
-            return cast(
-                str,
-                await self.raw.copy_records_to_table(table, records=records, columns=columns),
-            )
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """A transaction, or inside one a savepoint: an error in the block rolls back only
-        the block (a store can catch StorageConflict and go on)."""
-        with translate_errors(target=self._target):
-            async with self.raw.transaction():
-                yield
 
 
 class _NotStarted(Exception):

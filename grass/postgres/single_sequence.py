@@ -15,8 +15,8 @@ table exactly as a fresh database's (dropped and created again in one transactio
 
 from __future__ import annotations
 
+from grass.postgres.connection import Connection
 from grass.postgres.errors import MigrationError
-from grass.postgres.pool import Connection
 
 __all__ = ["RENUMBERED", "convert_single_sequence"]
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from grass.ledger.postgres_schema import migrate_ledger_tables
-from grass.postgres.pool import Connection, Database, open_postgres
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database, open_postgres
 from grass.storage.postgres.partitions import ensure_partitions
 from grass.storage.postgres.schema import migrate_storage_tables
 

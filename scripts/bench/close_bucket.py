@@ -40,7 +40,8 @@ from _pg import DEFAULT_DSN, load_users, throwaway_database
 from grass.config import Config
 from grass.ids import short_id
 from grass.ledger.memory import open_memory_ledger
-from grass.postgres.pool import Connection, Database
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database
 from grass.services.closer import BucketCloser
 from grass.services.epochs import EpochService
 from grass.services.scores import ScoreService

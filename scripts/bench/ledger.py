@@ -34,7 +34,8 @@ from grass.ledger.keccak import KECCAK_BACKEND
 from grass.ledger.memory import open_memory_ledger
 from grass.ledger.merkle import MerkleTree
 from grass.ledger.postgres import PostgresAnchor, PostgresJournal
-from grass.postgres.pool import Connection, Database
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database
 
 
 def _credits(users: int) -> list[Credit]:

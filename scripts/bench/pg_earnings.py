@@ -27,7 +27,8 @@ from _pg import DEFAULT_DSN, load_users, throwaway_database, timed
 
 from grass.domain.earnings import EarningEntry, EarningSource
 from grass.ids import short_id
-from grass.postgres.pool import Connection, Database
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database
 from grass.storage.postgres.earnings import PgEarningsStore
 from grass.storage.postgres.scope import Scope
 

@@ -34,7 +34,8 @@ from _pg import DEFAULT_DSN, load_users, throwaway_database, timed
 
 from grass.domain.uptime import UptimeDelta, UptimeStats
 from grass.ids import short_id
-from grass.postgres.pool import Connection, Database
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database
 from grass.storage.postgres.partitions import partition_name
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime import PgUptimeStore

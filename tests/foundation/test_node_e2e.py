@@ -26,7 +26,7 @@ from grass.config import (
     StorageConfig,
 )
 from grass.domain.bearer import hash_token, new_node_key
-from grass.postgres.pool import Connection
+from grass.postgres.connection import Connection
 from grass.storage.abc import Storage
 from grass.storage.postgres.storage import PostgresStorage, open_postgres_storage
 from tests.foundation.test_cli import _env

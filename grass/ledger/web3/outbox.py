@@ -28,7 +28,8 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from grass import logs
-from grass.postgres.pool import Connection, Database, Record
+from grass.postgres.connection import Connection, Record
+from grass.postgres.pool import Database
 
 log = logs.get("grass.ledger.outbox")
 

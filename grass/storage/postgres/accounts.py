@@ -6,7 +6,7 @@ import datetime as dt
 
 from grass.domain.accounts import AccountToken, Mail, TokenPurpose
 from grass.errors import StorageNotFound
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import require, row_count
 from grass.storage.postgres.scope import Scope
 

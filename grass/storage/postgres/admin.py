@@ -17,7 +17,7 @@ from grass.domain.pages import (
     micros,
 )
 from grass.ids import is_uuid
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.devices import _COLUMNS as DEVICE_COLUMNS
 from grass.storage.postgres.devices import _device
 from grass.storage.postgres.rows import after_time_text, page_of, require, row_count, text_or_none

@@ -17,7 +17,7 @@ import attrs
 from grass import ids
 from grass.domain.payouts import UptimeLine
 from grass.errors import StorageConflict
-from grass.postgres.pool import Connection
+from grass.postgres.connection import Connection
 from grass.storage.payouts import BucketClose, KeyedPayout
 from grass.storage.postgres.earnings_insert import lock_users
 

@@ -11,7 +11,7 @@ from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.score import NetworkScore, ScoreComponents
 from grass.errors import OwnedByAnother, StorageNotFound
 from grass.ids import is_uuid
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import (
     after_time_text,
     page_of,

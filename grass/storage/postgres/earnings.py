@@ -29,7 +29,7 @@ from grass.domain.pages import (
 )
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, zone
 from grass.ids import is_uuid
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.earnings_insert import conflict, insert_batch, record
 from grass.storage.postgres.rows import fold_periods, time_filter
 from grass.storage.postgres.scope import Scope

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from grass.domain.earnings import EarningEntry
 from grass.errors import IntegrityViolation, StorageConflict
-from grass.postgres.pool import Connection
+from grass.postgres.connection import Connection
 
 __all__ = ["conflict", "insert_batch", "lock_users", "record"]
 

@@ -7,7 +7,7 @@ import datetime as dt
 from grass.domain.epochs import Epoch, EpochStatus, EpochTotals
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page
 from grass.errors import IntegrityViolation
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import after_int, page_of, require
 from grass.storage.postgres.scope import Scope
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.users import NodeKey
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import after_time_text, page_of, require
 from grass.storage.postgres.scope import Scope
 

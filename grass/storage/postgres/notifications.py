@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from grass.domain.notifications import Notification, NotificationType, Priority
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import after_time_text, page_of, row_count
 from grass.storage.postgres.scope import Scope
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from grass.postgres.connection import Connection
 from grass.postgres.migrate import LOCK_CLASS
-from grass.postgres.pool import Connection, Database
+from grass.postgres.pool import Database
 
 __all__ = ["PARTITIONED_TABLES", "ensure_partitions", "month_starts", "partition_name"]
 

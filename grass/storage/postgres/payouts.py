@@ -13,7 +13,7 @@ from grass.domain.payouts import UptimeLine, bucket_key, slot
 from grass.domain.referrals import ReferralStatus
 from grass.domain.uptime import UptimeStats
 from grass.ids import is_uuid
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.payouts import (
     BucketClose,
     ChainLink,

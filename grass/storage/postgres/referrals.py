@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 
 from grass.domain.pages import DEFAULT_PAGE_SIZE, Page, micros
 from grass.domain.referrals import MAX_LEVEL, REF_LENGTH, Referral, ReferralStatus
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import after_time_text, page_of, row_count
 from grass.storage.postgres.scope import Scope
 

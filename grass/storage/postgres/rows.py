@@ -20,7 +20,7 @@ from grass.domain.pages import (
 )
 from grass.domain.periods import Period, PeriodTotal, period_start, zone
 from grass.errors import StorageNotFound
-from grass.postgres.pool import Record
+from grass.postgres.connection import Record
 
 __all__ = [
     "after_int",

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from grass.errors import TransactionAborted
-from grass.postgres.pool import Connection, Database
+from grass.postgres.connection import Connection
+from grass.postgres.pool import Database
 
 T = TypeVar("T")
 

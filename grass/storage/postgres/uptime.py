@@ -26,7 +26,7 @@ from grass.domain.pages import (
 from grass.domain.periods import EpochTotal, Period, PeriodTotal, zone
 from grass.domain.uptime import UptimeBucket, UptimeDelta, UptimeFlushResult, UptimeStats
 from grass.ids import is_uuid
-from grass.postgres.pool import Connection, Record
+from grass.postgres.connection import Connection, Record
 from grass.storage.postgres.rows import fold_periods, time_filter
 from grass.storage.postgres.scope import Scope
 from grass.storage.postgres.uptime_flush import append_deltas

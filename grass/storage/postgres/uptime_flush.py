@@ -21,8 +21,9 @@ from collections.abc import Sequence
 import attrs
 
 from grass.domain.uptime import UptimeDelta
+from grass.postgres.connection import Connection, Record
 from grass.postgres.migrate import LOCK_CLASS
-from grass.postgres.pool import Connection, Database, Record
+from grass.postgres.pool import Database
 
 __all__ = ["DELETED_USERS_LOCK", "append_deltas", "merge_pending", "merge_uptime"]
 

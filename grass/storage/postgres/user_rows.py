@@ -20,7 +20,7 @@ from grass.domain.users import (
     UserStatus,
     WalletLink,
 )
-from grass.postgres.pool import Record
+from grass.postgres.connection import Record
 from grass.storage.postgres.rows import text_or_none
 
 __all__ = [

@@ -16,8 +16,8 @@ from grass.domain.users import (
     User,
     WalletLink,
 )
+from grass.postgres.connection import Connection, Record
 from grass.postgres.migrate import LOCK_CLASS
-from grass.postgres.pool import Connection, Record
 from grass.storage.postgres.rows import (
     after_time_text,
     page_of,

@@ -10,9 +10,10 @@ import pytest
 import trio
 
 from grass.ledger.postgres_schema import ledger_migrations, migrate_ledger_tables
+from grass.postgres.connection import Connection
 from grass.postgres.errors import MigrationError
 from grass.postgres.migrate import Migration, schema_version
-from grass.postgres.pool import Connection, Database
+from grass.postgres.pool import Database
 from grass.postgres.single_sequence import RENUMBERED
 from grass.storage.postgres.schema import migrate_storage_tables, storage_migrations
 from tests.storage.postgres.conftest import open_test_database, temporary_schema
