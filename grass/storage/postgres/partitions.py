@@ -2,7 +2,8 @@
 
 ``uptime_buckets`` (by ``bucket_start``) and ``earnings`` (by ``accrued_at``) get one partition per
 UTC month, named ``<table>_YYYY_MM``. :func:`ensure_partitions` creates the current month's
-and the next ones; it is idempotent and runs after :func:`~.migrate.migrate` and then
+and the next ones; it is idempotent and runs after the stores' migrations
+(:func:`~grass.storage.postgres.schema.migrate_storage_tables`) and then
 periodically. Rows outside every monthly partition go to ``<table>_default`` (created by the
 schema), so an insert never fails; when a month's partition is created later, rows already in
 the default partition for that month are moved into it.
