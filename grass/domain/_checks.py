@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import functools
-import ipaddress
 import re
 import zoneinfo
 from typing import Any
 
 import attrs
 
+from grass.domain.addresses import standard_spelling
 from grass.errors import ValidationFailed
 from grass.ids import is_short_id, is_uuid
 
@@ -141,20 +140,10 @@ def timezone(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise _fail(attribute, "must be an IANA time zone name") from None
 
 
-@functools.lru_cache(maxsize=1 << 17)
-def _canonical_ip(value: str) -> str | None:
-    # Cached: every uptime flush builds a device row and a delta per device that pinged, each
-    # checking the same address again (a third of the flush's cost before the cache).
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
-
-
 def ip(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise _fail(attribute, "must be an IP address")
-    canonical = _canonical_ip(value)
+    canonical = standard_spelling(value)
     if canonical is None:
         raise _fail(attribute, "must be an IP address")
     if canonical != value:
