@@ -231,3 +231,13 @@ def ws_error(exc: BaseException) -> WsError:
     # A close reason must fit a control frame (123 bytes of UTF-8).
     reason = exc.message.encode()[:123].decode(errors="ignore")
     return WsError(exc.ws_close_code, reason, None)
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a group wraps, through nested groups of one; the group itself when it
+    holds more. A nursery wraps what its body raised: callers catch StorageConflict or
+    ConnectionRejected, not a group holding one."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return group if isinstance(inner, BaseExceptionGroup) else inner

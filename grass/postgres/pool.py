@@ -28,7 +28,7 @@ import trio
 import trio_asyncio
 import triopg
 
-from grass.errors import StorageUnavailable
+from grass.errors import StorageUnavailable, sole_exception
 from grass.postgres.codecs import init_connection
 from grass.postgres.connection import Connection
 from grass.postgres.errors import SerializationConflict, translate_errors
@@ -253,9 +253,7 @@ async def _asyncio_loop() -> AsyncIterator[None]:
         async with trio_asyncio.open_loop():
             yield
     except BaseExceptionGroup as group:
-        inner: BaseException = group
-        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-            inner = inner.exceptions[0]
+        inner = sole_exception(group)
         if inner is group:
             raise
         raise inner from inner.__cause__

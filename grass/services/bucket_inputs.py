@@ -12,6 +12,7 @@ import trio
 from grass.domain import payouts as rules
 from grass.domain.devices import DeviceType
 from grass.domain.referrals import ReferralStatus
+from grass.errors import sole_exception
 from grass.services.scores import ScoreService
 from grass.storage.earnings import EarningsStore
 from grass.storage.payouts import ChainLink, KeyedPayout, LineScore, PayoutStore
@@ -57,7 +58,7 @@ async def read_bucket_inputs(
     except BaseExceptionGroup as group:
         # One read failed (the nursery cancelled the others): its error, with its type
         # (StorageUnavailable for a database that is down), not a group around it.
-        raise _single(group) from None
+        raise sole_exception(group) from None
     return lines, chains, reached
 
 
@@ -117,19 +118,6 @@ async def unpaid_milestones(
         for key, payout in rules.milestone_payouts(level1, level1, rates)
         if await earnings.find_earning(key) is None
     ]
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception of a group (nested groups included), else the group itself."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else group
 
 
 def _lowest(rates: rules.Rates) -> DeviceType:

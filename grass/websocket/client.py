@@ -16,15 +16,7 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error a nursery wrapped (callers catch ConnectionRejected, not a group)."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        inner = group.exceptions[0]
-        if not isinstance(inner, BaseExceptionGroup):
-            return inner
-        group = inner
-    return group
+from grass.errors import sole_exception
 
 
 @asynccontextmanager
@@ -63,7 +55,7 @@ async def open_node_socket(
                 finally:
                     await ws.aclose()
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            raise sole_exception(group) from None
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()

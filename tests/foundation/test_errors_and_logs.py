@@ -150,3 +150,14 @@ def test_console_format_on_a_terminal() -> None:
     assert not text.startswith("{")
     assert "secret" in text
     assert "********" in text
+
+
+def test_sole_exception_unwraps_groups_of_one_and_keeps_larger_groups():
+    from grass.errors import sole_exception
+
+    error = ValueError("x")
+    assert sole_exception(ExceptionGroup("a", [ExceptionGroup("b", [error])])) is error
+    two = ExceptionGroup("a", [ValueError("x"), KeyError("y")])
+    assert sole_exception(two) is two
+    nested_two = ExceptionGroup("a", [two])
+    assert sole_exception(nested_two) is nested_two
