@@ -8,12 +8,14 @@ so that "the benchmarks pass unchanged" can be checked by running them.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import IN_CI
 from tests.ledger.evm import anvil_binary, anvil_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +78,17 @@ def test_web3_benchmark_runs(tmp_path: Path) -> None:
     # anvil keeps a cache under $HOME: a home of its own, as the ledger tests give each anvil.
     out = _run("web3_calls.py", ["--calls", "50"], env={"HOME": str(tmp_path)})
     assert "calls/s" in out
+
+
+@pytest.mark.slow
+def test_frame_instructions_benchmark_runs() -> None:
+    # valgrind is one of the tools .ci/run requires; on a developer's machine without it, skip.
+    if shutil.which("valgrind") is None:
+        if IN_CI:
+            pytest.fail("valgrind is missing: CI needs it (apt-get install valgrind)")
+        pytest.skip("valgrind is missing (apt-get install valgrind)")
+    out = _run("frame_instructions.py", ["--frames", "200"])
+    assert "x baseline" in out
 
 
 @pytest.mark.slow
