@@ -98,7 +98,8 @@ def load_migrations(directory: Traversable) -> list[Migration]:
 
 
 async def schema_version(db: Database, owner: str) -> int:
-    """The owner's highest applied migration, 0 for a database it never migrated."""
+    """The owner's highest applied migration; 0 for a database it never migrated or one whose
+    old single-sequence bookkeeping is not converted yet (:func:`migrate` converts it first)."""
 
     async def read(conn: Connection) -> int:
         if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:

@@ -4,7 +4,8 @@ Until the stores and the ledger each had their own migrations, one sequence held
 files of ``grass/storage/postgres/migrations`` at the time, 0001 to 0013) and
 ``schema_migrations`` was keyed by version alone. The files were then split by owner without a
 byte changed, and renumbered from 0001 in each owner's directory (:data:`RENUMBERED`; comments
-inside them still cite the old numbers, since an applied file never changes).
+inside them still cite the old numbers and module paths of the time, since an applied file
+never changes).
 
 :func:`convert_single_sequence` rewrites that old bookkeeping into the new one, keeping each
 row's name, checksum and time: nothing is applied again, and the owners' runners then check

@@ -58,9 +58,9 @@ class ClusterServices:
             refresh_interval=lambda: running.current.node.presence_refresh_interval,
             events=self.events,
         )
-        bans = BanChecks(self.bans, storage.devices, storage.users)
-        gateway.upgrade_checks.append(bans.at_upgrade)
-        gateway.auth_checks.append(bans.at_auth)
+        ban_checks = BanChecks(self.bans, storage.devices, storage.users)
+        gateway.upgrade_checks.append(ban_checks.at_upgrade)
+        gateway.auth_checks.append(ban_checks.at_auth)
         self.network = NetworkService(
             storage,
             shared.presence,
