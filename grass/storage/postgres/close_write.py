@@ -19,27 +19,13 @@ from grass.domain.payouts import UptimeLine
 from grass.errors import StorageConflict
 from grass.postgres.connection import Connection
 from grass.storage.payouts import BucketClose, KeyedPayout
-from grass.storage.postgres.earnings_insert import lock_users
+from grass.storage.postgres.earnings_insert import ENTRY_COLUMNS, lock_users
 
 __all__ = ["CLOSE_COLUMNS", "CloseRows", "close_rows", "write_close"]
 
 CLOSE_COLUMNS = "bucket_start, revision, seconds, credited, closed_at"
 _FROZEN_COLUMNS = ("bucket_start", "device_id", "ip", "device_type", "score", "revision")
 _KEY_COLUMNS = ("idempotency_key", "entry_id", "accrued_at", "user_id")
-_ENTRY_COLUMNS = (
-    "id",
-    "user_id",
-    "source",
-    "amount",
-    "idempotency_key",
-    "accrued_at",
-    "created_at",
-    "device_id",
-    "ip",
-    "bucket_start",
-    "referee_id",
-    "referral_level",
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -111,7 +97,7 @@ async def write_close(conn: Connection, close: BucketClose, rows: CloseRows) -> 
     if rows.keys:
         await lock_users(conn, {str(k[3]) for k in rows.keys})
         await conn.copy_records_to_table("earnings_keys", records=rows.keys, columns=_KEY_COLUMNS)
-        await conn.copy_records_to_table("earnings", records=rows.entries, columns=_ENTRY_COLUMNS)
+        await conn.copy_records_to_table("earnings", records=rows.entries, columns=ENTRY_COLUMNS)
     if rows.prices:
         await conn.copy_records_to_table(
             "bucket_lines", records=rows.prices, columns=_FROZEN_COLUMNS

@@ -17,10 +17,11 @@ from grass.domain.earnings import EarningEntry
 from grass.errors import IntegrityViolation, StorageConflict
 from grass.postgres.connection import Connection
 
-__all__ = ["conflict", "insert_batch", "lock_users", "record"]
+__all__ = ["ENTRY_COLUMNS", "conflict", "insert_batch", "lock_users", "record"]
 
 _STAGING = "grass_earnings_batch"
-_COLUMNS = (
+#: The earnings table's columns, in the order its rows are copied (here and by the closer).
+ENTRY_COLUMNS = (
     "id",
     "user_id",
     "source",
@@ -34,7 +35,7 @@ _COLUMNS = (
     "referee_id",
     "referral_level",
 )
-_COLS = ", ".join(_COLUMNS)
+_COLS = ", ".join(ENTRY_COLUMNS)
 # No constraints on the staging table: the model validated every value, and the target's
 # constraints run once, on the insert. Emptied first: a unit of work may insert twice.
 # The staging table has no statistics, so the planner's guesses can be wild: a guess of
@@ -133,7 +134,7 @@ async def insert_batch(
     transaction; return the keys that were already taken (with the same content)."""
     await lock_users(conn, {e.user_id for e in first.values()})
     await conn.execute(_PREPARE)
-    await conn.copy_records_to_table(_STAGING, records=records, columns=_COLUMNS)
+    await conn.copy_records_to_table(_STAGING, records=records, columns=ENTRY_COLUMNS)
     taken = [r["idempotency_key"] for r in await conn.fetch(_CLAIM)]
     if taken:
         # Raw tuples, not rebuilt models: a retried batch of 100 000 entries spent
